@@ -1,0 +1,32 @@
+#include "src/core/runtime.hpp"
+
+#include <mpi.h>
+
+#include <Kokkos_Core.hpp>
+
+#include "src/core/mpi_check.hpp"
+
+namespace crackseg {
+
+Runtime::Runtime(int* argc, char*** argv) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    int provided = 0;
+    CRACKSEG_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+    we_initialized_mpi_ = true;
+  }
+  CRACKSEG_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+  CRACKSEG_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
+  CRACKSEG_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
+  if (!Kokkos::is_initialized()) Kokkos::initialize(*argc, *argv);
+}
+
+Runtime::~Runtime() {
+  if (Kokkos::is_initialized()) Kokkos::finalize();
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (we_initialized_mpi_ && !finalized) MPI_Finalize();
+}
+
+}  // namespace crackseg

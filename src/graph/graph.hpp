@@ -1,0 +1,60 @@
+// A model is a small DAG of layer specs built in code (src/models). The Graph instantiates
+// the specs on a Backend, initialises parameters (seeded), plans memory once per input shape,
+// runs forward in topological order and backward in reverse, summing gradients where a
+// node's output feeds several consumers.
+//
+//   Graph g;
+//   NodeId x = g.input();                                   // the image (N, 3, H, W)
+//   NodeId c = g.add("enc1.conv1", Conv2dSpec{3, 16, 3, 1, 1}, {x});
+//   NodeId r = g.add("enc1.relu1", ReluSpec{}, {c});
+//   g.set_output(r);
+//   g.instantiate(backend, /*init_seed=*/126);
+//   const Tensor& y = g.forward(ctx, image);                // image: any format, f32
+//   g.backward(ctx, dy);                                    // dy: dims of y
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "src/graph/layer.hpp"
+
+namespace crackseg {
+
+using NodeId = int32_t;
+
+class Graph {
+ public:
+  Graph();
+  ~Graph();
+  Graph(Graph&&) noexcept;
+  Graph& operator=(Graph&&) noexcept;
+
+  // ---- building (specs only; cheap, no weights) ----
+  NodeId input();
+  NodeId add(std::string name, LayerSpec spec, std::vector<NodeId> inputs);
+  void set_output(NodeId node);
+  [[nodiscard]] int64_t num_params() const;  // from specs
+  [[nodiscard]] int64_t num_nodes() const;
+  // Forward multiply-adds per sample for an input of (C, H, W) (shape inference over specs).
+  [[nodiscard]] double forward_macs_per_sample(const Dims& chw) const;
+  // Output dims for input dims (N, C, H, W), by shape inference over the specs.
+  [[nodiscard]] Dims output_dims(const Dims& in) const;
+
+  // ---- running ----
+  void instantiate(Backend& backend, uint64_t init_seed);
+  [[nodiscard]] bool instantiated() const;
+  const Tensor& forward(const StepContext& ctx, const Tensor& input);
+  // dout: gradient of the loss w.r.t. the output, same dims as forward's result.
+  void backward(const StepContext& ctx, const Tensor& dout);
+  // All parameters in a fixed order (node order, then the layer's order).
+  [[nodiscard]] std::vector<Param*> params();
+  [[nodiscard]] std::vector<std::pair<std::string, Tensor*>> buffers();
+  void zero_grad();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace crackseg

@@ -1,0 +1,82 @@
+// The Layer interface every backend implements (kernels/reference, kernels/cpu = oneDNN,
+// kernels/cuda = cuDNN). forward and backward sit side by side in each implementation.
+//
+// Contract:
+// - plan(in_dims) is called when input shapes change (first step, new batch or crop size):
+//   build primitives, allocate workspaces. A steady-state step calls only forward/backward
+//   and allocates nothing.
+// - forward writes `out`, whose dims and format the Graph allocated from output_dims() and
+//   the backend's activation format.
+// - backward *writes* din[i] (nullptr when input i needs no gradient, e.g. the image) and
+//   *accumulates* into its parameters' grads (so gradient accumulation over micro-batches is
+//   just several backward calls; the optimizer zeroes grads).
+// - Tensors are (N, C, H, W) logically; the backend chooses the memory format (oneDNN: nhwc).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "src/layers/specs.hpp"
+#include "src/tensor/tensor.hpp"
+
+namespace crackseg {
+
+// A trainable parameter and its gradient; both plain layout, f32, same dims. Weight layouts:
+// conv2d (O, I, kh, kw); conv_transpose2d (I, O, kh, kw) (PyTorch's convention);
+// linear (O, I); batchnorm scale and shift (C).
+struct Param {
+  std::string name;  // "enc1.conv1.weight"
+  Tensor value;
+  Tensor grad;
+  bool decay = true;  // weight decay applies (false for biases and batchnorm)
+};
+
+// Per-step information stochastic and mode-dependent layers need.
+struct StepContext {
+  bool training = true;
+  uint64_t seed = 0;
+  uint64_t epoch = 0;
+  // Global sample index of each item in the batch (size N). Dropout keys its mask by
+  // (seed, epoch, sample id, Purpose::dropout, layer salt + element), never by rank/thread.
+  std::span<const uint64_t> sample_ids;
+};
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  Layer() = default;
+  Layer(const Layer&) = delete;
+  Layer& operator=(const Layer&) = delete;
+
+  [[nodiscard]] virtual const LayerSpec& spec() const = 0;
+  // Output dims for the given input dims; throws naming the layer and both shapes when the
+  // inputs do not fit.
+  [[nodiscard]] virtual Dims output_dims(std::span<const Dims> in) const = 0;
+  virtual void plan(std::span<const Dims> in) = 0;
+  virtual void forward(const StepContext& ctx, std::span<const Tensor* const> in, Tensor& out) = 0;
+  virtual void backward(const StepContext& ctx, std::span<const Tensor* const> in, const Tensor& out,
+                        const Tensor& dout, std::span<Tensor* const> din) = 0;
+  // Parameters in a fixed order (weight, bias / scale, shift); empty for parameterless layers.
+  [[nodiscard]] virtual std::vector<Param*> params() { return {}; }
+  // Non-trainable state saved in checkpoints (batchnorm running mean and variance).
+  [[nodiscard]] virtual std::vector<std::pair<std::string, Tensor*>> buffers() { return {}; }
+};
+
+// Creates layers for one device. Each backend registers its layer implementations here.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  [[nodiscard]] virtual std::string name() const = 0;  // "reference", "onednn", "cuda"
+  [[nodiscard]] virtual Device device() const = 0;
+  [[nodiscard]] virtual Format activation_format() const = 0;
+  // `name` is the node name (for messages and parameter names: "<name>.weight").
+  [[nodiscard]] virtual std::unique_ptr<Layer> make_layer(const LayerSpec& spec, const std::string& name) = 0;
+};
+
+// "reference" (plain loops, double accumulation; tests only) or "onednn" (CPU default);
+// "cuda" when built with CRACKSEG_CUDA. Throws listing the available names otherwise.
+[[nodiscard]] std::unique_ptr<Backend> make_backend(const std::string& name);
+
+}  // namespace crackseg
