@@ -52,6 +52,16 @@ class Graph {
   [[nodiscard]] std::vector<std::pair<std::string, Tensor*>> buffers();
   void zero_grad();
 
+  // ---- additions ----
+  // Conv -> ReLU/LeakyReLU fusion (oneDNN post-ops) is on by default; call before
+  // instantiate to turn it off (tests compare both; the result is the same).
+  void set_fusion(bool enabled);
+  // Parameter values were changed through pointers obtained earlier (e.g. an optimizer that
+  // keeps Param* across steps and updates them without a backward in between). backward()
+  // and params() already imply it; layers then refresh derived weight copies before the
+  // next forward.
+  void mark_params_changed();
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -62,6 +62,18 @@ class Layer {
   [[nodiscard]] virtual std::vector<Param*> params() { return {}; }
   // Non-trainable state saved in checkpoints (batchnorm running mean and variance).
   [[nodiscard]] virtual std::vector<std::pair<std::string, Tensor*>> buffers() { return {}; }
+
+  // ---- optional hooks (defaults keep simple layers simple) ----
+  // Fusion: the Graph offers a conv / transposed conv the ReLU or LeakyReLU spec that
+  // directly follows it when the conv's output has no other consumer. Returning true means
+  // forward now writes act(conv(x) + b) (oneDNN post-op) and backward receives that
+  // activated `out` and the gradient w.r.t. it (the activation's backward uses the saved
+  // output). The Graph then skips the activation node.
+  [[nodiscard]] virtual bool fuse_activation(const LayerSpec& /*activation*/) { return false; }
+  // Parameter values changed (optimizer step, checkpoint load, init): refresh derived copies
+  // such as oneDNN's blocked weights. The Graph calls it before the first forward after
+  // instantiate, backward() or params().
+  virtual void params_changed() {}
 };
 
 // Creates layers for one device. Each backend registers its layer implementations here.
@@ -73,6 +85,9 @@ class Backend {
   [[nodiscard]] virtual Format activation_format() const = 0;
   // `name` is the node name (for messages and parameter names: "<name>.weight").
   [[nodiscard]] virtual std::unique_ptr<Layer> make_layer(const LayerSpec& spec, const std::string& name) = 0;
+  // Copies a CPU plain tensor into `dst` (same dims) on this backend's device; the Graph
+  // initialises parameters on the host and uploads them with it. CPU backends: copy_from.
+  virtual void upload(const Tensor& host, Tensor& dst) { dst.copy_from(host); }
 };
 
 // "reference" (plain loops, double accumulation; tests only) or "onednn" (CPU default);

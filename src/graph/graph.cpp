@@ -1,0 +1,356 @@
+// Graph: specs -> layers on a backend, memory planned once per input shape, forward in node
+// order (nodes can only read earlier nodes, so insertion order is topological), backward in
+// reverse with gradient summation for outputs that feed several consumers.
+#include "src/graph/graph.hpp"
+
+#include <algorithm>
+#include <deque>
+#include <optional>
+
+#include "src/core/error.hpp"
+#include "src/graph/backend.hpp"
+#include "src/layers/shapes.hpp"
+
+namespace crackseg {
+
+struct Graph::Impl {
+  struct Node {
+    std::string name;
+    std::optional<LayerSpec> spec;  // empty for the input
+    std::vector<NodeId> inputs;
+  };
+  // One input slot of a node, resolved at plan time.
+  struct Edge {
+    NodeId producer;
+    Tensor* scratch = nullptr;  // gradient lands here, then is added to the producer's grad
+  };
+
+  std::vector<Node> nodes;
+  NodeId input = -1, output = -1;
+  bool fusion = true;
+
+  // instantiated
+  Backend* backend = nullptr;
+  std::vector<std::unique_ptr<Layer>> layers;
+  std::vector<NodeId> alias;  // alias[i] != i: node i is an activation fused into alias[i]
+  bool params_dirty = true;
+
+  // planned per input shape
+  Dims planned;
+  std::vector<char> live;  // node contributes to the output
+  std::vector<Dims> dims;
+  std::vector<Tensor> values, grads;
+  std::vector<std::vector<const Tensor*>> in_ptrs;
+  std::vector<std::vector<Tensor*>> din_ptrs;
+  std::vector<std::vector<Edge>> edges;
+  std::deque<Tensor> grad_pool;     // gradient buffers, reused once their node is done
+  std::deque<Tensor> scratch_pool;  // for second and later consumers of a tensor (deque: stable addresses)
+  Tensor input_buf, dout_buf;
+
+  [[nodiscard]] NodeId resolve(NodeId i) const {
+    while (alias[i] != i) i = alias[i];
+    return i;
+  }
+  [[nodiscard]] bool runs(NodeId i) const { return i != input && alias[i] == i && live[i]; }
+
+  [[nodiscard]] Format format_for(const Dims& d) const {
+    return d.size() == 4 ? backend->activation_format() : Format::plain;
+  }
+
+  void plan(const Dims& in_dims);
+  static std::vector<Dims> infer_all(const std::vector<Node>& nodes, NodeId input, const Dims& in);
+  Tensor& pool_buffer(std::deque<Tensor>& pool, std::vector<char>& busy, const Dims& d);
+};
+
+Graph::Graph() : impl_(std::make_unique<Impl>()) {}
+Graph::~Graph() = default;
+Graph::Graph(Graph&&) noexcept = default;
+Graph& Graph::operator=(Graph&&) noexcept = default;
+
+NodeId Graph::input() {
+  if (impl_->input >= 0) throw Error("Graph::input: the graph already has an input (node 0)");
+  impl_->nodes.push_back({"input", std::nullopt, {}});
+  impl_->input = static_cast<NodeId>(impl_->nodes.size() - 1);
+  return impl_->input;
+}
+
+NodeId Graph::add(std::string name, LayerSpec spec, std::vector<NodeId> inputs) {
+  if (impl_->backend) throw Error("Graph::add '" + name + "': graph already instantiated");
+  for (const auto& n : impl_->nodes)
+    if (n.name == name) throw Error("Graph::add: duplicate node name '" + name + "'");
+  for (NodeId i : inputs)
+    if (i < 0 || i >= static_cast<NodeId>(impl_->nodes.size()))
+      throw Error("Graph::add '" + name + "': input node " + std::to_string(i) + " does not exist");
+  if (inputs.empty()) throw Error("Graph::add '" + name + "': a layer needs at least one input");
+  impl_->nodes.push_back({std::move(name), std::move(spec), std::move(inputs)});
+  return static_cast<NodeId>(impl_->nodes.size() - 1);
+}
+
+void Graph::set_output(NodeId node) {
+  if (node < 0 || node >= static_cast<NodeId>(impl_->nodes.size()))
+    throw Error("Graph::set_output: node " + std::to_string(node) + " does not exist");
+  impl_->output = node;
+}
+
+void Graph::set_fusion(bool enabled) {
+  if (impl_->backend) throw Error("Graph::set_fusion: call before instantiate");
+  impl_->fusion = enabled;
+}
+
+int64_t Graph::num_params() const {
+  int64_t n = 0;
+  for (const auto& node : impl_->nodes)
+    if (node.spec) n += param_count(*node.spec);
+  return n;
+}
+int64_t Graph::num_nodes() const { return static_cast<int64_t>(impl_->nodes.size()); }
+
+// Shape inference over all nodes; returns dims per node.
+std::vector<Dims> Graph::Impl::infer_all(const std::vector<Node>& nodes, NodeId input, const Dims& in) {
+  if (input < 0) throw Error("Graph: no input node (call Graph::input())");
+  std::vector<Dims> d(nodes.size());
+  d[static_cast<std::size_t>(input)] = in;
+  std::vector<Dims> ins;
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    if (!nodes[i].spec) continue;
+    ins.clear();
+    for (NodeId j : nodes[i].inputs) ins.push_back(d[static_cast<std::size_t>(j)]);
+    d[i] = infer_output_dims(*nodes[i].spec, ins, nodes[i].name);
+  }
+  return d;
+}
+
+Dims Graph::output_dims(const Dims& in) const {
+  if (impl_->output < 0) throw Error("Graph::output_dims: no output set");
+  return Impl::infer_all(impl_->nodes, impl_->input, in)[static_cast<std::size_t>(impl_->output)];
+}
+
+double Graph::forward_macs_per_sample(const Dims& chw) const {
+  if (chw.size() != 3) throw Error("Graph::forward_macs_per_sample: expected (C, H, W), got " + to_string(chw));
+  const Dims in{1, chw[0], chw[1], chw[2]};
+  const auto d = Impl::infer_all(impl_->nodes, impl_->input, in);
+  double macs = 0;
+  std::vector<Dims> ins;
+  for (const auto& node : impl_->nodes) {
+    if (!node.spec) continue;
+    ins.clear();
+    for (NodeId j : node.inputs) ins.push_back(d[static_cast<std::size_t>(j)]);
+    macs += forward_macs(*node.spec, ins);
+  }
+  return macs;
+}
+
+void Graph::instantiate(Backend& backend, uint64_t init_seed) {
+  Impl& g = *impl_;
+  if (g.backend) throw Error("Graph::instantiate: already instantiated");
+  if (g.output < 0) throw Error("Graph::instantiate: no output set");
+  g.layers.resize(g.nodes.size());
+  g.alias.resize(g.nodes.size());
+  std::vector<int> consumers(g.nodes.size(), 0);
+  for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+    g.alias[i] = static_cast<NodeId>(i);
+    for (NodeId j : g.nodes[i].inputs) ++consumers[static_cast<std::size_t>(j)];
+    if (g.nodes[i].spec) g.layers[i] = backend.make_layer(*g.nodes[i].spec, g.nodes[i].name);
+  }
+  // Parameters: SampleRng(init_seed, 0, global parameter index, Purpose::init).
+  uint64_t index = 0;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+    if (!g.layers[i]) continue;
+    const auto infos = param_infos(*g.nodes[i].spec);
+    const auto ps = g.layers[i]->params();
+    if (infos.size() != ps.size())
+      throw Error("Graph::instantiate: layer '" + g.nodes[i].name + "' exposes " + std::to_string(ps.size()) +
+                  " parameters, its spec " + std::to_string(infos.size()));
+    for (std::size_t k = 0; k < ps.size(); ++k) {
+      Tensor host = Tensor::empty(infos[k].dims);
+      init_param(host, infos[k], init_seed, index++);
+      backend.upload(host, ps[k]->value);
+      if (ps[k]->grad.device() == Device::cpu) ps[k]->grad.zero_();
+    }
+  }
+  // Fusion pass: conv -> ReLU/LeakyReLU where the conv output feeds only the activation.
+  if (g.fusion)
+    for (std::size_t a = 0; a < g.nodes.size(); ++a) {
+      const auto& node = g.nodes[a];
+      if (!node.spec || node.inputs.size() != 1) continue;
+      if (!std::holds_alternative<ReluSpec>(*node.spec) && !std::holds_alternative<LeakyReluSpec>(*node.spec)) continue;
+      const NodeId p = node.inputs[0];
+      const auto& prod = g.nodes[static_cast<std::size_t>(p)];
+      if (!prod.spec || consumers[static_cast<std::size_t>(p)] != 1 || p == g.output) continue;
+      if (!std::holds_alternative<Conv2dSpec>(*prod.spec) && !std::holds_alternative<ConvTranspose2dSpec>(*prod.spec))
+        continue;
+      if (g.alias[static_cast<std::size_t>(p)] != p) continue;
+      if (g.layers[static_cast<std::size_t>(p)]->fuse_activation(*node.spec)) g.alias[a] = p;
+    }
+  g.backend = &backend;
+  g.params_dirty = true;
+}
+
+bool Graph::instantiated() const { return impl_->backend != nullptr; }
+
+Tensor& Graph::Impl::pool_buffer(std::deque<Tensor>& pool, std::vector<char>& busy, const Dims& d) {
+  for (std::size_t i = 0; i < pool.size(); ++i)
+    if (!busy[i] && pool[i].dims() == d) {
+      busy[i] = 1;
+      return pool[i];
+    }
+  pool.push_back(alloc_buffer(d, DType::f32, format_for(d), backend->device()));
+  busy.push_back(1);
+  return pool.back();
+}
+
+void Graph::Impl::plan(const Dims& in_dims) {
+  const std::size_t n = nodes.size();
+  dims = infer_all(nodes, input, in_dims);
+  planned = in_dims;
+  // Liveness: only nodes on a path to the output run.
+  live.assign(n, 0);
+  live[static_cast<std::size_t>(output)] = 1;
+  for (std::size_t i = n; i-- > 0;)
+    if (live[i])
+      for (NodeId j : nodes[i].inputs) live[static_cast<std::size_t>(j)] = 1;
+  for (std::size_t i = 0; i < n; ++i)
+    if (alias[i] != static_cast<NodeId>(i) && live[i]) live[static_cast<std::size_t>(resolve(static_cast<NodeId>(i)))] = 1;
+
+  values.assign(n, Tensor{});
+  grads.assign(n, Tensor{});
+  in_ptrs.assign(n, {});
+  din_ptrs.assign(n, {});
+  edges.assign(n, {});
+  std::vector<Dims> ins;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!runs(static_cast<NodeId>(i))) continue;
+    ins.clear();
+    for (NodeId j : nodes[i].inputs) ins.push_back(dims[static_cast<std::size_t>(resolve(j))]);
+    layers[i]->plan(ins);
+    values[i] = alloc_buffer(dims[i], DType::f32, format_for(dims[i]), backend->device());
+  }
+  for (std::size_t i = 0; i < n; ++i) {  // fused activations share their conv's tensors
+    if (!runs(static_cast<NodeId>(i))) continue;
+    for (NodeId j : nodes[i].inputs) {
+      const NodeId p = resolve(j);
+      in_ptrs[i].push_back(p == input ? &input_buf : &values[static_cast<std::size_t>(p)]);
+      edges[i].push_back({p});
+    }
+    din_ptrs[i].assign(nodes[i].inputs.size(), nullptr);
+  }
+  // Backward schedule: gradient buffers come from a pool; a node's gradient buffer is taken
+  // when its first consumer (in backward order) runs and returned after its own backward.
+  grad_pool.clear();
+  scratch_pool.clear();
+  std::vector<char> grad_busy, scratch_busy;
+  std::vector<Tensor*> grad_of(n, nullptr);
+  const NodeId out = resolve(output);
+  for (std::size_t c = n; c-- > 0;) {
+    if (!runs(static_cast<NodeId>(c))) continue;
+    std::fill(scratch_busy.begin(), scratch_busy.end(), 0);
+    for (std::size_t k = 0; k < edges[c].size(); ++k) {
+      const NodeId p = edges[c][k].producer;
+      if (p == input) continue;
+      const auto pi = static_cast<std::size_t>(p);
+      if (!grad_of[pi] && p != out) {
+        grad_of[pi] = &pool_buffer(grad_pool, grad_busy, dims[pi]);
+        din_ptrs[c][k] = grad_of[pi];
+      } else {
+        edges[c][k].scratch = &pool_buffer(scratch_pool, scratch_busy, dims[pi]);
+        din_ptrs[c][k] = edges[c][k].scratch;
+      }
+    }
+    if (grad_of[c])  // release: index of this buffer in the pool
+      for (std::size_t b = 0; b < grad_pool.size(); ++b)
+        if (&grad_pool[b] == grad_of[c]) grad_busy[b] = 0;
+  }
+  for (std::size_t i = 0; i < n; ++i)
+    if (grad_of[i]) grads[i] = *grad_of[i];
+}
+
+const Tensor& Graph::forward(const StepContext& ctx, const Tensor& x) {
+  Impl& g = *impl_;
+  if (!g.backend) throw Error("Graph::forward: call instantiate first");
+  if (x.rank() != 4) throw Error("Graph::forward: expected a 4-D (N, C, H, W) input, got " + to_string(x.dims()));
+  if (x.dims() != g.planned) {
+    g.plan(x.dims());
+    g.input_buf = Tensor{};
+  }
+  const Format f = g.backend->activation_format();
+  if (x.format() == f && x.device() == g.backend->device()) {
+    g.input_buf = x;  // shares storage; no copy
+  } else {
+    if (!g.input_buf.defined() || g.input_buf.format() != f || g.input_buf.raw() == x.raw())
+      g.input_buf = alloc_buffer(x.dims(), DType::f32, f, g.backend->device());
+    g.input_buf.copy_from(x);
+  }
+  if (g.params_dirty) {
+    for (auto& l : g.layers)
+      if (l) l->params_changed();
+    g.params_dirty = false;
+  }
+  for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+    if (!g.runs(static_cast<NodeId>(i))) continue;
+    g.layers[i]->forward(ctx, g.in_ptrs[i], g.values[i]);
+  }
+  const NodeId out = g.resolve(g.output);
+  return out == g.input ? g.input_buf : g.values[static_cast<std::size_t>(out)];
+}
+
+namespace {
+void add_into(Tensor& dst, const Tensor& src) {
+  float* d = dst.data<float>();
+  const float* s = src.data<float>();
+  const int64_t n = dst.numel();
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) d[i] += s[i];
+}
+}  // namespace
+
+void Graph::backward(const StepContext& ctx, const Tensor& dout) {
+  Impl& g = *impl_;
+  if (!g.backend || g.planned.empty()) throw Error("Graph::backward: call forward first");
+  const NodeId out = g.resolve(g.output);
+  const auto oi = static_cast<std::size_t>(out);
+  dout.expect_dims(g.dims[oi], "Graph::backward dout");
+  const Format f = g.format_for(g.dims[oi]);
+  if (dout.format() == f || dout.rank() != 4) {
+    g.grads[oi] = dout;
+  } else {
+    if (!g.dout_buf.defined() || g.dout_buf.dims() != dout.dims())
+      g.dout_buf = alloc_buffer(dout.dims(), DType::f32, f, g.backend->device());
+    g.dout_buf.copy_from(dout);
+    g.grads[oi] = g.dout_buf;
+  }
+  for (std::size_t c = g.nodes.size(); c-- > 0;) {
+    if (!g.runs(static_cast<NodeId>(c))) continue;
+    g.layers[c]->backward(ctx, g.in_ptrs[c], g.values[c], g.grads[c], g.din_ptrs[c]);
+    for (const auto& e : g.edges[c])
+      if (e.scratch) add_into(g.grads[static_cast<std::size_t>(e.producer)], *e.scratch);
+  }
+  g.params_dirty = true;
+}
+
+std::vector<Param*> Graph::params() {
+  std::vector<Param*> out;
+  for (auto& l : impl_->layers)
+    if (l)
+      for (Param* p : l->params()) out.push_back(p);
+  impl_->params_dirty = true;  // the caller may write values through these pointers
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor*>> Graph::buffers() {
+  std::vector<std::pair<std::string, Tensor*>> out;
+  for (auto& l : impl_->layers)
+    if (l)
+      for (auto& b : l->buffers()) out.push_back(b);
+  impl_->params_dirty = true;
+  return out;
+}
+
+void Graph::zero_grad() {
+  for (auto& l : impl_->layers)
+    if (l)
+      for (Param* p : l->params()) p->grad.zero_();
+}
+
+void Graph::mark_params_changed() { impl_->params_dirty = true; }
+
+}  // namespace crackseg

@@ -1,0 +1,28 @@
+// The dropout mask shared by every backend: element i (logical (c, h, w) order, i.e.
+// (c*H + h)*W + w, or the feature index of a 2-D input) of batch item n is dropped when
+//   rng_uniform(seed, epoch, sample_ids[n], Purpose::dropout, salt * 2^32 + i) < p,
+// with salt = name_salt(node name). The mask thus depends on the sample, never on the rank,
+// the thread, the batch composition or the memory format. Kept elements scale by 1/(1-p).
+// An empty ctx.sample_ids means "item n is sample n" (unit tests, single-batch tools).
+#pragma once
+#include <cstdint>
+
+#include "src/core/error.hpp"
+#include "src/core/rng.hpp"
+#include "src/graph/layer.hpp"
+
+namespace crackseg {
+
+[[nodiscard]] inline uint64_t dropout_sample_id(const StepContext& ctx, int64_t n) {
+  if (ctx.sample_ids.empty()) return static_cast<uint64_t>(n);
+  if (static_cast<std::size_t>(n) >= ctx.sample_ids.size())
+    throw Error("dropout: StepContext.sample_ids has " + std::to_string(ctx.sample_ids.size()) +
+                " ids but the batch has item " + std::to_string(n));
+  return ctx.sample_ids[static_cast<std::size_t>(n)];
+}
+
+[[nodiscard]] inline bool dropout_dropped(const StepContext& ctx, uint64_t sample, uint32_t salt, uint64_t i, float p) {
+  return rng_uniform(ctx.seed, ctx.epoch, sample, Purpose::dropout, (static_cast<uint64_t>(salt) << 32) + i) < p;
+}
+
+}  // namespace crackseg
