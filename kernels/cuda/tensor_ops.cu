@@ -1,0 +1,131 @@
+#include "kernels/cuda/tensor_ops.hpp"
+
+#include <string>
+
+#include "kernels/cuda/context.hpp"
+#include "kernels/cuda/launch.cuh"
+
+namespace crackseg::cuda {
+
+namespace {
+
+__global__ void k_nchw_to_nhwc(const float* src, float* dst, int64_t n, int64_t c, int64_t s, float beta) {
+  const int64_t total = n * c * s;
+  CRACKSEG_GRID_STRIDE(i, total) {  // i indexes dst (N, S, C): writes coalesce
+    const int64_t ci = i % c, si = (i / c) % s, ni = i / (c * s);
+    const float v = src[(ni * c + ci) * s + si];
+    dst[i] = beta == 0.0f ? v : v + beta * dst[i];
+  }
+}
+__global__ void k_nhwc_to_nchw(const float* src, float* dst, int64_t n, int64_t c, int64_t s, float beta) {
+  const int64_t total = n * c * s;
+  CRACKSEG_GRID_STRIDE(i, total) {  // i indexes dst (N, C, S)
+    const int64_t si = i % s, ci = (i / s) % c, ni = i / (c * s);
+    const float v = src[(ni * s + si) * c + ci];
+    dst[i] = beta == 0.0f ? v : v + beta * dst[i];
+  }
+}
+__global__ void k_add_into(float* dst, const float* src, int64_t count) {
+  CRACKSEG_GRID_STRIDE(i, count) dst[i] += src[i];
+}
+__global__ void k_fill(float* dst, float v, int64_t count) {
+  CRACKSEG_GRID_STRIDE(i, count) dst[i] = v;
+}
+
+void expect_device(const Tensor& t, const char* what) {
+  if (t.device() != Device::cuda)
+    throw Error(std::string(what) + ": expected a cuda tensor, got a cpu tensor " + to_string(t.dims()));
+}
+void expect_same(const Tensor& a, const Tensor& b, const char* what) {
+  if (a.dims() != b.dims() || a.dtype() != b.dtype())
+    throw Error(std::string(what) + ": source " + to_string(a.dims()) + " " + to_string(a.dtype()) +
+                ", destination " + to_string(b.dims()) + " " + to_string(b.dtype()));
+}
+
+}  // namespace
+
+void nchw_to_nhwc(const float* src, float* dst, int64_t n, int64_t c, int64_t s, float beta) {
+  k_nchw_to_nhwc<<<grid_for(n * c * s), kThreads, 0, Context::get().stream()>>>(src, dst, n, c, s, beta);
+  CRACKSEG_CUDA_CHECK_LAUNCH("nchw_to_nhwc");
+}
+void nhwc_to_nchw(const float* src, float* dst, int64_t n, int64_t c, int64_t s, float beta) {
+  k_nhwc_to_nchw<<<grid_for(n * c * s), kThreads, 0, Context::get().stream()>>>(src, dst, n, c, s, beta);
+  CRACKSEG_CUDA_CHECK_LAUNCH("nhwc_to_nchw");
+}
+void add_into(float* dst, const float* src, int64_t count) {
+  if (count == 0) return;
+  k_add_into<<<grid_for(count), kThreads, 0, Context::get().stream()>>>(dst, src, count);
+  CRACKSEG_CUDA_CHECK_LAUNCH("add_into");
+}
+void fill_f32(float* dst, float value, int64_t count) {
+  if (count == 0) return;
+  k_fill<<<grid_for(count), kThreads, 0, Context::get().stream()>>>(dst, value, count);
+  CRACKSEG_CUDA_CHECK_LAUNCH("fill_f32");
+}
+
+void copy(const Tensor& src, Tensor& dst) {
+  expect_same(src, dst, "cuda::copy");
+  if (src.format() != dst.format() && src.rank() == 4)
+    throw Error(std::string("cuda::copy: formats differ (") + to_string(src.format()) + " -> " +
+                to_string(dst.format()) + "); use convert_format");
+  const auto kind = src.device() == Device::cuda
+                        ? (dst.device() == Device::cuda ? cudaMemcpyDeviceToDevice : cudaMemcpyDeviceToHost)
+                        : (dst.device() == Device::cuda ? cudaMemcpyHostToDevice : cudaMemcpyHostToHost);
+  auto& ctx = Context::get();
+  CRACKSEG_CUDA_CHECK(cudaMemcpyAsync(dst.raw(), src.raw(), src.nbytes(), kind, ctx.stream()));
+  // Host memory here is pageable and may be freed by the caller right after: finish now.
+  if (kind != cudaMemcpyDeviceToDevice) ctx.synchronize();
+}
+
+Tensor to_device(const Tensor& host) {
+  (void)Context::get();  // registers the allocator
+  Tensor d = Tensor::empty(host.dims(), host.dtype(), host.format(), Device::cuda);
+  copy(host, d);
+  return d;
+}
+
+Tensor to_host(const Tensor& device) {
+  Tensor h = Tensor::empty(device.dims(), device.dtype(), device.format(), Device::cpu);
+  copy(device, h);
+  return h;
+}
+
+void zero(Tensor& t) {
+  if (t.device() == Device::cpu) {
+    t.zero_();
+    return;
+  }
+  CRACKSEG_CUDA_CHECK(cudaMemsetAsync(t.raw(), 0, t.nbytes(), Context::get().stream()));
+}
+
+void fill(Tensor& t, float value) {
+  expect_device(t, "cuda::fill");
+  fill_f32(t.data<float>(), value, t.numel());
+}
+
+void accumulate(Tensor& dst, const Tensor& src) {
+  expect_device(dst, "cuda::accumulate");
+  expect_device(src, "cuda::accumulate");
+  expect_same(src, dst, "cuda::accumulate");
+  if (src.rank() == 4 && src.format() != dst.format() && src.c() > 1 && src.h() * src.w() > 1)
+    throw Error("cuda::accumulate: formats differ for " + to_string(src.dims()));
+  add_into(dst.data<float>(), src.data<float>(), src.numel());
+}
+
+void convert_format(const Tensor& src, Tensor& dst) {
+  expect_device(src, "cuda::convert_format");
+  expect_device(dst, "cuda::convert_format");
+  expect_same(src, dst, "cuda::convert_format");
+  if (src.rank() != 4 || src.format() == dst.format() || src.format() == Format::plain ||
+      dst.format() == Format::plain) {
+    copy(src, dst);
+    return;
+  }
+  const int64_t n = src.n(), c = src.c(), s = src.h() * src.w();
+  if (src.format() == Format::nchw)
+    nchw_to_nhwc(src.data<float>(), dst.data<float>(), n, c, s, 0.0f);
+  else
+    nhwc_to_nchw(src.data<float>(), dst.data<float>(), n, c, s, 0.0f);
+}
+
+}  // namespace crackseg::cuda
