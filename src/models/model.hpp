@@ -74,6 +74,8 @@ struct Model {
 [[nodiscard]] std::vector<std::string> model_names();
 // Every key a family takes (besides "name") with its default value.
 [[nodiscard]] nlohmann::json model_defaults(const std::string& name);
+// The configurations of DESIGN.md's "Models" table, in its order (`crackseg models` lists them).
+[[nodiscard]] std::vector<nlohmann::json> reference_configs();
 // One line saying what the family is.
 [[nodiscard]] std::string model_description(const std::string& name);
 

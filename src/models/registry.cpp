@@ -165,6 +165,22 @@ std::vector<std::string> model_names() {
   return names;
 }
 
+std::vector<nlohmann::json> reference_configs() {
+  using J = nlohmann::json;
+  return {
+      J{{"name", "patch_cnn"}, {"h", 13}, {"s", 2}},
+      J{{"name", "patch_cnn"}, {"h", 15}, {"s", 3}},
+      J{{"name", "unet"}, {"base", 16}, {"depth", 4}, {"dropout", 0.1}},
+      J{{"name", "unet"}, {"base", 32}, {"depth", 4}},
+      J{{"name", "hourglass_unet"}},
+      J{{"name", "spiral_net"}, {"depths", {1, 2, 3, 4, 5, 6, 7}}},
+      J{{"name", "spiral_net"}, {"width", 0.25}},
+      J{{"name", "spiral_net"}, {"depths", {1, 2, 3, 4, 3, 2, 1}}},
+      J{{"name", "flex_unet"}, {"layers", 8}},
+      J{{"name", "flex_unet"}, {"layers", 5}},
+  };
+}
+
 nlohmann::json model_defaults(const std::string& name) { return family(name).defaults; }
 
 std::string model_description(const std::string& name) { return family(name).description; }
