@@ -1,0 +1,66 @@
+#include "kernels/cuda/backend.hpp"
+
+#include "kernels/cuda/context.hpp"
+#include "kernels/cuda/layers.hpp"
+#include "kernels/cuda/tensor_ops.hpp"
+#include "src/graph/backend.hpp"
+
+namespace crackseg::cuda {
+
+namespace {
+template <class... Ts>
+struct overloaded : Ts... {
+  using Ts::operator()...;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  std::string name() const override { return "cuda"; }
+  Device device() const override { return Device::cuda; }
+  // nhwc: cuDNN's tensor-core convolution kernels read channels-last natively; nchw would
+  // cost a transpose around every convolution (docs/GPU.md).
+  Format activation_format() const override { return Format::nhwc; }
+  std::unique_ptr<Layer> make_layer(const LayerSpec& spec, const std::string& name) override {
+    return std::visit(overloaded{
+                          [&](const Conv2dSpec&) { return make_conv2d(spec, name); },
+                          [&](const ConvTranspose2dSpec&) { return make_conv_transpose2d(spec, name); },
+                          [&](const MaxPool2dSpec&) { return make_maxpool2d(spec, name); },
+                          [&](const BatchNorm2dSpec&) { return make_batchnorm2d(spec, name); },
+                          [&](const ReluSpec&) { return make_activation(spec, name); },
+                          [&](const LeakyReluSpec&) { return make_activation(spec, name); },
+                          [&](const SigmoidSpec&) { return make_activation(spec, name); },
+                          [&](const SoftmaxSpec&) { return make_softmax(spec, name); },
+                          [&](const DropoutSpec&) { return make_dropout(spec, name); },
+                          [&](const LinearSpec&) { return make_linear(spec, name); },
+                          [&](const FlattenSpec&) { return make_flatten(spec, name); },
+                          [&](const ConcatSpec&) { return make_concat(spec, name); },
+                          [&](const AddSpec&) { return make_add(spec, name); },
+                      },
+                      spec);
+  }
+  // Host tensor (any format) -> device tensor `dst` (its own format).
+  void upload(const Tensor& host, Tensor& dst) override {
+    if (dst.device() != Device::cuda) {
+      dst.copy_from(host);
+      return;
+    }
+    if (host.format() == dst.format() || host.rank() != 4) {
+      copy(host, dst);
+      return;
+    }
+    Tensor staged = to_device(host);
+    convert_format(staged, dst);
+  }
+};
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(CudaOptions options) {
+  Context::get().set_options(options);
+  return std::make_unique<CudaBackend>();
+}
+
+void register_cuda_backend() {
+  register_backend("cuda", [] { return make_cuda_backend(); });
+}
+
+}  // namespace crackseg::cuda

@@ -1,0 +1,22 @@
+// Factories for the CUDA layers, one file per op in this folder (backend.cpp dispatches).
+#pragma once
+#include <memory>
+#include <string>
+
+#include "src/graph/layer.hpp"
+
+namespace crackseg::cuda {
+
+std::unique_ptr<Layer> make_conv2d(const LayerSpec& s, const std::string& name);
+std::unique_ptr<Layer> make_conv_transpose2d(const LayerSpec& s, const std::string& name);
+std::unique_ptr<Layer> make_maxpool2d(const LayerSpec& s, const std::string& name);
+std::unique_ptr<Layer> make_batchnorm2d(const LayerSpec& s, const std::string& name);
+std::unique_ptr<Layer> make_activation(const LayerSpec& s, const std::string& name);  // relu, leaky, sigmoid
+std::unique_ptr<Layer> make_softmax(const LayerSpec& s, const std::string& name);
+std::unique_ptr<Layer> make_dropout(const LayerSpec& s, const std::string& name);
+std::unique_ptr<Layer> make_linear(const LayerSpec& s, const std::string& name);
+std::unique_ptr<Layer> make_flatten(const LayerSpec& s, const std::string& name);
+std::unique_ptr<Layer> make_concat(const LayerSpec& s, const std::string& name);
+std::unique_ptr<Layer> make_add(const LayerSpec& s, const std::string& name);
+
+}  // namespace crackseg::cuda
