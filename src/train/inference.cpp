@@ -1,0 +1,214 @@
+#include "src/train/inference.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "src/core/error.hpp"
+
+namespace crackseg::train {
+
+namespace {
+int reflect(int i, int n) {
+  if (n == 1) return 0;
+  const int period = 2 * (n - 1);
+  i %= period;
+  if (i < 0) i += period;
+  return i < n ? i : period - i;
+}
+// Symmetric (MATLAB 'symmetric', OpenCV BORDER_REFLECT: "cba|abc"), as io::PatchSampler pads.
+int symmetric(int i, int n) {
+  const int period = 2 * n;
+  i %= period;
+  if (i < 0) i += period;
+  return i < n ? i : period - 1 - i;
+}
+float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+}  // namespace
+
+std::vector<float> reflect_pad(const float* image, int H, int W, int H2, int W2) {
+  std::vector<float> out(static_cast<std::size_t>(H2) * W2 * 3);
+  for (int y = 0; y < H2; ++y) {
+    const int sy = reflect(y, H);
+    for (int x = 0; x < W2; ++x) {
+      const int sx = reflect(x, W);
+      std::memcpy(&out[(static_cast<std::size_t>(y) * W2 + x) * 3], &image[(static_cast<std::size_t>(sy) * W + sx) * 3],
+                  3 * sizeof(float));
+    }
+  }
+  return out;
+}
+
+Predictor::Predictor(Model& model, InferenceOptions opt) : model_(model), opt_(opt) {
+  if (opt_.batch < 1) opt_.batch = 1;
+}
+
+std::vector<float> Predictor::predict(const float* image, int H, int W) {
+  switch (model_.output) {
+    case Model::Output::patch: return predict_patches(image, H, W);
+    default: break;
+  }
+  if (model_.size_rule.kind == SizeRule::Kind::pow2_minus1) return predict_tiled(image, H, W);
+  return predict_whole(image, H, W);
+}
+
+void Predictor::probabilities(const Tensor& batch, std::vector<float>& out) {
+  const int64_t n = batch.n(), h = batch.h(), w = batch.w();
+  ids_.assign(static_cast<std::size_t>(n), 0);
+  StepContext ctx;
+  ctx.training = false;
+  ctx.sample_ids = ids_;
+  const Tensor& y = model_.graph.forward(ctx, batch);
+  out.resize(static_cast<std::size_t>(n * h * w));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t yy = 0; yy < h; ++yy)
+      for (int64_t xx = 0; xx < w; ++xx) {
+        float p;
+        if (model_.output == Model::Output::softmax2) {
+          const float a = y.at(i, 0, yy, xx), b = y.at(i, 1, yy, xx);
+          p = 1.0f / (1.0f + std::exp(a - b));
+        } else {
+          p = sigmoid(y.at(i, 0, yy, xx));
+        }
+        out[static_cast<std::size_t>((i * h + yy) * w + xx)] = p;
+      }
+}
+
+std::vector<float> Predictor::predict_whole(const float* image, int H, int W) {
+  const int H2 = static_cast<int>(model_.size_rule.at_least(H)), W2 = static_cast<int>(model_.size_rule.at_least(W));
+  std::vector<float> padded;
+  const float* src = image;
+  if (H2 != H || W2 != W) {
+    padded = reflect_pad(image, H, W, H2, W2);
+    src = padded.data();
+  }
+  Tensor x = Tensor::empty({1, 3, H2, W2}, DType::f32, Format::nhwc);
+  std::memcpy(x.raw(), src, x.nbytes());
+  std::vector<float> p;
+  probabilities(x, p);
+  std::vector<float> out(static_cast<std::size_t>(H) * W);
+  for (int y = 0; y < H; ++y) std::memcpy(&out[static_cast<std::size_t>(y) * W], &p[static_cast<std::size_t>(y) * W2], W * sizeof(float));
+  return out;
+}
+
+std::vector<float> Predictor::predict_tiled(const float* image, int H, int W) {
+  const int T = opt_.tile;
+  if (!model_.size_rule.valid(T))
+    throw InputError("eval.tile=" + std::to_string(T) + " is not a valid input size of " + model_.name + ": " +
+                     model_.size_rule.describe());
+  const int H2 = std::max(H, T), W2 = std::max(W, T);
+  std::vector<float> padded;
+  const float* src = image;
+  if (H2 != H || W2 != W) {
+    padded = reflect_pad(image, H, W, H2, W2);
+    src = padded.data();
+  }
+  // Tile origins: stride T/2, the last tile flush with the border.
+  auto origins = [&](int n) {
+    std::vector<int> o;
+    const int stride = std::max(1, T / 2);
+    for (int v = 0;; v += stride) {
+      if (v + T >= n) {
+        o.push_back(n - T);
+        break;
+      }
+      o.push_back(v);
+    }
+    return o;
+  };
+  const auto oy = origins(H2), ox = origins(W2);
+  std::vector<std::pair<int, int>> tiles;
+  for (int y : oy)
+    for (int x : ox) tiles.emplace_back(y, x);
+  std::vector<double> sum(static_cast<std::size_t>(H2) * W2, 0.0);
+  std::vector<uint16_t> cnt(sum.size(), 0);
+  std::vector<float> p;
+  for (std::size_t t0 = 0; t0 < tiles.size(); t0 += static_cast<std::size_t>(opt_.batch)) {
+    const int n = static_cast<int>(std::min<std::size_t>(opt_.batch, tiles.size() - t0));
+    Tensor x = Tensor::empty({n, 3, T, T}, DType::f32, Format::nhwc);
+    float* d = x.data<float>();
+    for (int i = 0; i < n; ++i) {
+      const auto [ty, tx] = tiles[t0 + static_cast<std::size_t>(i)];
+      for (int y = 0; y < T; ++y)
+        std::memcpy(d + ((static_cast<std::size_t>(i) * T + y) * T) * 3, src + (static_cast<std::size_t>(ty + y) * W2 + tx) * 3,
+                    static_cast<std::size_t>(T) * 3 * sizeof(float));
+    }
+    probabilities(x, p);
+    for (int i = 0; i < n; ++i) {
+      const auto [ty, tx] = tiles[t0 + static_cast<std::size_t>(i)];
+      for (int y = 0; y < T; ++y)
+        for (int xx = 0; xx < T; ++xx) {
+          const std::size_t o = static_cast<std::size_t>(ty + y) * W2 + tx + xx;
+          sum[o] += p[(static_cast<std::size_t>(i) * T + y) * T + xx];
+          ++cnt[o];
+        }
+    }
+  }
+  std::vector<float> out(static_cast<std::size_t>(H) * W);
+  for (int y = 0; y < H; ++y)
+    for (int x = 0; x < W; ++x) {
+      const std::size_t o = static_cast<std::size_t>(y) * W2 + x;
+      out[static_cast<std::size_t>(y) * W + x] = static_cast<float>(sum[o] / cnt[o]);
+    }
+  return out;
+}
+
+std::vector<float> Predictor::predict_patches(const float* image, int H, int W) {
+  // Per-pixel patches through the whole network (exact, slow). The fully-convolutional
+  // rewrite of the patch CNN (shared convolutions run once over the padded image) is the
+  // planned speed-up; see docs/STATUS.md.
+  const int h = static_cast<int>(model_.config.value("h", int64_t{13}));
+  const int s = static_cast<int>(model_.config.value("s", int64_t{2}));
+  const int side = 2 * h + 1, K = (2 * s + 1) * (2 * s + 1);
+  // Symmetric padding on every side so border pixels get whole patches.
+  std::vector<float> centred(static_cast<std::size_t>(H + 2 * h) * (W + 2 * h) * 3);
+  {
+    const int PH = H + 2 * h, PW = W + 2 * h;
+    for (int y = 0; y < PH; ++y) {
+      const int sy = symmetric(y - h, H);
+      for (int x = 0; x < PW; ++x) {
+        const int sx = symmetric(x - h, W);
+        std::memcpy(&centred[(static_cast<std::size_t>(y) * PW + x) * 3], &image[(static_cast<std::size_t>(sy) * W + sx) * 3],
+                    3 * sizeof(float));
+      }
+    }
+  }
+  const int PW = W + 2 * h;
+  std::vector<double> votes(static_cast<std::size_t>(H) * W, 0.0);
+  std::vector<uint16_t> count(votes.size(), 0);
+  const int B = std::max(opt_.batch, 256);
+  const int64_t total = static_cast<int64_t>(H) * W;
+  ids_.assign(static_cast<std::size_t>(B), 0);
+  Tensor x;
+  for (int64_t p0 = 0; p0 < total; p0 += B) {
+    const int n = static_cast<int>(std::min<int64_t>(B, total - p0));
+    if (!x.defined() || x.n() != n) x = Tensor::empty({n, 3, side, side}, DType::f32, Format::nhwc);
+    float* d = x.data<float>();
+    for (int i = 0; i < n; ++i) {
+      const int py = static_cast<int>((p0 + i) / W), px = static_cast<int>((p0 + i) % W);
+      for (int y = 0; y < side; ++y)
+        std::memcpy(d + ((static_cast<std::size_t>(i) * side + y) * side) * 3,
+                    &centred[(static_cast<std::size_t>(py + y) * PW + px) * 3], static_cast<std::size_t>(side) * 3 * sizeof(float));
+    }
+    StepContext ctx;
+    ctx.training = false;
+    ctx.sample_ids = std::span<const uint64_t>(ids_.data(), static_cast<std::size_t>(n));
+    const Tensor& y = model_.graph.forward(ctx, x);
+    const float* o = y.data<float>();
+    for (int i = 0; i < n; ++i) {
+      const int py = static_cast<int>((p0 + i) / W), px = static_cast<int>((p0 + i) % W);
+      for (int k = 0; k < K; ++k) {
+        const int yy = py + k / (2 * s + 1) - s, xx = px + k % (2 * s + 1) - s;
+        if (yy < 0 || yy >= H || xx < 0 || xx >= W) continue;
+        const std::size_t q = static_cast<std::size_t>(yy) * W + xx;
+        votes[q] += sigmoid(o[static_cast<std::size_t>(i) * K + k]);
+        ++count[q];
+      }
+    }
+  }
+  std::vector<float> out(votes.size());
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = count[i] ? static_cast<float>(votes[i] / count[i]) : 0.0f;
+  return out;
+}
+
+}  // namespace crackseg::train
