@@ -1,13 +1,13 @@
 // ctest-labels: unit
-// ctest-link: crackseg_train
+// ctest-link: crackseg_train crackseg_slurm
 // Run config: TOML parsing, defaults, overrides of every value type, unknown-key and type
-// errors (with the nearest valid key), canonical hash, dynamic model keys, manifest lines.
+// errors (with the nearest valid key), canonical hash, dynamic model keys, sweep tasks.
 #include <gtest/gtest.h>
 
 #include <fstream>
 
 #include "src/config/config.hpp"
-#include "src/config/manifest.hpp"
+#include "src/config/task.hpp"
 #include "src/config/toml_json.hpp"
 #include "src/core/error.hpp"
 #include "support/paths.hpp"
@@ -202,42 +202,28 @@ TEST(Config, AccumulationSteps) {
   EXPECT_NE(msg.find("train.batch = 8"), std::string::npos) << msg;
 }
 
-TEST(Manifest, ParsesLinesAndFindsTasks) {
-  const auto t = parse_manifest_line(R"({"id": 3, "overrides": ["optim.lr=0.001", "model.name=unet"], "hash": "ab", "dir": "t3"})",
-                                     "m.jsonl", 4);
-  EXPECT_EQ(t.id, 3);
-  EXPECT_EQ(t.overrides, (std::vector<std::string>{"optim.lr=0.001", "model.name=unet"}));
-  EXPECT_EQ(t.hash, "ab");
-  EXPECT_EQ(t.extra["dir"], "t3");
-  std::string msg = input_error([] { (void)parse_manifest_line(R"({"id": 1, "overrides": [3]})", "m.jsonl", 7); });
-  EXPECT_NE(msg.find("m.jsonl:7"), std::string::npos) << msg;
-  msg = input_error([] { (void)parse_manifest_line("{\"id\": -1, \"overrides\": []}", "m.jsonl", 2); });
-  EXPECT_NE(msg.find("\"id\""), std::string::npos) << msg;
-  msg = input_error([] { (void)parse_manifest_line("not json", "m.jsonl", 1); });
-  EXPECT_NE(msg.find("m.jsonl:1"), std::string::npos) << msg;
-
+TEST(Task, OverridesFromTheSweepManifest) {
   test::TempDir dir;
+  std::filesystem::create_directories(dir / "sweep dir");
   {
-    std::ofstream f(dir / "manifest.jsonl");
-    f << "# sweep lr\n"
-      << R"({"id": 0, "overrides": ["optim.lr=0.1"], "hash": "h0"})" << "\n\n"
-      << R"({"id": 1, "overrides": ["optim.lr=0.01", "train.seed=2"], "hash": "h1"})" << "\n";
+    std::ofstream f(dir / "sweep dir" / "manifest.jsonl");
+    f << R"({"id": 0, "overrides": ["optim.lr=0.1"], "seed": 1, "hash": "h0", "dir": "task-0000"})" << "\n"
+      << R"({"id": 4, "overrides": ["optim.lr=0.01", "model.name=patch_cnn"], "seed": 2, "hash": "h4", "dir": "task-0004"})"
+      << "\n";
   }
-  const std::string spec = (dir / "manifest.jsonl").string() + ":1";
-  const auto task = load_task(spec);
-  EXPECT_EQ(task.overrides, (std::vector<std::string>{"optim.lr=0.01", "train.seed=2"}));
-  const auto cfg = resolve_text("", task.overrides);
+  const std::string spec = (dir / "sweep dir" / "manifest.jsonl").string() + ":4";
+  const TaskOverrides task = task_overrides(spec);
+  EXPECT_EQ(task.id, 4);
+  EXPECT_EQ(task.task_hash, "h4");
+  RawConfig raw = raw_from_toml_text("[train]\nseed = 5\nout = \"elsewhere\"\n", "base.toml");
+  apply_overrides(raw, task.overrides);
+  apply_overrides(raw, std::vector<std::string>{"train.epochs=1"});  // the command line comes last
+  const auto cfg = resolve(raw);
   EXPECT_EQ(cfg.values["optim"]["lr"].get<double>(), 0.01);
-  msg = input_error([&] { (void)load_task((dir / "manifest.jsonl").string() + ":5"); });
-  EXPECT_NE(msg.find("has no task 5"), std::string::npos) << msg;
-  msg = input_error([] { (void)parse_task_ref("manifest.jsonl"); });
-  EXPECT_NE(msg.find("MANIFEST:ID"), std::string::npos) << msg;
-  EXPECT_EQ(parse_task_ref("a:b/m.jsonl:12").manifest, "a:b/m.jsonl");
-  EXPECT_EQ(parse_task_ref("a:b/m.jsonl:12").id, 12);
-  {
-    std::ofstream f(dir / "dup.jsonl");
-    f << R"({"id": 0, "overrides": []})" << "\n" << R"({"id": 0, "overrides": []})" << "\n";
-  }
-  msg = input_error([&] { (void)read_manifest(dir / "dup.jsonl"); });
-  EXPECT_NE(msg.find("appears twice"), std::string::npos) << msg;
+  EXPECT_EQ(cfg.values["model"]["name"], "patch_cnn");
+  EXPECT_EQ(cfg.values["train"]["seed"], 2);
+  EXPECT_EQ(cfg.values["train"]["epochs"], 1);
+  EXPECT_EQ(std::filesystem::path(cfg.values["train"]["out"].get<std::string>()),
+            std::filesystem::absolute(dir / "sweep dir" / "task-0004"));
+  EXPECT_THROW((void)task_overrides((dir / "sweep dir" / "manifest.jsonl").string() + ":5"), InputError);
 }
