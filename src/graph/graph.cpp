@@ -3,6 +3,8 @@
 // reverse with gradient summation for outputs that feed several consumers.
 #include "src/graph/graph.hpp"
 
+#include <functional>
+
 #include <algorithm>
 #include <deque>
 #include <optional>
@@ -34,6 +36,10 @@ struct Graph::Impl {
   std::vector<std::unique_ptr<Layer>> layers;
   std::vector<NodeId> alias;  // alias[i] != i: node i is an activation fused into alias[i]
   bool params_dirty = true;
+  // Graph::set_grad_ready_hook: called with each parameter index (params() order) once its
+  // gradient for this backward is complete; param_first/param_count per node.
+  std::function<void(std::size_t)> grad_ready_hook;
+  std::vector<std::size_t> param_first, param_count;
 
   // planned per input shape
   Dims planned;
@@ -323,8 +329,24 @@ void Graph::backward(const StepContext& ctx, const Tensor& dout) {
     g.layers[c]->backward(ctx, g.in_ptrs[c], g.values[c], g.grads[c], g.din_ptrs[c]);
     for (const auto& e : g.edges[c])
       if (e.scratch) add_into(g.grads[static_cast<std::size_t>(e.producer)], *e.scratch);
+    if (g.grad_ready_hook)  // the gradient sync may start sending these during earlier nodes' backward
+      for (std::size_t k = 0; k < g.param_count[c]; ++k) g.grad_ready_hook(g.param_first[c] + k);
   }
   g.params_dirty = true;
+}
+
+void Graph::set_grad_ready_hook(std::function<void(std::size_t)> hook) {
+  Impl& g = *impl_;
+  if (!g.backend) throw Error("Graph::set_grad_ready_hook: instantiate the graph first");
+  g.param_first.assign(g.layers.size(), 0);
+  g.param_count.assign(g.layers.size(), 0);
+  std::size_t next = 0;
+  for (std::size_t k = 0; k < g.layers.size(); ++k) {
+    g.param_first[k] = next;
+    g.param_count[k] = g.layers[k] ? g.layers[k]->params().size() : 0;
+    next += g.param_count[k];
+  }
+  g.grad_ready_hook = std::move(hook);
 }
 
 std::vector<Param*> Graph::params() {

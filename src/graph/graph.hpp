@@ -13,6 +13,7 @@
 //   g.backward(ctx, dy);                                    // dy: dims of y
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -61,6 +62,10 @@ class Graph {
   // and params() already imply it; layers then refresh derived weight copies before the
   // next forward.
   void mark_params_changed();
+  // Calls hook(i) during backward() as soon as params()[i]'s gradient is complete (after its
+  // layer's backward), so a gradient sync can overlap communication with the rest of the
+  // backward. Set after instantiate(); an empty function removes it.
+  void set_grad_ready_hook(std::function<void(std::size_t)> hook);
 
  private:
   struct Impl;

@@ -1,0 +1,39 @@
+// The training loop (DESIGN.md "Core decisions" 4-6): data-parallel over the ranks of a
+// Communicator, exact resume from checkpoints, preemption by signal, validation per epoch,
+// provenance in result.json.
+//
+// One optimizer step = global batch B = R ranks x m micro-batch x a accumulation steps. Each
+// rank runs forward/backward on its a micro-batches (the sharding rule of io::train_shard),
+// the gradient sync sums the B/m micro-batch gradients over ranks (bucketed overlap in
+// `fast` mode, a fixed global micro-batch order in `bitwise` mode) and divides by B/m, so the
+// update is the mean of the per-micro-batch gradients whatever R is.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <string>
+
+#include "src/config/config.hpp"
+
+namespace crackseg {
+class Communicator;
+}
+
+namespace crackseg::train {
+
+enum class TrainStatus { completed, early_stopped, preempted };
+
+struct TrainOptions {
+  bool resume = true;        // continue from <out>/checkpoint.h5 when it exists
+  bool quiet = false;        // no progress lines
+};
+
+struct TrainOutcome {
+  TrainStatus status = TrainStatus::completed;
+  nlohmann::json result;     // what result.json holds (rank 0; others get the metrics only)
+};
+
+[[nodiscard]] TrainOutcome run_training(const config::ResolvedConfig& cfg, Communicator& comm,
+                                        const TrainOptions& opt = {});
+
+}  // namespace crackseg::train
