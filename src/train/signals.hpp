@@ -1,0 +1,28 @@
+// Preemption: SIGUSR1 (SLURM's --signal=B:USR1@T warning, forwarded by the array script) and
+// SIGTERM (scancel, node shutdown) set a flag; training checks it at step boundaries, where
+// all ranks agree (a signal may reach only some ranks), rank 0 writes a checkpoint and every
+// rank exits with cli::kPreempted (75) so the array script requeues the task.
+#pragma once
+
+namespace crackseg {
+
+namespace dist {
+class Communicator;
+}
+
+// Installs the handlers for SIGUSR1 and SIGTERM (idempotent). The handler only stores to a
+// lock-free atomic, which is async-signal-safe. A second SIGTERM while the flag is already set
+// restores the default action and re-raises, so an impatient operator can still kill the job.
+void install_stop_signal_handlers();
+
+// This process received SIGUSR1/SIGTERM since start (or since clear_stop_request()).
+[[nodiscard]] bool stop_requested();
+// The signal that set the flag (SIGUSR1, SIGTERM), or 0.
+[[nodiscard]] int stop_signal();
+void clear_stop_request();
+
+// Collective (call it on every rank at the same step boundary): true on every rank when any
+// rank has been asked to stop. One MAX-allreduce of a single integer.
+[[nodiscard]] bool agree_stop(dist::Communicator& comm);
+
+}  // namespace crackseg
