@@ -1,8 +1,11 @@
 // The dropout mask shared by every backend: element i (logical (c, h, w) order, i.e.
 // (c*H + h)*W + w, or the feature index of a 2-D input) of batch item n is dropped when
-//   rng_uniform(seed, epoch, sample_ids[n], Purpose::dropout, salt * 2^32 + i) < p,
+//   rng_uniform(seed ^ (salt << 32), epoch, sample_ids[n], Purpose::dropout, i) < p,
 // with salt = name_salt(node name). The mask thus depends on the sample, never on the rank,
 // the thread, the batch composition or the memory format. Kept elements scale by 1/(1-p).
+// Why the salt sits in the key and not in the counter (salt * 2^32 + i, as first planned):
+// rng_word keeps only 32 bits of the block index i/4, which would leave 2 bits of the salt
+// and correlate the masks of different layers; the 64-bit key keeps all of it.
 // An empty ctx.sample_ids means "item n is sample n" (unit tests, single-batch tools).
 #pragma once
 #include <cstdint>
@@ -21,8 +24,12 @@ namespace crackseg {
   return ctx.sample_ids[static_cast<std::size_t>(n)];
 }
 
+[[nodiscard]] constexpr uint64_t dropout_key(uint64_t seed, uint32_t salt) {
+  return seed ^ (static_cast<uint64_t>(salt) << 32);
+}
+
 [[nodiscard]] inline bool dropout_dropped(const StepContext& ctx, uint64_t sample, uint32_t salt, uint64_t i, float p) {
-  return rng_uniform(ctx.seed, ctx.epoch, sample, Purpose::dropout, (static_cast<uint64_t>(salt) << 32) + i) < p;
+  return rng_uniform(dropout_key(ctx.seed, salt), ctx.epoch, sample, Purpose::dropout, i) < p;
 }
 
 }  // namespace crackseg

@@ -59,7 +59,8 @@ inline double tolerance_ratio(const Tensor& got, const Tensor& want, double atol
   auto gs = g.span<float>();
   auto ws = w.span<float>();
   for (std::size_t i = 0; i < gs.size(); ++i) {
-    const double r = std::fabs(static_cast<double>(gs[i]) - ws[i]) / (atol + rtol * std::fabs(ws[i]));
+    const double diff = std::fabs(static_cast<double>(gs[i]) - ws[i]);
+    const double r = diff == 0 ? 0.0 : diff / (atol + rtol * std::fabs(ws[i]));  // atol = rtol = 0: exact
     if (!(r <= worst)) {  // catches NaN
       worst = std::isnan(r) ? 1e30 : r;
       if (where) *where = "element " + std::to_string(i) + ": got " + std::to_string(gs[i]) + " want " + std::to_string(ws[i]);

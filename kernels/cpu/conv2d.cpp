@@ -1,0 +1,8 @@
+// oneDNN conv2d: see conv_impl.hpp.
+#include "kernels/cpu/conv_impl.hpp"
+
+namespace crackseg::onednn {
+std::unique_ptr<Layer> make_conv2d(const LayerSpec& s, const std::string& n, std::shared_ptr<Context> c) {
+  return std::make_unique<ConvLayer<false>>(s, n, std::move(c));
+}
+}  // namespace crackseg::onednn

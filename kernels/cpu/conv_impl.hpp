@@ -1,0 +1,174 @@
+// conv2d and conv_transpose2d on oneDNN, one template (the two differ only in primitive
+// types, plain weight layout and padding arithmetic). Activations nhwc; weights in the
+// layout oneDNN picks (format_tag::any), reordered from the plain master copy in
+// Param::value only when params_changed(); bias and a following ReLU/LeakyReLU fused as
+// post-ops; the fused activation's backward runs from the saved (activated) output.
+#pragma once
+#include <type_traits>
+
+#include "kernels/cpu/dnnl_common.hpp"
+
+namespace crackseg::onednn {
+
+template <bool Transposed>
+class ConvLayer final : public DnnlLayer {
+  using Fwd = std::conditional_t<Transposed, dnnl::deconvolution_forward, dnnl::convolution_forward>;
+  using BwdD = std::conditional_t<Transposed, dnnl::deconvolution_backward_data, dnnl::convolution_backward_data>;
+  using BwdW = std::conditional_t<Transposed, dnnl::deconvolution_backward_weights, dnnl::convolution_backward_weights>;
+  using Spec = std::conditional_t<Transposed, ConvTranspose2dSpec, Conv2dSpec>;
+  static constexpr dnnl::algorithm kAlgo =
+      Transposed ? dnnl::algorithm::deconvolution_direct : dnnl::algorithm::convolution_direct;
+
+ public:
+  using DnnlLayer::DnnlLayer;
+
+  bool fuse_activation(const LayerSpec& act) override {
+    if (std::holds_alternative<ReluSpec>(act)) {
+      fused_ = true, alpha_ = 0.0f;
+    } else if (std::holds_alternative<LeakyReluSpec>(act) && std::get<LeakyReluSpec>(act).slope > 0.0f) {
+      fused_ = true, alpha_ = std::get<LeakyReluSpec>(act).slope;  // dst > 0 <=> pre-activation > 0
+    }
+    return fused_;
+  }
+
+  void plan(std::span<const Dims> in) override {
+    const auto& s = as<Spec>();
+    const Dims x = in[0], y = output_dims(in);
+    const auto& eng = ctx_->engine;
+    const int64_t K = s.kernel;
+    int64_t dil = 0, pr_h, pr_w;
+    if constexpr (Transposed) {
+      pr_h = s.padding - s.output_padding, pr_w = pr_h;
+    } else {
+      dil = s.dilation - 1;
+      const int64_t ext = s.dilation * (K - 1) + 1;
+      pr_h = (y[2] - 1) * s.stride + ext - x[2] - s.padding;
+      pr_w = (y[3] - 1) * s.stride + ext - x[3] - s.padding;
+    }
+    const dnnl::memory::dims strides{s.stride, s.stride}, dilates{dil, dil}, pl{s.padding, s.padding}, pr{pr_h, pr_w};
+    const auto src_md = act_md(x), dst_md = act_md(y);
+    const dnnl::memory::desc w_any({s.out_c, s.in_c, K, K}, dt::f32, tag::any);
+    plain_w_md_ = dnnl::memory::desc({s.out_c, s.in_c, K, K}, dt::f32, Transposed ? tag::iohw : tag::oihw);
+    const dnnl::memory::desc b_md = s.bias ? dnnl::memory::desc({s.out_c}, dt::f32, tag::a) : dnnl::memory::desc();
+
+    dnnl::primitive_attr fattr = scratch_attr();
+    if (fused_) {
+      dnnl::post_ops po;
+      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, alpha_, 0.0f);
+      fattr.set_post_ops(po);
+    }
+    typename Fwd::desc fd(dnnl::prop_kind::forward_training, kAlgo, src_md, w_any, b_md, dst_md, strides, dilates, pl, pr);
+    fwd_pd_ = CRACKSEG_DNNL_CALL(typename Fwd::primitive_desc(fd, fattr, eng));
+    typename BwdD::desc bdd(kAlgo, src_md, w_any, dst_md, strides, dilates, pl, pr);
+    auto bwd_d_pd = CRACKSEG_DNNL_CALL(typename BwdD::primitive_desc(bdd, scratch_attr(), eng, fwd_pd_));
+    typename BwdW::desc bwd(kAlgo, src_md, w_any, b_md, dst_md, strides, dilates, pl, pr);
+    auto bwd_w_pd = CRACKSEG_DNNL_CALL(typename BwdW::primitive_desc(bwd, scratch_attr(), eng, fwd_pd_));
+
+    fwd_ = make_primitive<Fwd>(fwd_pd_);
+    bwd_d_ = make_primitive<BwdD>(bwd_d_pd);
+    bwd_w_ = make_primitive<BwdW>(bwd_w_pd);
+    fwd_scratch_ = scratch_for(fwd_pd_);
+    bwd_d_scratch_ = scratch_for(bwd_d_pd);
+    bwd_w_scratch_ = scratch_for(bwd_w_pd);
+
+    src_ = unbound(src_md, eng);
+    dst_ = unbound(dst_md, eng);
+    dout_ = unbound(dst_md, eng);
+    din_ = unbound(src_md, eng);
+    plain_w_ = unbound(plain_w_md_, eng);
+    plain_dw_ = unbound(plain_w_md_, eng);
+    w_fwd_ = owned(fwd_pd_.weights_desc(), eng, w_fwd_buf_);
+    w_bwd_ = bwd_d_pd.weights_desc() == fwd_pd_.weights_desc() ? w_fwd_ : owned(bwd_d_pd.weights_desc(), eng, w_bwd_buf_);
+    dw_ = owned(bwd_w_pd.diff_weights_desc(), eng, dw_buf_);
+    if (s.bias) {
+      bias_ = unbound(b_md, eng);
+      db_ = owned(b_md, eng, db_buf_);
+    }
+    // Weight reorders: plain -> forward layout (-> backward-data layout); diff -> plain grad
+    // accumulating (sum post-op), since backward accumulates into Param::grad.
+    reorder_fwd_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(plain_w_, w_fwd_));
+    if (w_bwd_ != w_fwd_) reorder_bwd_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(plain_w_, w_bwd_));
+    dnnl::primitive_attr sum_attr;
+    dnnl::post_ops sum_po;
+    sum_po.append_sum(1.0f);
+    sum_attr.set_post_ops(sum_po);
+    reorder_dw_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(dw_, plain_dw_, sum_attr));
+    reorder_fwd_args_ = {{DNNL_ARG_FROM, plain_w_}, {DNNL_ARG_TO, w_fwd_}};
+    reorder_bwd_args_ = {{DNNL_ARG_FROM, plain_w_}, {DNNL_ARG_TO, w_bwd_}};
+    reorder_dw_args_ = {{DNNL_ARG_FROM, dw_}, {DNNL_ARG_TO, plain_dw_}};
+
+    fwd_args_ = {{DNNL_ARG_SRC, src_}, {DNNL_ARG_WEIGHTS, w_fwd_}, {DNNL_ARG_DST, dst_}};
+    if (s.bias) fwd_args_[DNNL_ARG_BIAS] = bias_;
+    dnnl::memory ddst = dout_;
+    if (fused_) {  // d(pre-activation) = dout * act'(saved dst)
+      dpre_ = owned(dst_md, eng, dpre_buf_);
+      dnnl::eltwise_forward::desc ef(dnnl::prop_kind::forward_training, dnnl::algorithm::eltwise_relu_use_dst_for_bwd,
+                                     dst_md, alpha_, 0.0f);
+      auto ef_pd = CRACKSEG_DNNL_CALL(dnnl::eltwise_forward::primitive_desc(ef, eng));
+      dnnl::eltwise_backward::desc eb(dnnl::algorithm::eltwise_relu_use_dst_for_bwd, dst_md, dst_md, alpha_, 0.0f);
+      auto eb_pd = CRACKSEG_DNNL_CALL(dnnl::eltwise_backward::primitive_desc(eb, scratch_attr(), eng, ef_pd));
+      act_bwd_ = make_primitive<dnnl::eltwise_backward>(eb_pd);
+      act_scratch_ = scratch_for(eb_pd);
+      act_args_ = {{DNNL_ARG_DST, dst_}, {DNNL_ARG_DIFF_DST, dout_}, {DNNL_ARG_DIFF_SRC, dpre_}};
+      ddst = dpre_;
+    }
+    bwd_d_args_ = {{DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, w_bwd_}, {DNNL_ARG_DIFF_SRC, din_}};
+    bwd_w_args_ = {{DNNL_ARG_SRC, src_}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dw_}};
+    if (s.bias) bwd_w_args_[DNNL_ARG_DIFF_BIAS] = db_;
+    planned_ = true;
+    refresh_weights();
+  }
+
+  void params_changed() override {
+    if (planned_) refresh_weights();
+  }
+
+  void forward(const StepContext&, std::span<const Tensor* const> in, Tensor& out) override {
+    bind(src_, *in[0]);
+    bind(dst_, out);
+    if (as<Spec>().bias) bind(bias_, params_[1].value);
+    exec(fwd_, fwd_args_, fwd_scratch_);
+    wait();
+  }
+
+  void backward(const StepContext&, std::span<const Tensor* const> in, const Tensor& out, const Tensor& dout,
+                std::span<Tensor* const> din) override {
+    bind(src_, *in[0]);
+    bind(dst_, out);
+    bind(dout_, dout);
+    if (fused_) exec(act_bwd_, act_args_, act_scratch_);
+    if (din[0]) {
+      bind(din_, *din[0]);
+      exec(bwd_d_, bwd_d_args_, bwd_d_scratch_);
+    }
+    exec(bwd_w_, bwd_w_args_, bwd_w_scratch_);
+    bind(plain_dw_, params_[0].grad);
+    CRACKSEG_DNNL_CALL(reorder_dw_.execute(ctx_->stream, reorder_dw_args_));
+    wait();
+    if (as<Spec>().bias) {
+      float* g = params_[1].grad.data<float>();
+      const float* d = db_buf_.data<float>();
+      for (int64_t o = 0; o < as<Spec>().out_c; ++o) g[o] += d[o];
+    }
+  }
+
+ private:
+  void refresh_weights() {
+    bind(plain_w_, params_[0].value);
+    CRACKSEG_DNNL_CALL(reorder_fwd_.execute(ctx_->stream, reorder_fwd_args_));
+    if (w_bwd_ != w_fwd_) CRACKSEG_DNNL_CALL(reorder_bwd_.execute(ctx_->stream, reorder_bwd_args_));
+    wait();
+  }
+
+  bool fused_ = false, planned_ = false;
+  float alpha_ = 0.0f;
+  typename Fwd::primitive_desc fwd_pd_;
+  dnnl::primitive fwd_, bwd_d_, bwd_w_, act_bwd_, reorder_fwd_, reorder_bwd_, reorder_dw_;
+  dnnl::memory fwd_scratch_, bwd_d_scratch_, bwd_w_scratch_, act_scratch_;
+  dnnl::memory::desc plain_w_md_;
+  dnnl::memory src_, dst_, dout_, din_, plain_w_, plain_dw_, w_fwd_, w_bwd_, dw_, bias_, db_, dpre_;
+  Tensor w_fwd_buf_, w_bwd_buf_, dw_buf_, db_buf_, dpre_buf_;
+  Args fwd_args_, bwd_d_args_, bwd_w_args_, act_args_, reorder_fwd_args_, reorder_bwd_args_, reorder_dw_args_;
+};
+
+}  // namespace crackseg::onednn

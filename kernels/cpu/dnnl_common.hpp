@@ -1,0 +1,107 @@
+// Shared pieces of the oneDNN backend: one engine + stream per backend instance, a user
+// scratchpad shared by all primitives of that backend (grown only in plan()), memory
+// descriptor helpers and a counting primitive factory.
+//
+// Steady state: every primitive, memory object and argument map is built in plan(); forward
+// and backward only point memory objects at the step's buffers (set_data_handle) and execute.
+#pragma once
+#include <dnnl.hpp>
+
+#include <memory>
+#include <unordered_map>
+
+#include "kernels/cpu/dnnl_check.hpp"
+#include "src/graph/backend.hpp"
+#include "src/layers/layer_base.hpp"
+
+namespace crackseg::onednn {
+
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+using Args = std::unordered_map<int, dnnl::memory>;
+
+struct Context {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  Tensor scratch;  // user scratchpad, shared: layers run one at a time
+
+  void reserve_scratch(std::size_t bytes) {
+    if (scratch.defined() && scratch.nbytes() >= bytes) return;
+    scratch = alloc_buffer({static_cast<int64_t>((bytes + 3) / 4)});
+  }
+  void* scratch_ptr() { return scratch.defined() ? scratch.raw() : nullptr; }
+};
+
+[[nodiscard]] inline dnnl::memory::dims to_dnnl(const Dims& d) { return {d.begin(), d.end()}; }
+
+// Activation descriptor: 4-D -> nhwc, 2-D -> nc, 1-D -> a.
+[[nodiscard]] inline dnnl::memory::desc act_md(const Dims& d) {
+  const tag t = d.size() == 4 ? tag::nhwc : d.size() == 2 ? tag::nc : tag::a;
+  return {to_dnnl(d), dt::f32, t};
+}
+
+[[nodiscard]] inline dnnl::primitive_attr scratch_attr() {
+  dnnl::primitive_attr a;
+  a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return a;
+}
+
+// Creates a primitive from its descriptor and counts it (tests: none in steady state).
+template <class P, class PD>
+[[nodiscard]] P make_primitive(const PD& pd) {
+  nn_counters().primitives_created.fetch_add(1, std::memory_order_relaxed);
+  return CRACKSEG_DNNL_CALL(P(pd));
+}
+
+// A memory object with no data yet; forward/backward bind it with bind().
+[[nodiscard]] inline dnnl::memory unbound(const dnnl::memory::desc& md, const dnnl::engine& e) {
+  return CRACKSEG_DNNL_CALL(dnnl::memory(md, e, DNNL_MEMORY_NONE));
+}
+// A memory object over a buffer the layer owns (allocated here, once, in plan).
+[[nodiscard]] inline dnnl::memory owned(const dnnl::memory::desc& md, const dnnl::engine& e, Tensor& storage) {
+  storage = alloc_buffer({static_cast<int64_t>((md.get_size() + 3) / 4) + 1});
+  return CRACKSEG_DNNL_CALL(dnnl::memory(md, e, storage.raw()));
+}
+inline void bind(const dnnl::memory& m, const Tensor& t) { m.set_data_handle(const_cast<void*>(t.raw())); }
+
+// Base for oneDNN layers: the shared context and execution with the user scratchpad.
+class DnnlLayer : public LayerBase {
+ public:
+  DnnlLayer(const LayerSpec& s, const std::string& name, std::shared_ptr<Context> ctx)
+      : LayerBase(s, name), ctx_(std::move(ctx)) {}
+
+ protected:
+  // Registers a primitive's scratchpad need; call in plan() for every primitive descriptor.
+  template <class PD>
+  dnnl::memory scratch_for(const PD& pd) {
+    ctx_->reserve_scratch(pd.scratchpad_desc().get_size());
+    return unbound(pd.scratchpad_desc(), ctx_->engine);
+  }
+  void exec(const dnnl::primitive& p, Args& args, const dnnl::memory& scratch) {
+    scratch.set_data_handle(ctx_->scratch_ptr());
+    args[DNNL_ARG_SCRATCHPAD] = scratch;  // key exists after the first call: no allocation
+    try {
+      p.execute(ctx_->stream, args);
+    } catch (const dnnl::error& e) {
+      const std::string call = "execute " + kind_name(spec_) + " '" + name_ + "' primitive";
+      detail::rethrow_dnnl(e, call.c_str());
+    }
+  }
+  void wait() { CRACKSEG_DNNL_CALL(ctx_->stream.wait()); }
+  std::shared_ptr<Context> ctx_;
+};
+
+// Factories, one per op file.
+std::unique_ptr<Layer> make_conv2d(const LayerSpec& s, const std::string& n, std::shared_ptr<Context> c);
+std::unique_ptr<Layer> make_conv_transpose2d(const LayerSpec& s, const std::string& n, std::shared_ptr<Context> c);
+std::unique_ptr<Layer> make_maxpool2d(const LayerSpec& s, const std::string& n, std::shared_ptr<Context> c);
+std::unique_ptr<Layer> make_batchnorm2d(const LayerSpec& s, const std::string& n, std::shared_ptr<Context> c);
+std::unique_ptr<Layer> make_eltwise(const LayerSpec& s, const std::string& n, std::shared_ptr<Context> c);
+std::unique_ptr<Layer> make_softmax(const LayerSpec& s, const std::string& n, std::shared_ptr<Context> c);
+std::unique_ptr<Layer> make_concat(const LayerSpec& s, const std::string& n, std::shared_ptr<Context> c);
+std::unique_ptr<Layer> make_add(const LayerSpec& s, const std::string& n, std::shared_ptr<Context> c);
+std::unique_ptr<Layer> make_linear(const LayerSpec& s, const std::string& n, std::shared_ptr<Context> c);
+std::unique_ptr<Layer> make_dropout(const LayerSpec& s, const std::string& n, std::shared_ptr<Context> c);
+std::unique_ptr<Layer> make_flatten(const LayerSpec& s, const std::string& n, std::shared_ptr<Context> c);
+
+}  // namespace crackseg::onednn

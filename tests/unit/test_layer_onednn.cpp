@@ -1,0 +1,228 @@
+// ctest-link: crackseg_nn
+// oneDNN backend vs the reference backend, forward and backward, every layer, with the same
+// stride / padding / dilation variants as the gradient checks; per-op tolerances
+// (|got - ref| <= atol + rtol * |ref|). Also: fused conv+activation through the Graph, the
+// dropout mask bit for bit, and a steady-state step that creates no primitive and
+// allocates no buffer.
+#include <gtest/gtest.h>
+
+#include "src/graph/graph.hpp"
+#include "tests/unit/test_layer_util.hpp"
+
+using namespace crackseg;
+using namespace crackseg::test;
+
+namespace {
+
+struct Case {
+  std::string label;
+  LayerSpec spec;
+  std::vector<Dims> in;
+  bool training = true;
+  Fill fill = Fill::normal;
+  double atol = 1e-5, rtol = 1e-4;
+};
+
+const Dims kX{2, 3, 7, 9};
+
+std::vector<Case> cases() {
+  return {
+      {"conv_k3_s1_p1", Conv2dSpec{3, 4, 3, 1, 1, 1}, {kX}},
+      {"conv_k3_s2_p0", Conv2dSpec{3, 4, 3, 2, 0, 1}, {kX}},
+      {"conv_k3_s2_p1_d2", Conv2dSpec{3, 2, 3, 2, 1, 2}, {kX}},
+      {"conv_k1_wide", Conv2dSpec{3, 17, 1, 1, 0, 1}, {kX}},
+      {"conv_k5_p2_nobias", Conv2dSpec{3, 2, 5, 1, 2, 1, false}, {kX}},
+      {"conv_k2_s3_p1", Conv2dSpec{3, 3, 2, 3, 1, 1}, {kX}},
+      {"conv_16to32", Conv2dSpec{16, 32, 3, 1, 1, 1}, {{2, 16, 6, 5}}},
+      {"convT_k2_s2", ConvTranspose2dSpec{3, 2, 2, 2, 0, 0}, {{2, 3, 4, 5}}},
+      {"convT_k3_s2_p0", ConvTranspose2dSpec{3, 2, 3, 2, 0, 0}, {{2, 3, 4, 5}}},
+      {"convT_k3_s2_p1_op1", ConvTranspose2dSpec{3, 4, 3, 2, 1, 1}, {{2, 3, 4, 5}}},
+      {"convT_k3_s1_p1_nobias", ConvTranspose2dSpec{3, 2, 3, 1, 1, 0, false}, {{2, 3, 4, 5}}},
+      {"convT_32to16", ConvTranspose2dSpec{32, 16, 2, 2, 0, 0}, {{2, 32, 3, 4}}},
+      {"maxpool_k2_s2", MaxPool2dSpec{2, 2, 0}, {kX}, true, Fill::distinct},
+      {"maxpool_k3_s2_p1", MaxPool2dSpec{3, 2, 1}, {kX}, true, Fill::distinct},
+      {"maxpool_k3_s1", MaxPool2dSpec{3, 1, 0}, {kX}, true, Fill::distinct},
+      {"batchnorm_train", BatchNorm2dSpec{3}, {kX}},
+      {"batchnorm_eval", BatchNorm2dSpec{3}, {kX}, false},
+      {"relu", ReluSpec{}, {kX}, true, Fill::away_from_zero},
+      {"leaky_relu", LeakyReluSpec{0.1f}, {kX}, true, Fill::away_from_zero},
+      {"sigmoid", SigmoidSpec{}, {kX}},
+      {"softmax_channels", SoftmaxSpec{}, {kX}},
+      {"softmax_2d", SoftmaxSpec{}, {{3, 5}}},
+      {"dropout_train", DropoutSpec{0.3f}, {{2, 5, 7, 9}}, true, Fill::normal, 0, 1e-6},
+      {"dropout_2d", DropoutSpec{0.5f}, {{3, 11}}, true, Fill::normal, 0, 1e-6},
+      {"dropout_eval", DropoutSpec{0.3f}, {kX}, false, Fill::normal, 0, 0},
+      {"linear", LinearSpec{10, 4}, {{3, 10}}},
+      {"linear_nobias", LinearSpec{70, 3, false}, {{2, 70}}},
+      {"flatten", FlattenSpec{}, {kX}, true, Fill::normal, 0, 0},
+      {"concat3", ConcatSpec{}, {kX, {2, 1, 7, 9}, {2, 2, 7, 9}}, true, Fill::normal, 0, 0},
+      {"add3", AddSpec{}, {kX, kX, kX}},
+  };
+}
+
+class OnednnVsReference : public ::testing::TestWithParam<Case> {};
+
+struct LayerRun {
+  Tensor out;
+  std::vector<Tensor> din, grads, bufs;
+};
+
+LayerRun run_layer(const std::string& backend, const Case& c) {
+  auto be = make_backend(backend);
+  auto layer = be->make_layer(c.spec, "t." + c.label);
+  StepContext ctx;
+  ctx.training = c.training;
+  ctx.seed = 77;
+  ctx.epoch = 1;
+  const std::vector<uint64_t> ids{12, 5, 900};
+  ctx.sample_ids = std::span<const uint64_t>(ids).first(static_cast<std::size_t>(c.in[0][0]));
+  std::vector<Tensor> in;
+  std::vector<Dims> dims;
+  for (std::size_t k = 0; k < c.in.size(); ++k)
+    in.push_back(random_tensor(c.in[k], 100 + k, be->activation_format(), c.fill)), dims.push_back(c.in[k]);
+  layer->plan(dims);
+  randomize_params(*layer, 11);
+  layer->params_changed();
+  LayerRun r;
+  // BN eval: give the running statistics a non-trivial state first (one training forward).
+  if (std::holds_alternative<BatchNorm2dSpec>(c.spec) && !c.training) {
+    StepContext t = ctx;
+    t.training = true;
+    (void)run_forward(*be, *layer, t, in);
+  }
+  r.out = run_forward(*be, *layer, ctx, in);
+  const Tensor dout = random_tensor(r.out.dims(), 999, be->activation_format());
+  std::vector<Tensor*> dptr;
+  std::vector<const Tensor*> iptr;
+  for (auto& t : in) r.din.push_back(Tensor::zeros(t.dims(), DType::f32, t.format())), iptr.push_back(&t);
+  for (auto& t : r.din) dptr.push_back(&t);
+  layer->backward(ctx, iptr, r.out, dout, dptr);
+  layer->backward(ctx, iptr, r.out, dout, dptr);  // twice: parameter gradients accumulate
+  for (Param* p : layer->params()) r.grads.push_back(p->grad.clone());
+  for (auto& [name, t] : layer->buffers()) r.bufs.push_back(t->clone());
+  return r;
+}
+
+TEST_P(OnednnVsReference, ForwardAndBackwardWithinTolerance) {
+  const Case& c = GetParam();
+  const LayerRun want = run_layer("reference", c), got = run_layer("onednn", c);
+  std::string at;
+  EXPECT_LE(tolerance_ratio(got.out, want.out, c.atol, c.rtol, &at), 1.0) << "out " << at;
+  // Backward sums over more terms than forward: a 10x looser bound, still float-level.
+  const double ba = std::max(10 * c.atol, 1e-5), br = c.rtol == 0 ? 1e-6 : 10 * c.rtol;
+  for (std::size_t k = 0; k < want.din.size(); ++k)
+    EXPECT_LE(tolerance_ratio(got.din[k], want.din[k], ba, br, &at), 1.0) << "din" << k << " " << at;
+  ASSERT_EQ(got.grads.size(), want.grads.size());
+  for (std::size_t k = 0; k < want.grads.size(); ++k)
+    EXPECT_LE(tolerance_ratio(got.grads[k], want.grads[k], ba, br, &at), 1.0) << "grad" << k << " " << at;
+  for (std::size_t k = 0; k < want.bufs.size(); ++k)
+    EXPECT_LE(tolerance_ratio(got.bufs[k], want.bufs[k], 1e-6, 1e-5, &at), 1.0) << "buffer" << k << " " << at;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllLayers, OnednnVsReference, ::testing::ValuesIn(cases()),
+                         [](const auto& info) { return info.param.label; });
+
+// conv -> relu, convT -> leaky relu (fused on oneDNN), conv -> BN -> leaky (not fusable),
+// pool, concat skip, sigmoid: the oneDNN graph (fusion on and off) vs the reference graph.
+Graph mini_unet(bool fusion) {
+  Graph g;
+  g.set_fusion(fusion);
+  NodeId x = g.input();
+  NodeId c1 = g.add("enc.conv1", Conv2dSpec{3, 8, 3, 1, 1}, {x});
+  NodeId r1 = g.add("enc.relu1", ReluSpec{}, {c1});
+  NodeId c2 = g.add("enc.conv2", Conv2dSpec{8, 8, 3, 1, 1}, {r1});
+  NodeId b2 = g.add("enc.bn2", BatchNorm2dSpec{8}, {c2});
+  NodeId l2 = g.add("enc.act2", LeakyReluSpec{0.01f}, {b2});
+  NodeId d2 = g.add("enc.drop2", DropoutSpec{0.2f}, {l2});
+  NodeId p = g.add("pool", MaxPool2dSpec{2, 2, 0}, {d2});
+  NodeId c3 = g.add("mid.conv", Conv2dSpec{8, 16, 3, 1, 1}, {p});
+  NodeId r3 = g.add("mid.relu", ReluSpec{}, {c3});
+  NodeId up = g.add("up", ConvTranspose2dSpec{16, 8, 2, 2}, {r3});
+  NodeId ul = g.add("up.act", LeakyReluSpec{0.1f}, {up});
+  NodeId cat = g.add("cat", ConcatSpec{}, {ul, d2});
+  NodeId c4 = g.add("dec.conv", Conv2dSpec{16, 1, 1, 1, 0}, {cat});
+  g.set_output(g.add("out", SigmoidSpec{}, {c4}));
+  return g;
+}
+
+TEST(OnednnGraph, FusedAndUnfusedMatchReference) {
+  const Tensor x = random_tensor({2, 3, 8, 10}, 1, Format::nchw);
+  const Tensor dy = random_tensor({2, 1, 8, 10}, 2, Format::nchw);
+  StepContext ctx;
+  ctx.seed = 3;
+  auto run_graph = [&](const std::string& backend, bool fusion, std::vector<Tensor>& grads) {
+    auto be = make_backend(backend);
+    Graph g = mini_unet(fusion);
+    g.instantiate(*be, 42);
+    Tensor y;
+    for (int step = 0; step < 2; ++step) {  // second step sees updated running stats + weights
+      g.zero_grad();
+      y = g.forward(ctx, x).to_format(Format::nchw);
+      g.backward(ctx, dy);
+      if (step == 0)
+        for (Param* p : g.params()) {
+          auto v = p->value.span<float>();
+          auto gr = p->grad.span<float>();
+          for (std::size_t i = 0; i < v.size(); ++i) v[i] -= 0.01f * gr[i];
+        }
+    }
+    grads.clear();
+    for (Param* p : g.params()) grads.push_back(p->grad.clone());
+    return y;
+  };
+  std::vector<Tensor> gref, gfused, gplain;
+  const Tensor yref = run_graph("reference", false, gref);
+  const Tensor yfused = run_graph("onednn", true, gfused);
+  const Tensor yplain = run_graph("onednn", false, gplain);
+  std::string at;
+  EXPECT_LE(tolerance_ratio(yfused, yref, 1e-5, 1e-4, &at), 1.0) << at;
+  EXPECT_LE(tolerance_ratio(yplain, yref, 1e-5, 1e-4, &at), 1.0) << at;
+  ASSERT_EQ(gfused.size(), gref.size());
+  for (std::size_t k = 0; k < gref.size(); ++k) {
+    EXPECT_LE(tolerance_ratio(gfused[k], gref[k], 1e-4, 1e-3, &at), 1.0) << "param " << k << " " << at;
+    EXPECT_LE(tolerance_ratio(gplain[k], gref[k], 1e-4, 1e-3, &at), 1.0) << "param " << k << " " << at;
+  }
+}
+
+TEST(OnednnGraph, SteadyStateCreatesNoPrimitiveAndAllocatesNoBuffer) {
+  auto be = make_backend("onednn");
+  Graph g = mini_unet(true);
+  g.instantiate(*be, 1);
+  StepContext ctx;
+  const Tensor x = random_tensor({2, 3, 8, 10}, 1, Format::nhwc);
+  const Tensor dy = random_tensor({2, 1, 8, 10}, 2, Format::nhwc);
+  auto step = [&] {
+    g.zero_grad();
+    (void)g.forward(ctx, x);
+    g.backward(ctx, dy);
+    for (Param* p : g.params()) p->value.span<float>()[0] += 1e-3f;  // an optimizer's write
+  };
+  step();
+  const uint64_t prims = nn_counters().primitives_created.load(), bufs = nn_counters().buffers_allocated.load();
+  EXPECT_GT(prims, 10u);
+  for (int i = 0; i < 3; ++i) step();
+  ctx.training = false;
+  (void)g.forward(ctx, x);
+  EXPECT_EQ(nn_counters().primitives_created.load(), prims);
+  EXPECT_EQ(nn_counters().buffers_allocated.load(), bufs);
+}
+
+TEST(OnednnGraph, WeightChangesReachTheBlockedCopy) {
+  // After an update through params(), the next forward must use the new weights.
+  auto be = make_backend("onednn");
+  Graph g;
+  NodeId x = g.input();
+  g.set_output(g.add("c", Conv2dSpec{16, 16, 3, 1, 1}, {x}));
+  g.instantiate(*be, 1);
+  StepContext ctx;
+  const Tensor in = random_tensor({1, 16, 5, 5}, 4, Format::nhwc);
+  const Tensor y0 = g.forward(ctx, in).clone();
+  for (Param* p : g.params())
+    if (p->name == "c.bias") p->value.fill_(1.0f);
+    else p->value.zero_();
+  const Tensor y1 = g.forward(ctx, in);
+  for (float v : y1.span<float>()) ASSERT_EQ(v, 1.0f);
+  (void)y0;
+}
+
+}  // namespace
