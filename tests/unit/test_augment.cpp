@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -254,13 +255,16 @@ TEST(Augment, NoiseHasConfiguredSigma) {
   AugmentParams p = identity(64, 64);
   p.noise_sigma = 10.0f;
   const Out o = run(p, s, 1, 0, 77);
-  double sum = 0, sum2 = 0;
+  double sum = 0, sum2 = 0, beyond2sigma = 0;
   for (float v : o.image) {
     const double d = v * 255.0 - 128.0;
     sum += d;
     sum2 += d * d;
+    beyond2sigma += std::abs(d) > 20.0;
   }
   const double n = static_cast<double>(o.image.size());
+  // Gaussian shape: P(|z| > 2) = 4.55%; 4 binomial standard errors at n = 12288 is 0.75%.
+  EXPECT_NEAR(beyond2sigma / n, 0.0455, 0.0075);
   EXPECT_NEAR(sum / n, 0.0, 0.25);                         // 4 standard errors of 10/sqrt(12288)
   EXPECT_NEAR(std::sqrt(sum2 / n - (sum / n) * (sum / n)), 10.0, 0.3);
 }
