@@ -1,19 +1,64 @@
 #include "kernels/cuda/nccl_comm.hpp"
 
-#include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include "kernels/cuda/context.hpp"
 #include "src/core/mpi_check.hpp"
 
 namespace crackseg::cuda {
 
-NcclCommunicator::NcclCommunicator(MPI_Comm comm) {
+namespace {
+
+MPI_Op mpi_op(dist::ReduceOp op) {
+  switch (op) {
+    case dist::ReduceOp::sum: return MPI_SUM;
+    case dist::ReduceOp::max: return MPI_MAX;
+    case dist::ReduceOp::min: return MPI_MIN;
+  }
+  return MPI_SUM;
+}
+
+class NcclPending final : public dist::PendingOp {
+ public:
+  NcclPending(NcclCommunicator& comm, std::shared_ptr<void> keepalive, Event done, std::string what)
+      : comm_(comm), keepalive_(std::move(keepalive)), done_(std::move(done)), what_(std::move(what)) {}
+  ~NcclPending() override {
+    if (!complete_ && done_) comm_.adopt(std::move(keepalive_), std::move(done_));
+  }
+  bool test() override {
+    if (complete_) return true;
+    const cudaError_t rc = cudaEventQuery(done_.get());
+    if (rc == cudaErrorNotReady) return false;
+    CRACKSEG_CUDA_CHECK(rc);
+    complete_ = true;
+    return true;
+  }
+  void wait() override {
+    if (complete_) return;
+    comm_.wait(done_.get(), what_);
+    complete_ = true;
+  }
+
+ private:
+  NcclCommunicator& comm_;
+  std::shared_ptr<void> keepalive_;
+  Event done_;
+  std::string what_;
+  bool complete_ = false;
+};
+
+}  // namespace
+
+NcclCommunicator::NcclCommunicator(MPI_Comm parent, double timeout_s) : timeout_s_(timeout_s) {
   auto& ctx = Context::get();  // selects this rank's GPU from its local rank
-  CRACKSEG_MPI_CHECK(MPI_Comm_rank(comm, &rank_));
-  CRACKSEG_MPI_CHECK(MPI_Comm_size(comm, &size_));
+  CRACKSEG_MPI_CHECK(MPI_Comm_dup(parent, &mpi_));
+  CRACKSEG_MPI_CHECK(MPI_Comm_set_errhandler(mpi_, MPI_ERRORS_RETURN));
+  CRACKSEG_MPI_CHECK(MPI_Comm_rank(mpi_, &rank_));
+  CRACKSEG_MPI_CHECK(MPI_Comm_size(mpi_, &size_));
   ncclUniqueId id{};
   if (rank_ == 0) CRACKSEG_NCCL_CHECK(ncclGetUniqueId(&id));
-  CRACKSEG_MPI_CHECK(MPI_Bcast(&id, static_cast<int>(sizeof(id)), MPI_BYTE, 0, comm));
+  CRACKSEG_MPI_CHECK(MPI_Bcast(&id, static_cast<int>(sizeof(id)), MPI_BYTE, 0, mpi_));
   CRACKSEG_CUDA_CHECK(cudaSetDevice(ctx.device()));
   ncclComm_t c{};
   CRACKSEG_NCCL_CHECK(ncclCommInitRank(&c, size_, id, rank_));
@@ -23,103 +68,137 @@ NcclCommunicator::NcclCommunicator(MPI_Comm comm) {
   done_ = make_event();
 }
 
-void NcclCommunicator::allreduce_sum(float* data, std::size_t count) {
-  cudaStream_t compute = Context::get().stream();
-  CRACKSEG_CUDA_CHECK(cudaEventRecord(ready_.get(), compute));
+NcclCommunicator::~NcclCommunicator() {
+  // Order matters: finish NCCL (its destroy flushes outstanding operations) and the stream
+  // before the buffers abandoned operations kept alive are released. Errors are ignored:
+  // there is nothing to do with them in a destructor.
+  comm_.reset();
+  if (stream_) (void)cudaStreamSynchronize(stream_.get());
+  abandoned_.clear();
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized && mpi_ != MPI_COMM_NULL) MPI_Comm_free(&mpi_);
+}
+
+void NcclCommunicator::enter() {
+  CRACKSEG_CUDA_CHECK(cudaEventRecord(ready_.get(), Context::get().stream()));
   CRACKSEG_CUDA_CHECK(cudaStreamWaitEvent(stream_.get(), ready_.get(), 0));
-  CRACKSEG_NCCL_CHECK(ncclAllReduce(data, data, count, ncclFloat32, ncclSum, comm_.get(), stream_.get()));
-  CRACKSEG_CUDA_CHECK(cudaEventRecord(done_.get(), stream_.get()));
-  CRACKSEG_CUDA_CHECK(cudaStreamWaitEvent(compute, done_.get(), 0));
 }
 
-void NcclCommunicator::allgather(const float* data, float* gathered, std::size_t count) {
-  cudaStream_t compute = Context::get().stream();
-  CRACKSEG_CUDA_CHECK(cudaEventRecord(ready_.get(), compute));
-  CRACKSEG_CUDA_CHECK(cudaStreamWaitEvent(stream_.get(), ready_.get(), 0));
-  CRACKSEG_NCCL_CHECK(ncclAllGather(data, gathered, count, ncclFloat32, comm_.get(), stream_.get()));
-  CRACKSEG_CUDA_CHECK(cudaEventRecord(done_.get(), stream_.get()));
-  CRACKSEG_CUDA_CHECK(cudaStreamWaitEvent(compute, done_.get(), 0));
+void NcclCommunicator::leave(cudaEvent_t done) {
+  CRACKSEG_CUDA_CHECK(cudaEventRecord(done, stream_.get()));
+  CRACKSEG_CUDA_CHECK(cudaStreamWaitEvent(Context::get().stream(), done, 0));
 }
 
-void NcclCommunicator::synchronize() const { CRACKSEG_CUDA_CHECK(cudaStreamSynchronize(stream_.get())); }
-
-BucketedAllreduce::BucketedAllreduce(NcclCommunicator& comm, std::vector<Buffer> grads, std::size_t bucket_bytes,
-                                     Mode mode)
-    : comm_(comm), grads_(std::move(grads)), mode_(mode) {
-  const std::size_t cap = std::max<std::size_t>(bucket_bytes / sizeof(float), 1);
-  bucket_of_.resize(grads_.size());
-  std::size_t largest = 0;
-  for (std::size_t i = 0; i < grads_.size();) {
-    Bucket b;
-    b.first = i;
-    while (i < grads_.size() && (b.count == 0 || b.count + grads_[i].count <= cap)) {
-      bucket_of_[i] = buckets_.size();
-      b.count += grads_[i++].count;
-    }
-    b.last = i;
-    b.ready = make_event();
-    b.done = make_event();
-    largest = std::max(largest, b.count);
-    buckets_.push_back(std::move(b));
-  }
-  if (mode_ == Mode::bitwise && comm_.size() > 1)
-    staging_ = DevicePtr(sizeof(float) * largest * static_cast<std::size_t>(comm_.size()));
-}
-
-void BucketedAllreduce::begin_step() {
-  for (auto& b : buckets_) {
-    b.pending = b.last - b.first;
-    b.launched = false;
+void NcclCommunicator::wait(cudaEvent_t done, const std::string& what) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (;;) {
+    const cudaError_t rc = cudaEventQuery(done);
+    if (rc == cudaSuccess) return;
+    if (rc != cudaErrorNotReady) CRACKSEG_CUDA_CHECK(rc);
+    ncclResult_t async = ncclSuccess;
+    CRACKSEG_NCCL_CHECK(ncclCommGetAsyncError(comm_.get(), &async));
+    if (async != ncclSuccess && async != ncclInProgress) CRACKSEG_NCCL_CHECK(async);
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (timeout_s_ > 0 && waited > timeout_s_)
+      throw dist::CollectiveTimeout("NCCL " + what + " did not complete within dist.timeout_s = " +
+                                    std::to_string(timeout_s_) + " s (" + where_am_i() + ")");
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
 }
 
-void BucketedAllreduce::mark_ready(std::size_t i) {
-  if (i >= grads_.size())
-    throw Error("BucketedAllreduce::mark_ready: gradient " + std::to_string(i) + " of " + std::to_string(grads_.size()));
-  Bucket& b = buckets_[bucket_of_[i]];
-  if (b.pending == 0) throw Error("BucketedAllreduce::mark_ready: gradient " + std::to_string(i) + " marked twice");
-  if (--b.pending == 0) launch(b);
+void NcclCommunicator::adopt(std::shared_ptr<void> keepalive, Event done) {
+  abandoned_.push_back({std::move(keepalive), std::move(done)});
 }
 
-void BucketedAllreduce::launch(Bucket& b) {
-  b.launched = true;
-  if (comm_.size() == 1) return;  // the sum over one rank is the gradient itself
-  cudaStream_t compute = Context::get().stream(), nccl = comm_.stream();
-  CRACKSEG_CUDA_CHECK(cudaEventRecord(b.ready.get(), compute));
-  CRACKSEG_CUDA_CHECK(cudaStreamWaitEvent(nccl, b.ready.get(), 0));
-  if (mode_ == Mode::fast) {
-    CRACKSEG_NCCL_CHECK(ncclGroupStart());
-    for (std::size_t i = b.first; i < b.last; ++i)
-      CRACKSEG_NCCL_CHECK(ncclAllReduce(grads_[i].data, grads_[i].data, grads_[i].count, ncclFloat32, ncclSum,
-                                        comm_.get(), nccl));
-    CRACKSEG_NCCL_CHECK(ncclGroupEnd());
-  } else {
-    // Gather each gradient into the staging area (rank-major per gradient), then sum in rank
-    // order. One gradient at a time keeps the staging buffer at R x the largest bucket.
-    const auto ranks = static_cast<std::size_t>(comm_.size());
-    std::size_t offset = 0;
-    CRACKSEG_NCCL_CHECK(ncclGroupStart());
-    for (std::size_t i = b.first; i < b.last; ++i) {
-      CRACKSEG_NCCL_CHECK(ncclAllGather(grads_[i].data, staging_.as<float>() + offset * ranks, grads_[i].count,
-                                        ncclFloat32, comm_.get(), nccl));
-      offset += grads_[i].count;
-    }
-    CRACKSEG_NCCL_CHECK(ncclGroupEnd());
-    offset = 0;
-    for (std::size_t i = b.first; i < b.last; ++i) {
-      sum_ranks_in_order(staging_.as<float>() + offset * ranks, comm_.size(), grads_[i].count, grads_[i].data, nccl);
-      offset += grads_[i].count;
-    }
-  }
-  CRACKSEG_CUDA_CHECK(cudaEventRecord(b.done.get(), nccl));
+void NcclCommunicator::barrier() { CRACKSEG_MPI_CHECK(MPI_Barrier(mpi_)); }
+
+void NcclCommunicator::broadcast(std::span<float> buf, int root) {
+  enter();
+  CRACKSEG_NCCL_CHECK(ncclBroadcast(buf.data(), buf.data(), buf.size(), ncclFloat32, root, comm_.get(), stream_.get()));
+  leave(done_.get());
+  wait(done_.get(), "broadcast of " + std::to_string(buf.size()) + " floats from rank " + std::to_string(root));
 }
 
-void BucketedAllreduce::finish() {
-  cudaStream_t compute = Context::get().stream();
-  for (auto& b : buckets_) {
-    if (!b.launched) launch(b);
-    if (comm_.size() > 1) CRACKSEG_CUDA_CHECK(cudaStreamWaitEvent(compute, b.done.get(), 0));
+void NcclCommunicator::broadcast_bytes(std::span<std::byte> buf, int root) {
+  CRACKSEG_MPI_CHECK(MPI_Bcast(buf.data(), static_cast<int>(buf.size()), MPI_BYTE, root, mpi_));
+}
+
+void NcclCommunicator::allreduce_sum(std::span<float> buf) {
+  enter();
+  CRACKSEG_NCCL_CHECK(ncclAllReduce(buf.data(), buf.data(), buf.size(), ncclFloat32, ncclSum, comm_.get(), stream_.get()));
+  leave(done_.get());
+  wait(done_.get(), "allreduce of " + std::to_string(buf.size()) + " floats");
+}
+
+void NcclCommunicator::allreduce(std::span<int64_t> values, dist::ReduceOp op) {
+  CRACKSEG_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_INT64_T,
+                                   mpi_op(op), mpi_));
+}
+
+void NcclCommunicator::allreduce(std::span<double> values, dist::ReduceOp op) {
+  CRACKSEG_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE,
+                                   mpi_op(op), mpi_));
+}
+
+void NcclCommunicator::allgatherv(std::span<const int64_t> send, std::span<int64_t> recv,
+                                  std::span<const int64_t> counts) {
+  if (counts.size() != static_cast<std::size_t>(size_))
+    throw Error("NcclCommunicator::allgatherv: " + std::to_string(counts.size()) + " counts for " +
+                std::to_string(size_) + " ranks");
+  std::vector<int> c(counts.size()), displ(counts.size());
+  int64_t off = 0;
+  for (std::size_t r = 0; r < counts.size(); ++r) {
+    c[r] = static_cast<int>(counts[r]);
+    displ[r] = static_cast<int>(off);
+    off += counts[r];
   }
+  if (static_cast<std::size_t>(off) != recv.size() || static_cast<int64_t>(send.size()) != counts[static_cast<std::size_t>(rank_)])
+    throw Error("NcclCommunicator::allgatherv: counts do not match the send/recv sizes");
+  CRACKSEG_MPI_CHECK(MPI_Allgatherv(send.data(), static_cast<int>(send.size()), MPI_INT64_T, recv.data(), c.data(),
+                                    displ.data(), MPI_INT64_T, mpi_));
+}
+
+void NcclCommunicator::enqueue_allgatherv(const float* send, float* recv, std::span<const int64_t> counts) {
+  CRACKSEG_NCCL_CHECK(ncclGroupStart());
+  int64_t off = 0;
+  for (int r = 0; r < size_; ++r) {
+    const auto n = static_cast<std::size_t>(counts[static_cast<std::size_t>(r)]);
+    CRACKSEG_NCCL_CHECK(ncclBroadcast(r == rank_ ? send : recv + off, recv + off, n, ncclFloat32, r, comm_.get(),
+                                      stream_.get()));
+    off += static_cast<int64_t>(n);
+  }
+  CRACKSEG_NCCL_CHECK(ncclGroupEnd());
+}
+
+std::unique_ptr<dist::PendingOp> NcclCommunicator::start_allreduce_sum(std::span<float> buf,
+                                                                       std::shared_ptr<void> keepalive,
+                                                                       std::string what) {
+  Event done = make_event();
+  enter();
+  CRACKSEG_NCCL_CHECK(ncclAllReduce(buf.data(), buf.data(), buf.size(), ncclFloat32, ncclSum, comm_.get(), stream_.get()));
+  leave(done.get());
+  return std::make_unique<NcclPending>(*this, std::move(keepalive), std::move(done), std::move(what));
+}
+
+std::unique_ptr<dist::PendingOp> NcclCommunicator::start_allgatherv(std::span<const float> send,
+                                                                    std::span<float> recv,
+                                                                    std::span<const int64_t> counts,
+                                                                    std::shared_ptr<void> keepalive,
+                                                                    std::string what) {
+  if (counts.size() != static_cast<std::size_t>(size_))
+    throw Error("NcclCommunicator::start_allgatherv: " + std::to_string(counts.size()) + " counts for " +
+                std::to_string(size_) + " ranks");
+  int64_t total = 0;
+  for (int64_t c : counts) total += c;
+  if (static_cast<int64_t>(recv.size()) < total ||
+      static_cast<int64_t>(send.size()) != counts[static_cast<std::size_t>(rank_)])
+    throw Error("NcclCommunicator::start_allgatherv: counts do not match the send/recv sizes");
+  Event done = make_event();
+  enter();
+  enqueue_allgatherv(send.data(), recv.data(), counts);
+  leave(done.get());
+  return std::make_unique<NcclPending>(*this, std::move(keepalive), std::move(done), std::move(what));
 }
 
 }  // namespace crackseg::cuda

@@ -1,89 +1,90 @@
-// NCCL data parallelism: one rank per GPU (the Context picks device = local rank % GPUs),
-// an NCCL communicator created from a unique id that rank 0 broadcasts over MPI, and a
-// bucketed gradient allreduce that runs on its own stream, overlapped with backward:
+// dist::Communicator over NCCL: one rank per GPU (the Context picks device = local rank %
+// GPUs), the NCCL communicator created from a unique id that rank 0 broadcasts over MPI.
 //
-//   NcclCommunicator comm(MPI_COMM_WORLD);
-//   BucketedAllreduce sync(comm, grads /* in backward order */, 25 << 20, Mode::fast);
-//   sync.begin_step();
-//   ... after each layer's backward:  sync.mark_ready(i) for its gradients
-//   sync.finish();   // compute stream waits for the reductions; grads hold the sums
-//
-// A bucket is launched as soon as all its gradients are marked ready: an event recorded on
-// the compute stream orders the NCCL stream after the kernels that wrote them, and the
-// bucket's allreduces go out as one NCCL group. In `bitwise` mode each bucket is
-// all-gathered instead and summed on the device in rank order 0, 1, ..., R-1, so the sum
-// does not depend on NCCL's algorithm choice (ring/tree) and matches a fixed-order MPI sum.
+// Memory spaces (communicator.hpp: "buffers are in the communicator's memory space"):
+//   float collectives (broadcast, allreduce_sum, start_allreduce_sum, start_allgatherv)
+//     take DEVICE spans and run on this communicator's own stream, ordered after the work
+//     enqueued so far on the compute stream (an event), with the compute stream made to wait
+//     for the result (another event): no host synchronisation on the hot path.
+//   control values (barrier, broadcast_bytes, allreduce of int64/double, allgatherv of
+//     int64) are HOST values and go over MPI on a duplicate of the parent communicator.
+// Waits have the dist.timeout_s deadline: a blocking float collective waits on its event
+// with the deadline; a PendingOp's wait() likewise; a miss throws CollectiveTimeout (main
+// aborts the job). NCCL's asynchronous errors are checked while waiting.
 #pragma once
 #include <mpi.h>
 
-#include <cstddef>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "kernels/cuda/check.hpp"
+#include "src/dist/communicator.hpp"
 
 namespace crackseg::cuda {
 
-class NcclCommunicator {
+class NcclCommunicator final : public dist::Communicator {
  public:
-  // Collective over `comm`: every rank must call it. Throws with NCCL's or MPI's message.
-  explicit NcclCommunicator(MPI_Comm comm = MPI_COMM_WORLD);
-  [[nodiscard]] int rank() const { return rank_; }
-  [[nodiscard]] int size() const { return size_; }
+  // Collective over `parent`: every rank must call it.
+  explicit NcclCommunicator(MPI_Comm parent = MPI_COMM_WORLD, double timeout_s = 600.0);
+  ~NcclCommunicator() override;
+
+  [[nodiscard]] int rank() const override { return rank_; }
+  [[nodiscard]] int size() const override { return size_; }
+  [[nodiscard]] std::string name() const override { return "nccl"; }
+  [[nodiscard]] double timeout_s() const override { return timeout_s_; }
+  void set_timeout_s(double t) { timeout_s_ = t; }
   [[nodiscard]] ncclComm_t get() const { return comm_.get(); }
-  // The stream NCCL work runs on (not the compute stream).
   [[nodiscard]] cudaStream_t stream() const { return stream_.get(); }
-  // In-place sum over ranks of a device buffer, ordered after the compute stream's work so
-  // far; the compute stream waits for it. Asynchronous to the host.
-  void allreduce_sum(float* data, std::size_t count);
-  // data (count) -> gathered (size() * count), rank r's block at r * count. Same ordering.
-  void allgather(const float* data, float* gathered, std::size_t count);
-  // Host-blocking barrier over the NCCL stream (tests, shutdown).
-  void synchronize() const;
+
+  void barrier() override;
+  void broadcast(std::span<float> device_buf, int root) override;
+  void broadcast_bytes(std::span<std::byte> host_buf, int root) override;
+  void allreduce_sum(std::span<float> device_buf) override;
+  void allreduce(std::span<int64_t> values, dist::ReduceOp op) override;
+  void allreduce(std::span<double> values, dist::ReduceOp op) override;
+  void allgatherv(std::span<const int64_t> send, std::span<int64_t> recv, std::span<const int64_t> counts) override;
+
+  [[nodiscard]] std::unique_ptr<dist::PendingOp> start_allreduce_sum(std::span<float> device_buf,
+                                                                     std::shared_ptr<void> keepalive,
+                                                                     std::string what) override;
+  [[nodiscard]] std::unique_ptr<dist::PendingOp> start_allgatherv(std::span<const float> device_send,
+                                                                  std::span<float> device_recv,
+                                                                  std::span<const int64_t> counts,
+                                                                  std::shared_ptr<void> keepalive,
+                                                                  std::string what) override;
+
+  // Lower-level pieces DeviceGradientSync uses: order the NCCL stream after the compute
+  // stream, and record completion of what was enqueued since.
+  void enter();  // NCCL stream waits for the compute stream's work so far
+  // Records an event on the NCCL stream and makes the compute stream wait for it.
+  void leave(cudaEvent_t done);
+  // Host wait for `done` with the deadline; throws CollectiveTimeout naming `what`, or the
+  // NCCL error when the communicator failed.
+  void wait(cudaEvent_t done, const std::string& what);
+  // allgatherv of device floats as a group of broadcasts (NCCL has no allgatherv), on the
+  // NCCL stream; call between enter() and leave().
+  void enqueue_allgatherv(const float* send, float* recv, std::span<const int64_t> counts);
+  // Operations handed back by an abandoned PendingOp (they keep their buffers alive).
+  void adopt(std::shared_ptr<void> keepalive, Event done);
 
  private:
   int rank_ = 0, size_ = 1;
+  double timeout_s_ = 600.0;
+  MPI_Comm mpi_ = MPI_COMM_NULL;
   Stream stream_;
   NcclComm comm_;
   Event ready_, done_;
+  struct Abandoned {
+    std::shared_ptr<void> keepalive;
+    Event done;
+  };
+  std::vector<Abandoned> abandoned_;
 };
 
-// Sums gradient tensors over ranks in buckets of about `bucket_bytes`.
-class BucketedAllreduce {
- public:
-  enum class Mode { fast, bitwise };
-  struct Buffer {
-    float* data = nullptr;
-    std::size_t count = 0;
-  };
-  // `grads` in the order backward produces them (last layer first), device memory that
-  // stays valid. Plans buckets and allocates the bitwise staging buffer once.
-  BucketedAllreduce(NcclCommunicator& comm, std::vector<Buffer> grads, std::size_t bucket_bytes, Mode mode);
-  void begin_step();
-  // Gradient i (index into `grads`) is final on the compute stream.
-  void mark_ready(std::size_t i);
-  // Launches what is left, then makes the compute stream wait for every bucket.
-  void finish();
-  [[nodiscard]] std::size_t buckets() const { return buckets_.size(); }
-
- private:
-  struct Bucket {
-    std::size_t first = 0, last = 0;  // grads [first, last)
-    std::size_t count = 0;            // elements
-    std::size_t pending = 0;
-    bool launched = false;
-    Event ready, done;
-  };
-  void launch(Bucket& b);
-  NcclCommunicator& comm_;
-  std::vector<Buffer> grads_;
-  std::vector<std::size_t> bucket_of_;
-  std::vector<Bucket> buckets_;
-  Mode mode_;
-  DevicePtr staging_;  // bitwise: size * largest bucket
-};
-
-// Device helper for bitwise mode: out[i] = sum_r gathered[r * count + i], r = 0..ranks-1 in
-// order (float additions, left to right). Runs on `stream`.
-void sum_ranks_in_order(const float* gathered, int ranks, std::size_t count, float* out, cudaStream_t stream);
+// out[e] = float(((0.0 + in[slot[0]][e]) + in[slot[1]][e]) + ... ), in double: the
+// fixed-order sum of dist::GradientSync's bitwise mode. in is (slots x count).
+void sum_slots_in_order(const float* in, const int64_t* slot_order, int64_t slots, int64_t count, float* out,
+                        cudaStream_t stream);
 
 }  // namespace crackseg::cuda

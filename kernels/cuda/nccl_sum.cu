@@ -3,20 +3,20 @@
 
 namespace crackseg::cuda {
 namespace {
-__global__ void k_sum_ranks(const float* g, int ranks, int64_t count, float* out) {
-  CRACKSEG_GRID_STRIDE(i, count) {
-    float s = g[i];
-    for (int r = 1; r < ranks; ++r) s += g[static_cast<int64_t>(r) * count + i];
-    out[i] = s;
+__global__ void k_sum_slots(const float* in, const int64_t* order, int64_t slots, int64_t count, float* out) {
+  CRACKSEG_GRID_STRIDE(e, count) {
+    double acc = 0.0;
+    for (int64_t g = 0; g < slots; ++g) acc += static_cast<double>(in[order[g] * count + e]);
+    out[e] = static_cast<float>(acc);
   }
 }
 }  // namespace
 
-void sum_ranks_in_order(const float* gathered, int ranks, std::size_t count, float* out, cudaStream_t stream) {
+void sum_slots_in_order(const float* in, const int64_t* slot_order, int64_t slots, int64_t count, float* out,
+                        cudaStream_t stream) {
   if (count == 0) return;
-  const auto n = static_cast<int64_t>(count);
-  k_sum_ranks<<<grid_for(n), kThreads, 0, stream>>>(gathered, ranks, n, out);
-  CRACKSEG_CUDA_CHECK_LAUNCH("sum_ranks_in_order");
+  k_sum_slots<<<grid_for(count), kThreads, 0, stream>>>(in, slot_order, slots, count, out);
+  CRACKSEG_CUDA_CHECK_LAUNCH("sum_slots_in_order");
 }
 
 }  // namespace crackseg::cuda
