@@ -1,0 +1,61 @@
+// Host loops for losses, optimizers and metrics, written as labelled Kokkos kernels on the
+// default host execution space (Serial on Debian; OpenMP with a cluster's own Kokkos).
+//
+// Bitwise reproducibility: floating-point sums must not depend on the thread count, so no
+// Kokkos::parallel_reduce over doubles here (its tree shape follows the threads). Instead
+// [0, n) is cut into fixed chunks of kChunk elements (independent of threads); each chunk is
+// summed sequentially in index order into its own slot (a parallel_for over chunks), and the
+// chunk partials are then added on one thread in chunk order. The result is the same for 1 or
+// 64 threads and for Serial vs OpenMP. When Kokkos is not initialised (a tool calling the
+// library without crackseg::Runtime) the same loops run inline with identical results.
+#pragma once
+#include <Kokkos_Core.hpp>
+#include <array>
+#include <cstdint>
+#include <vector>
+
+namespace crackseg::par {
+
+inline constexpr int64_t kChunk = 4096;
+
+// f(i) for i in [0, n), any order, in parallel: elementwise kernels with no reduction.
+template <class F>
+void for_each(const char* label, int64_t n, F&& f) {
+  if (n <= 0) return;
+  if (!Kokkos::is_initialized() || n <= kChunk) {
+    for (int64_t i = 0; i < n; ++i) f(i);
+    return;
+  }
+  using Policy = Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace, Kokkos::IndexType<int64_t>>;
+  Kokkos::parallel_for(label, Policy(0, n), [&](int64_t i) { f(i); });
+}
+
+// K sums over [0, n): f(i, acc) adds element i's contributions into acc (std::array<double, K>).
+// Deterministic in the thread count as explained above.
+template <int K, class F>
+[[nodiscard]] std::array<double, K> sum(const char* label, int64_t n, F&& f) {
+  std::array<double, K> total{};
+  if (n <= 0) return total;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  // Scratch reused across calls so a steady-state step does not allocate.
+  thread_local std::vector<std::array<double, K>> partial;
+  if (static_cast<int64_t>(partial.size()) < chunks) partial.resize(static_cast<std::size_t>(chunks));
+  auto* slots = partial.data();
+  auto chunk_body = [&](int64_t c) {
+    std::array<double, K> acc{};
+    const int64_t end = std::min(n, (c + 1) * kChunk);
+    for (int64_t i = c * kChunk; i < end; ++i) f(i, acc);
+    slots[c] = acc;
+  };
+  if (!Kokkos::is_initialized() || chunks == 1) {
+    for (int64_t c = 0; c < chunks; ++c) chunk_body(c);
+  } else {
+    using Policy = Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace, Kokkos::IndexType<int64_t>>;
+    Kokkos::parallel_for(label, Policy(0, chunks), [&](int64_t c) { chunk_body(c); });
+  }
+  for (int64_t c = 0; c < chunks; ++c)
+    for (int k = 0; k < K; ++k) total[static_cast<std::size_t>(k)] += slots[c][static_cast<std::size_t>(k)];
+  return total;
+}
+
+}  // namespace crackseg::par
