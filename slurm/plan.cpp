@@ -46,6 +46,7 @@ std::string array_script(const SweepSpec& spec, const fs::path& crackseg_exe) {
 set -u
 SWEEP_DIR=)SH" << shell_quote(out) << R"SH(
 BASE=)SH" << shell_quote(spec.base_config.string()) << R"SH(
+WORKDIR=)SH" << shell_quote(spec.workdir.string()) << R"SH(
 MANIFEST="$SWEEP_DIR/manifest.jsonl"
 # Arrays larger than the cluster's MaxArraySize are submitted in chunks; chunk k passes its
 # first task id here (sbatch --export=ALL,CRACKSEG_SWEEP_OFFSET=...).
@@ -53,9 +54,11 @@ OFFSET=${CRACKSEG_SWEEP_OFFSET:-0}
 case $OFFSET in '' | *[!0-9]*) echo "bad CRACKSEG_SWEEP_OFFSET '$OFFSET'" >&2; exit 2 ;; esac
 ID=$((SLURM_ARRAY_TASK_ID + OFFSET))
 TASK_DIR=$SWEEP_DIR/$(printf 'task-%04d' "$ID")
-mkdir -p "$TASK_DIR" && cd "$TASK_DIR" || exit 1
-rm -f sweep_exit
-exec >>task.log 2>&1
+mkdir -p "$TASK_DIR" || exit 1
+rm -f "$TASK_DIR/sweep_exit"
+exec >>"$TASK_DIR/task.log" 2>&1
+# Relative paths in the configs resolve against the sweep's workdir; train.out is the task folder.
+cd "$WORKDIR" || exit 1
 echo "== crackseg sweep: task $ID as ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} (job $SLURM_JOB_ID, restart ${SLURM_RESTART_COUNT:-0}) on $(hostname) at $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 )SH";
   for (const auto& m : R.modules) s << "module load " << shell_quote(m) << " || exit 1\n";
@@ -87,7 +90,7 @@ if [ "$rc" -eq 75 ]; then
   scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}" && exit 0
   echo "== requeue failed; \`crackseg sweep resubmit\` will run it again from its checkpoint"
 fi
-echo "$rc" >sweep_exit
+echo "$rc" >"$TASK_DIR/sweep_exit"
 exit "$rc"
 )SH";
   return s.str();

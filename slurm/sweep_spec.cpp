@@ -23,9 +23,15 @@ std::vector<std::string> SweepSpec::swept_keys() const {
 }
 
 std::string format_double(double v) {
-  char buf[64];
-  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  char buf[400];
+  // Plain decimals read best in tables (0.0001, not 1e-04); fall back to the shortest form
+  // for very large or small magnitudes. Both round-trip exactly.
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
   std::string s(buf, p);
+  if (ec != std::errc{} || s.size() > 12) {
+    auto [q, ec2] = std::to_chars(buf, buf + sizeof buf, v);
+    s.assign(buf, q);
+  }
   if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // "n": inf/nan stay as they are
   return s;
 }
@@ -51,10 +57,10 @@ void check_word(const fs::path& file, const std::string& key, const std::string&
 }
 
 void check_config_key(const fs::path& file, const std::string& section, const std::string& key) {
-  if (key.empty() || key.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.") !=
+  if (key.empty() || key.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
                          std::string::npos ||
       key.front() == '.' || key.back() == '.')
-    bad(file, section + "." + key, "a config key is dotted names of letters, digits and _");
+    bad(file, section + "." + key, "a config key is dotted names of letters, digits, _ and -");
 }
 
 std::string format_value(const fs::path& file, const std::string& key, const TValue& v) {
@@ -122,9 +128,9 @@ SweepSpec load_sweep(const fs::path& file_in, bool reduced, const fs::path& out_
     merge_into(root, red);
   }
   static const std::set<std::string> known = {"name", "base", "out", "seeds", "metric", "fixed", "grid",
-                                              "random", "resources", "reduced", "trainer"};
+                                              "random", "resources", "reduced", "trainer", "workdir"};
   for (const auto& [k, v] : root.as_table())
-    if (!known.count(k)) bad(file, k, "unknown key (known: name base out seeds metric trainer [fixed] [grid] [random] [resources] [reduced])");
+    if (!known.count(k)) bad(file, k, "unknown key (known: name base out seeds metric trainer workdir [fixed] [grid] [random] [resources] [reduced])");
 
   SweepSpec s;
   s.sweep_file = file;
@@ -136,6 +142,8 @@ SweepSpec load_sweep(const fs::path& file_in, bool reduced, const fs::path& out_
   if (!fs::exists(s.base_config)) bad(file, "base", "no such file " + s.base_config.string());
   s.out_dir = !out_override.empty() ? fs::absolute(out_override).lexically_normal()
                                     : (here / get_or<std::string>(file, root, "", "out", "runs/" + s.name)).lexically_normal();
+  s.workdir = (here / get_or<std::string>(file, root, "", "workdir", ".")).lexically_normal();
+  if (!fs::is_directory(s.workdir)) bad(file, "workdir", "no such folder " + s.workdir.string());
   for (auto v : get_or<std::vector<int64_t>>(file, root, "", "seeds", {})) {
     if (v < 0) bad(file, "seeds", "seeds are non-negative integers");
     s.seeds.push_back(static_cast<uint64_t>(v));
@@ -303,6 +311,7 @@ nlohmann::json spec_to_json(const SweepSpec& s) {
   j["name"] = s.name;
   j["base"] = s.base_config.string();
   j["out"] = s.out_dir.string();
+  j["workdir"] = s.workdir.string();
   j["seeds"] = s.seeds;
   j["metric"] = s.metric;
   j["swept"] = s.swept_keys();
@@ -318,6 +327,7 @@ SweepSpec spec_from_json(const nlohmann::json& j) {
     s.name = j.at("name").get<std::string>();
     s.base_config = j.at("base").get<std::string>();
     s.out_dir = j.at("out").get<std::string>();
+    s.workdir = j.at("workdir").get<std::string>();
     s.seeds = j.at("seeds").get<std::vector<uint64_t>>();
     s.metric = j.at("metric").get<std::string>();
     s.trainer = j.at("trainer").get<std::vector<std::string>>();

@@ -5,6 +5,8 @@
 //   out   = "../runs/unet-grid"            # relative to this file; manifest, script, tasks
 //   seeds = [126, 127, 128]
 //   metric = "val_f1"                      # what `report` sorts by (optional)
+//   workdir = "."                          # tasks' working directory (relative paths in the
+//                                          # configs resolve here); default: this file's folder
 //   [fixed]                                # overrides for every task
 //   "train.epochs" = 20
 //   [grid]                                 # cartesian product; dotted keys or nested tables
@@ -67,6 +69,7 @@ struct SweepSpec {
   std::string name;
   std::filesystem::path base_config;  // absolute
   std::filesystem::path out_dir;      // absolute
+  std::filesystem::path workdir;      // absolute; tasks run here, outputs go to their own folder
   std::vector<uint64_t> seeds;
   std::string metric;
   std::vector<std::string> fixed;     // key=value for every task

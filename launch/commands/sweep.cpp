@@ -1,0 +1,161 @@
+// `crackseg sweep plan|submit|status|resubmit|report`: hyperparameter sweeps as SLURM array
+// jobs (slurm/). Each task runs `srun crackseg train BASE.toml --task MANIFEST:ID`.
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "launch/command.hpp"
+#include "slurm/plan.hpp"
+#include "slurm/queue.hpp"
+#include "slurm/report.hpp"
+#include "src/core/error.hpp"
+
+namespace {
+namespace fs = std::filesystem;
+using namespace crackseg::sweep;
+
+struct Opts {
+  std::string target;  // SWEEP.toml or DIR
+  std::string out;
+  bool reduced = false;
+  bool dry_run = false;
+  bool wait = false;
+  int lines = 5;
+  std::string metric;
+  bool ascending = false;
+  bool no_plots = false;
+  CLI::App *plan = nullptr, *submit = nullptr, *status = nullptr, *resubmit = nullptr, *report = nullptr;
+} o;
+
+fs::path self_exe() {
+  std::error_code ec;
+  auto p = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) throw crackseg::Error("cannot read /proc/self/exe: " + ec.message());
+  return p;
+}
+
+// The sweep folder: DIR itself, or the `out` of a sweep file (planned first when asked).
+fs::path sweep_dir(bool plan_if_file) {
+  if (fs::is_regular_file(o.target)) {
+    auto spec = load_sweep(o.target, o.reduced, o.out);
+    if (plan_if_file) {
+      auto r = plan_sweep(spec, self_exe());
+      std::cout << "planned " << r.tasks.size() << " tasks in " << spec.out_dir.string() << " (" << r.done.size()
+                << " already done)\n";
+    }
+    return spec.out_dir;
+  }
+  if (!fs::is_directory(o.target)) throw crackseg::InputError("no such sweep file or folder: " + o.target);
+  return fs::absolute(o.target).lexically_normal();
+}
+
+int run_plan() {
+  auto spec = load_sweep(o.target, o.reduced, o.out);
+  auto r = plan_sweep(spec, self_exe());
+  std::cout << "planned " << r.tasks.size() << " tasks: " << r.todo.size() << " to run, " << r.done.size()
+            << " already done (result.json present, not run again)\n"
+            << "  manifest     " << manifest_path(spec.out_dir).string() << "\n"
+            << "  array script " << script_path(spec.out_dir).string() << "\n"
+            << "next: crackseg sweep submit " << spec.out_dir.string() << "\n";
+  return 0;
+}
+
+std::vector<int64_t> not_done(const fs::path& dir) {
+  std::vector<int64_t> ids;
+  for (const auto& t : read_manifest(manifest_path(dir)))
+    if (!task_done(dir, t)) ids.push_back(t.id);
+  return ids;
+}
+
+int run_submit() {
+  const fs::path dir = sweep_dir(true);
+  const auto spec = load_planned(dir);
+  if (!o.dry_run)
+    for (const auto& s : sweep_status(dir))
+      if (s.state == TaskState::running || s.state == TaskState::pending)
+        throw crackseg::InputError("task " + std::to_string(s.task.id) + " of " + dir.string() +
+                                   " is still " + state_name(s.state) + " (" + s.job +
+                                   "); use `crackseg sweep resubmit` for failed or missing tasks");
+  submit_tasks(dir, spec, not_done(dir), o.dry_run, std::cout);
+  return 0;
+}
+
+int run_status() {
+  const fs::path dir = sweep_dir(false);
+  auto st = sweep_status(dir, o.lines);
+  while (o.wait && std::any_of(st.begin(), st.end(), [](const TaskStatus& s) {
+           return s.state == TaskState::running || s.state == TaskState::pending;
+         })) {
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    st = sweep_status(dir, o.lines);
+  }
+  print_status(st, std::cout);
+  return 0;
+}
+
+int run_resubmit() {
+  const fs::path dir = sweep_dir(false);
+  std::vector<int64_t> ids;
+  for (const auto& s : sweep_status(dir))
+    if (s.state == TaskState::failed || s.state == TaskState::missing) ids.push_back(s.task.id);
+  std::cout << ids.size() << " failed or missing tasks" << (ids.empty() ? "" : ": " + compress_ranges(ids)) << "\n";
+  submit_tasks(dir, load_planned(dir), ids, o.dry_run, std::cout);
+  return 0;
+}
+
+int run_report() {
+  const fs::path dir = sweep_dir(false);
+  const auto r = build_report(dir, o.metric, o.ascending);
+  fs::path script;
+  if (!o.no_plots)
+    if (auto s = find_plot_script(self_exe())) script = *s;
+  auto f = write_report(dir, r, script, std::cout);
+  std::cout << r.tasks.size() << " of " << r.planned << " tasks have results, " << r.configs.size()
+            << " configurations" << (r.sort_metric.empty() ? "" : ", sorted by " + r.sort_metric) << "\n"
+            << "  " << f.csv.string() << "\n  " << f.md.string() << "\n";
+  if (o.no_plots) std::cout << "  plots skipped (--no-plots)\n";
+  else if (f.plots.empty()) std::cout << "  plots skipped: " << f.plot_note << "\n";
+  else std::cout << "  " << f.plots.string() << "/\n";
+  return 0;
+}
+
+crackseg::cli::CommandRegistration reg{{
+    .name = "sweep",
+    .help = "hyperparameter sweeps as SLURM array jobs: plan, submit, status, resubmit, report",
+    .setup =
+        [](CLI::App& app) {
+          app.require_subcommand(1);
+          o.plan = app.add_subcommand("plan", "expand SWEEP.toml into DIR/manifest.jsonl and DIR/array.sbatch");
+          o.plan->add_option("sweep", o.target, "sweep file (TOML)")->required();
+          o.plan->add_flag("--reduced", o.reduced, "merge the file's [reduced] table first (small version)");
+          o.plan->add_option("--out", o.out, "sweep folder instead of the file's `out`");
+          o.submit = app.add_subcommand("submit", "sbatch the tasks without results (plans first if given a file)");
+          o.submit->add_option("target", o.target, "sweep folder or sweep file")->required();
+          o.submit->add_flag("--dry-run", o.dry_run, "print the sbatch commands, submit nothing");
+          o.submit->add_flag("--reduced", o.reduced, "with a sweep file: its [reduced] version");
+          o.submit->add_option("--out", o.out, "with a sweep file: sweep folder instead of its `out`");
+          o.status = app.add_subcommand("status", "table of tasks: done, running, pending, failed, missing");
+          o.status->add_option("dir", o.target, "sweep folder (or sweep file)")->required();
+          o.status->add_option("--lines", o.lines, "log lines shown per failed task");
+          o.status->add_flag("--wait", o.wait, "wait until no task is running or pending");
+          o.resubmit = app.add_subcommand("resubmit", "submit only failed or missing tasks");
+          o.resubmit->add_option("dir", o.target, "sweep folder (or sweep file)")->required();
+          o.resubmit->add_flag("--dry-run", o.dry_run, "print the sbatch commands, submit nothing");
+          o.report = app.add_subcommand("report", "results.csv, results.md (mean ± std over seeds), plots");
+          o.report->add_option("dir", o.target, "sweep folder (or sweep file)")->required();
+          o.report->add_option("--metric", o.metric, "metric to sort by (default: the sweep's, else val_f1)");
+          o.report->add_flag("--ascending", o.ascending, "smaller is better (losses)");
+          o.report->add_flag("--no-plots", o.no_plots, "skip plot_sweep.py");
+        },
+    .run = []() -> int {
+      if (o.plan->parsed()) return run_plan();
+      if (o.submit->parsed()) return run_submit();
+      if (o.status->parsed()) return run_status();
+      if (o.resubmit->parsed()) return run_resubmit();
+      return run_report();
+    },
+    .needs_mpi = false,
+}};
+}  // namespace
