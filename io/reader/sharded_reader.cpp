@@ -70,6 +70,7 @@ std::vector<uint32_t> eval_shard(const std::vector<uint32_t>& split, int world, 
 ShardedReader::ShardedReader(ReaderConfig cfg) : cfg_(std::move(cfg)) {
   check_world(cfg_.world, cfg_.rank);
   if (cfg_.prefetch < 1) throw InputError("reader: prefetch depth must be >= 1, got " + s(cfg_.prefetch));
+  if (cfg_.workers < 1) throw InputError("reader: prefetch workers must be >= 1, got " + s(cfg_.workers));
   if (cfg_.micro_batch < 1) throw InputError("reader: micro-batch must be >= 1, got " + s(cfg_.micro_batch));
   file_ = std::make_unique<DatasetFile>(cfg_.path);
   split_ = file_->split(cfg_.split);
@@ -92,19 +93,20 @@ ShardedReader::ShardedReader(ReaderConfig cfg) : cfg_(std::move(cfg)) {
   }
 }
 
-ShardedReader::~ShardedReader() { stop_worker(); }
+ShardedReader::~ShardedReader() { stop_workers(); }
 
-void ShardedReader::stop_worker() {
+void ShardedReader::stop_workers() {
   {
     std::lock_guard lk(mu_);
     stop_ = true;
   }
   cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
 }
 
 void ShardedReader::start_epoch(uint64_t epoch, uint64_t first_step) {
-  stop_worker();
+  stop_workers();
   std::vector<Job> jobs;
   const size_t m = static_cast<size_t>(cfg_.micro_batch);
   if (cfg_.mode == ReaderMode::train) {
@@ -126,68 +128,83 @@ void ShardedReader::start_epoch(uint64_t epoch, uint64_t first_step) {
       jobs.push_back({b, 0, {mine.begin() + static_cast<ptrdiff_t>(first),
                              mine.begin() + static_cast<ptrdiff_t>(std::min(first + m, mine.size()))}});
   }
-  {
-    std::lock_guard lk(mu_);
-    while (!ready_.empty()) {
-      free_.push_back(std::move(ready_.front()));
-      ready_.pop_front();
-    }
-    remaining_ = jobs.size();
-    stop_ = false;
-    error_ = nullptr;
-  }
-  thread_ = std::thread([this, epoch, jobs = std::move(jobs)]() mutable { worker(epoch, std::move(jobs)); });
+  // No worker runs here, so the epoch state can be replaced without the lock.
+  const auto depth = static_cast<size_t>(cfg_.prefetch);
+  for (size_t i = 0; i < slots_.size(); ++i)  // keep the buffers of a cancelled epoch's batches
+    if (full_[i]) free_.push_back(std::move(slots_[i]));
+  slots_.resize(depth);
+  full_.assign(depth, 0);
+  epoch_ = epoch;
+  jobs_ = std::move(jobs);
+  claimed_ = consumed_ = 0;
+  stop_ = false;
+  error_ = nullptr;
+  const int nthreads = std::min<int>(cfg_.workers, static_cast<int>(std::max<size_t>(1, jobs_.size())));
+  for (int i = 0; i < nthreads; ++i) threads_.emplace_back([this] { worker(); });
 }
 
 bool ShardedReader::next(MicroBatch& out) {
   std::unique_lock lk(mu_);
-  cv_.wait(lk, [&] { return !ready_.empty() || error_ || remaining_ == 0; });
-  if (ready_.empty()) {
-    if (error_) std::rethrow_exception(error_);
-    return false;
-  }
-  std::swap(out, ready_.front());
-  free_.push_back(std::move(ready_.front()));
-  ready_.pop_front();
-  --remaining_;
+  const size_t depth = slots_.size();
+  // Jobs before a failed one were claimed before it and still complete, so every good
+  // micro-batch is handed out before the error is rethrown in its place.
+  cv_.wait(lk, [&] {
+    return consumed_ == jobs_.size() || full_[consumed_ % depth] || (error_ && consumed_ == error_job_);
+  });
+  if (consumed_ == jobs_.size()) return false;
+  const size_t s = consumed_ % depth;
+  if (!full_[s]) std::rethrow_exception(error_);
+  std::swap(out, slots_[s]);
+  free_.push_back(std::move(slots_[s]));
+  full_[s] = 0;
+  ++consumed_;
   lk.unlock();
   cv_.notify_all();
   return true;
 }
 
-void ShardedReader::worker(uint64_t epoch, std::vector<Job> jobs) {
+void ShardedReader::worker() {
   // Raw sample buffers, reused for every sample of the epoch.
   std::vector<uint8_t> img(file_->image_bytes()), msk(file_->mask_bytes());
-  try {
-    for (const Job& job : jobs) {
-      MicroBatch mb;
-      {
-        std::unique_lock lk(mu_);
-        cv_.wait(lk, [&] { return stop_ || ready_.size() < static_cast<size_t>(cfg_.prefetch); });
-        if (stop_) return;
-        if (!free_.empty()) {
-          mb = std::move(free_.back());
-          free_.pop_back();
-        }
+  const size_t depth = slots_.size();
+  for (;;) {
+    size_t j = 0;
+    MicroBatch mb;
+    {
+      std::unique_lock lk(mu_);
+      cv_.wait(lk, [&] { return stop_ || error_ || claimed_ == jobs_.size() || claimed_ < consumed_ + depth; });
+      if (stop_ || error_ || claimed_ == jobs_.size()) return;
+      j = claimed_++;
+      if (!free_.empty()) {
+        mb = std::move(free_.back());
+        free_.pop_back();
       }
-      fill(epoch, job, mb, img, msk);
+    }
+    try {
+      fill(jobs_[j], mb, img, msk);
+    } catch (...) {
       {
         std::lock_guard lk(mu_);
-        ready_.push_back(std::move(mb));
+        if (!error_ || j < error_job_) {  // the consumer meets the earliest failure first
+          error_ = std::current_exception();
+          error_job_ = j;
+        }
       }
       cv_.notify_all();
+      return;
     }
-  } catch (...) {
     {
       std::lock_guard lk(mu_);
-      error_ = std::current_exception();
+      slots_[j % depth] = std::move(mb);
+      full_[j % depth] = 1;
     }
     cv_.notify_all();
   }
 }
 
-void ShardedReader::fill(uint64_t epoch, const Job& job, MicroBatch& mb, std::vector<uint8_t>& img,
-                         std::vector<uint8_t>& msk) {
+void ShardedReader::fill(const Job& job, MicroBatch& mb, std::vector<uint8_t>& img,
+                         std::vector<uint8_t>& msk) const {
+  const uint64_t epoch = epoch_;
   const size_t n = job.samples.size(), px = static_cast<size_t>(out_h_) * static_cast<size_t>(out_w_);
   mb.epoch = epoch;
   mb.step = job.step;

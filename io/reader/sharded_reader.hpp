@@ -1,6 +1,6 @@
 // ShardedReader: each rank reads exactly its own samples of an HDF5 dataset split, by
 // hyperslab, augments them, and hands them out as micro-batches prepared ahead of use on a
-// background thread.
+// background thread (or several: ReaderConfig::workers).
 //
 // TRAINING SHARDING RULE (the trainer relies on it; tests check it):
 //   split   = the split's sample indices (sorted, as stored), n = split.size()
@@ -35,7 +35,10 @@
 // per call, and decompresses outside it). That is correct whether or not the library is
 // thread-safe, and costs little: the lock is held only for raw chunk reads. The reader's
 // DatasetFile is opened on the main thread and then used only by the prefetch thread.
-// The prefetch thread makes no MPI calls (Runtime uses MPI_THREAD_FUNNELED).
+// With several workers they share that one DatasetFile (its HDF5 calls take the lock; its
+// inflate scratch is thread_local, so decompression runs in parallel). Output bytes do not
+// depend on the number of workers: every draw is keyed by the sample, not the thread.
+// The prefetch threads make no MPI calls (Runtime uses MPI_THREAD_FUNNELED).
 //
 //   ShardedReader reader(ReaderConfig{.path = "synth.h5", .rank = r, .world = R, .seed = 126,
 //                                     .global_batch = 8, .micro_batch = 4,
@@ -46,7 +49,6 @@
 #pragma once
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <exception>
 #include <filesystem>
 #include <memory>
@@ -73,6 +75,9 @@ struct ReaderConfig {
   int micro_batch = 4;        // m
   AugmentConfig augment{};    // train only; eval never augments or crops
   int prefetch = 2;           // micro-batches prepared ahead of use (>= 1)
+  int workers = 1;            // prefetch threads; each prepares whole micro-batches, and
+                              // they come out in order whatever thread finished first.
+                              // More than `prefetch` workers cannot all be busy.
 };
 
 struct MicroBatch {
@@ -127,25 +132,32 @@ class ShardedReader {
     int micro;
     std::vector<uint32_t> samples;
   };
-  void stop_worker();
-  void worker(uint64_t epoch, std::vector<Job> jobs);
-  void fill(uint64_t epoch, const Job& job, MicroBatch& mb, std::vector<uint8_t>& img, std::vector<uint8_t>& msk);
+  void stop_workers();
+  void worker();
+  void fill(const Job& job, MicroBatch& mb, std::vector<uint8_t>& img, std::vector<uint8_t>& msk) const;
 
   ReaderConfig cfg_;
-  std::unique_ptr<DatasetFile> file_;  // used by the prefetch thread only while an epoch runs
+  std::unique_ptr<DatasetFile> file_;  // used by the prefetch threads only while an epoch runs
   std::vector<uint32_t> split_;
   int H_ = 0, W_ = 0, out_h_ = 0, out_w_ = 0;
   uint64_t steps_ = 0;
   int micro_per_step_ = 0;
 
+  // The epoch in flight; jobs_ and epoch_ change only while no worker runs.
+  uint64_t epoch_ = 0;
+  std::vector<Job> jobs_;
+  // Job j is claimed only while j < consumed_ + prefetch, and lands in slot j % prefetch, so a
+  // slot is always free when its job finishes and the consumer takes jobs strictly in order.
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<MicroBatch> ready_;  // filled, in order
-  std::vector<MicroBatch> free_;  // recycled buffers
-  size_t remaining_ = 0;          // micro-batches of this epoch not yet handed out
+  size_t claimed_ = 0, consumed_ = 0;
+  std::vector<MicroBatch> slots_;  // (prefetch)
+  std::vector<char> full_;         // (prefetch)
+  std::vector<MicroBatch> free_;   // recycled buffers
   bool stop_ = false;
-  std::exception_ptr error_;
-  std::thread thread_;
+  std::exception_ptr error_;  // the earliest failed job's error, rethrown in its place
+  size_t error_job_ = 0;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace crackseg::io

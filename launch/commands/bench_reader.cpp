@@ -21,7 +21,7 @@ namespace {
 
 struct Opts {
   std::string data, split = "train";
-  int ranks_sim = 1, crop = 256, micro_batch = 4, batch = 0, prefetch = 2;
+  int ranks_sim = 1, crop = 256, micro_batch = 4, batch = 0, prefetch = 2, workers = 1;
   bool augment = false;
   uint64_t seed = 126, epoch = 0, max_steps = 0;
 } opts;
@@ -39,7 +39,7 @@ int run() {
   for (int i = 0; i < opts.ranks_sim; ++i) {
     io::ReaderConfig cfg{.path = opts.data, .split = opts.split, .rank = mpi_rank * opts.ranks_sim + i,
                          .world = world, .seed = opts.seed, .global_batch = B, .micro_batch = opts.micro_batch,
-                         .prefetch = opts.prefetch};
+                         .prefetch = opts.prefetch, .workers = opts.workers};
     cfg.augment.enabled = opts.augment;
     cfg.augment.crop = opts.crop;
     readers.push_back(std::make_unique<io::ShardedReader>(cfg));
@@ -49,10 +49,10 @@ int run() {
   const int a = r0.micro_batches_per_step();
   if (mpi_rank == 0)
     std::printf("bench-reader: %s split '%s' (%llu samples), %d rank(s) (%d MPI x %d per process), B=%d m=%d a=%d, "
-                "%llu steps, output %dx%d, augment %s, prefetch %d, HDF5 thread-safe: %s\n",
+                "%llu steps, output %dx%d, augment %s, prefetch %d, workers %d, HDF5 thread-safe: %s\n",
                 opts.data.c_str(), opts.split.c_str(), static_cast<unsigned long long>(r0.split_size()), world,
                 mpi_size, opts.ranks_sim, B, opts.micro_batch, a, static_cast<unsigned long long>(steps),
-                r0.out_height(), r0.out_width(), opts.augment ? "on" : "off", opts.prefetch,
+                r0.out_height(), r0.out_width(), opts.augment ? "on" : "off", opts.prefetch, opts.workers,
                 io::hdf5_is_threadsafe() ? "yes" : "no");
 
   CRACKSEG_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
@@ -103,6 +103,7 @@ crackseg::cli::CommandRegistration reg{{
           app.add_option("--micro-batch", opts.micro_batch, "m")->capture_default_str();
           app.add_option("--batch", opts.batch, "global batch B (default ranks x m)");
           app.add_option("--prefetch", opts.prefetch, "micro-batches prepared ahead")->capture_default_str();
+          app.add_option("--workers", opts.workers, "prefetch threads per reader")->capture_default_str();
           app.add_option("--seed", opts.seed)->capture_default_str();
           app.add_option("--epoch", opts.epoch)->capture_default_str();
           app.add_option("--max-steps", opts.max_steps, "stop after this many global steps (0 = epoch)");

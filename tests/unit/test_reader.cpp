@@ -230,6 +230,29 @@ TEST(ShardedReader, MicroBatchLayoutAndRestartResumeAndEpochs) {
   EXPECT_THROW(reader.start_epoch(0, 4), InputError);
 }
 
+TEST(ShardedReader, SeveralWorkersGiveTheSameBatchesInTheSameOrder) {
+  test::TempDir dir;
+  const auto path = make_dataset(dir, 40);
+  auto run = [&](int workers, int prefetch) {
+    ShardedReader reader({.path = path, .rank = 0, .world = 2, .seed = 8, .global_batch = 8, .micro_batch = 2,
+                          .augment = {.crop = 16}, .prefetch = prefetch, .workers = workers});
+    return drain(reader, 2);
+  };
+  const auto one = run(1, 1);
+  ASSERT_EQ(one.size(), 5u * 2);
+  for (auto [w, p] : {std::pair{3, 4}, std::pair{4, 2}, std::pair{2, 1}}) {
+    const auto many = run(w, p);
+    ASSERT_EQ(many.size(), one.size());
+    for (size_t i = 0; i < one.size(); ++i) {
+      EXPECT_EQ(many[i].step, one[i].step);
+      EXPECT_EQ(many[i].micro, one[i].micro);
+      EXPECT_EQ(many[i].indices, one[i].indices) << "workers " << w << " batch " << i;
+      EXPECT_EQ(many[i].images, one[i].images) << "workers " << w << " batch " << i;
+      EXPECT_EQ(many[i].masks, one[i].masks);
+    }
+  }
+}
+
 TEST(ShardedReader, EvalModeReadsEachSplitSampleOnceWholeAndUnaugmented) {
   test::TempDir dir;
   const auto path = make_dataset(dir, 40, {0.5, 0.5, 0.0});
@@ -255,6 +278,61 @@ TEST(ShardedReader, EvalModeReadsEachSplitSampleOnceWholeAndUnaugmented) {
   }
 }
 
+TEST(ShardedReader, ErrorOnThePrefetchThreadReachesTheConsumer) {
+  // Overwrite the stored (deflated) chunk of sample 3's image with garbage, so inflating it
+  // fails on a prefetch worker; next() must rethrow that error, naming the file.
+  test::TempDir dir;
+  const auto path = dir / "bad.h5";
+  {
+    DatasetWriter w(path, kH, kW);
+    std::vector<uint8_t> img(kH * kW * 3), m(kH * kW, 0);
+    for (int i = 0; i < 8; ++i) {
+      std::fill(img.begin(), img.end(), static_cast<uint8_t>(10 * i));  // compresses well
+      w.append(img.data(), m.data(), std::to_string(i) + ".png", "synth");
+    }
+    (void)w.finish(SplitSpec{.fractions = {1, 0, 0}});
+  }
+  haddr_t addr = 0;
+  hsize_t size = 0;
+  {
+    const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    const hid_t d = H5Dopen2(f, "/images", H5P_DEFAULT);
+    hsize_t offset[4] = {};
+    unsigned filter_mask = 0;
+    const hid_t space = H5Dget_space(d);
+    const herr_t rc = H5Dget_chunk_info(d, space, 3, offset, &filter_mask, &addr, &size);
+    H5Sclose(space);
+    ASSERT_GE(rc, 0);
+    ASSERT_EQ(offset[0], 3u);
+    ASSERT_EQ(filter_mask, 0u) << "chunk stored deflated";
+    H5Dclose(d);
+    H5Fclose(f);
+  }
+  {
+    std::FILE* fp = std::fopen(path.c_str(), "r+b");
+    ASSERT_NE(fp, nullptr);
+    ASSERT_EQ(std::fseek(fp, static_cast<long>(addr), SEEK_SET), 0);
+    const std::vector<uint8_t> junk(size, 0xA5);
+    ASSERT_EQ(std::fwrite(junk.data(), 1, junk.size(), fp), junk.size());
+    std::fclose(fp);
+  }
+  for (int workers : {1, 3}) {
+    ShardedReader reader({.path = path, .mode = ReaderMode::eval, .micro_batch = 1, .workers = workers});
+    reader.start_epoch(0);
+    MicroBatch mb;
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(reader.next(mb));  // samples 0..2 are intact and come first
+      EXPECT_EQ(mb.indices[0], static_cast<uint64_t>(i));
+    }
+    try {
+      (void)reader.next(mb);
+      FAIL() << "corrupt sample 3 was delivered";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(path.string()), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(ShardedReader, RejectsBadGeometryWithClearMessages) {
   test::TempDir dir;
   const auto path = make_dataset(dir, 10);
@@ -263,6 +341,7 @@ TEST(ShardedReader, RejectsBadGeometryWithClearMessages) {
   EXPECT_THROW(ShardedReader({.path = path, .augment = {.crop = 64}}), InputError);
   EXPECT_THROW(ShardedReader({.path = path, .split = "val"}), InputError);  // empty split: n < B
   EXPECT_THROW(ShardedReader({.path = dir / "missing.h5"}), InputError);
+  EXPECT_THROW(ShardedReader({.path = path, .global_batch = 4, .micro_batch = 2, .workers = 0}), InputError);
 }
 
 TEST(ShardedReader, HdfThreadSafetyMatchesTheBuildConfiguration) {
