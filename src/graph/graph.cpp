@@ -6,6 +6,7 @@
 #include <functional>
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <optional>
 
@@ -52,6 +53,11 @@ struct Graph::Impl {
   std::deque<Tensor> grad_pool;     // gradient buffers, reused once their node is done
   std::deque<Tensor> scratch_pool;  // for second and later consumers of a tensor (deque: stable addresses)
   Tensor input_buf, dout_buf;
+
+  bool profiling = false;
+  std::vector<double> fwd_s, bwd_s;
+  std::vector<int64_t> calls;
+  using Clock = std::chrono::steady_clock;
 
   [[nodiscard]] NodeId resolve(NodeId i) const {
     while (alias[i] != i) i = alias[i];
@@ -293,7 +299,14 @@ const Tensor& Graph::forward(const StepContext& ctx, const Tensor& x) {
   }
   for (std::size_t i = 0; i < g.nodes.size(); ++i) {
     if (!g.runs(static_cast<NodeId>(i))) continue;
+    if (!g.profiling) {
+      g.layers[i]->forward(ctx, g.in_ptrs[i], g.values[i]);
+      continue;
+    }
+    const auto t0 = Impl::Clock::now();
     g.layers[i]->forward(ctx, g.in_ptrs[i], g.values[i]);
+    g.fwd_s[i] += std::chrono::duration<double>(Impl::Clock::now() - t0).count();
+    ++g.calls[i];
   }
   const NodeId out = g.resolve(g.output);
   return out == g.input ? g.input_buf : g.values[static_cast<std::size_t>(out)];
@@ -326,9 +339,11 @@ void Graph::backward(const StepContext& ctx, const Tensor& dout) {
   }
   for (std::size_t c = g.nodes.size(); c-- > 0;) {
     if (!g.runs(static_cast<NodeId>(c))) continue;
+    const auto t0 = Impl::Clock::now();
     g.layers[c]->backward(ctx, g.in_ptrs[c], g.values[c], g.grads[c], g.din_ptrs[c]);
     for (const auto& e : g.edges[c])
       if (e.scratch) add_into(g.grads[static_cast<std::size_t>(e.producer)], *e.scratch);
+    if (g.profiling) g.bwd_s[c] += std::chrono::duration<double>(Impl::Clock::now() - t0).count();
     if (g.grad_ready_hook)  // the gradient sync may start sending these during earlier nodes' backward
       for (std::size_t k = 0; k < g.param_count[c]; ++k) g.grad_ready_hook(g.param_first[c] + k);
   }
@@ -374,5 +389,25 @@ void Graph::zero_grad() {
 }
 
 void Graph::mark_params_changed() { impl_->params_dirty = true; }
+
+void Graph::set_profiling(bool enabled) {
+  impl_->profiling = enabled;
+  impl_->fwd_s.assign(impl_->nodes.size(), 0.0);
+  impl_->bwd_s.assign(impl_->nodes.size(), 0.0);
+  impl_->calls.assign(impl_->nodes.size(), 0);
+}
+
+std::vector<Graph::NodeTime> Graph::profile() const {
+  const Impl& g = *impl_;
+  std::vector<NodeTime> out;
+  for (std::size_t i = 0; i < g.nodes.size() && i < g.fwd_s.size(); ++i) {
+    if (!g.nodes[i].spec) continue;
+    NodeTime t{g.nodes[i].name, kind_name(*g.nodes[i].spec), g.fwd_s[i], g.bwd_s[i], g.calls[i]};
+    for (std::size_t a = 0; a < g.nodes.size(); ++a)
+      if (!g.alias.empty() && g.alias[a] == static_cast<NodeId>(i) && a != i) t.kind += "+" + kind_name(*g.nodes[a].spec);
+    out.push_back(std::move(t));
+  }
+  return out;
+}
 
 }  // namespace crackseg

@@ -62,6 +62,16 @@ class Graph {
   // and params() already imply it; layers then refresh derived weight copies before the
   // next forward.
   void mark_params_changed();
+  // Per-node wall-clock timers for profiling (`crackseg bench-layers`); off by default, and
+  // then free. Times accumulate from set_profiling(true) (which resets them). A fused
+  // activation reports zero; its conv's entry says "+relu" / "+leaky_relu".
+  struct NodeTime {
+    std::string name, kind;
+    double forward_s = 0, backward_s = 0;
+    int64_t calls = 0;
+  };
+  void set_profiling(bool enabled);
+  [[nodiscard]] std::vector<NodeTime> profile() const;
   // Calls hook(i) during backward() as soon as params()[i]'s gradient is complete (after its
   // layer's backward), so a gradient sync can overlap communication with the rest of the
   // backward. Set after instantiate(); an empty function removes it.
