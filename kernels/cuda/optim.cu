@@ -7,39 +7,39 @@
 namespace crackseg::cuda {
 namespace {
 
-__global__ void k_adam(AdamArgs a, float bc1, float bc2_sqrt, float* w, const float* grad, float* m, float* v,
+__global__ void k_adam(AdamArgs a, double step_size, double sqrt_bc2, float* w, const float* grad, float* m, float* v,
                        int64_t count) {
-  CRACKSEG_GRID_STRIDE(i, count) {
-    float g = a.grad_scale * grad[i];
-    float wi = w[i];
+  CRACKSEG_GRID_STRIDE(k, count) {
+    double wk = w[k], gk = grad[k];
     if (a.decoupled)
-      wi -= a.lr * a.weight_decay * wi;
-    else if (a.weight_decay != 0.0f)
-      g += a.weight_decay * wi;
-    const float mi = a.beta1 * m[i] + (1.0f - a.beta1) * g;
-    const float vi = a.beta2 * v[i] + (1.0f - a.beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    w[i] = wi - a.lr * (mi / bc1) / (sqrtf(vi) / bc2_sqrt + a.eps);
+      wk -= a.lr * a.weight_decay * wk;
+    else
+      gk += a.weight_decay * wk;
+    const double mk = a.beta1 * m[k] + (1 - a.beta1) * gk;
+    const double vk = a.beta2 * v[k] + (1 - a.beta2) * gk * gk;
+    m[k] = static_cast<float>(mk);
+    v[k] = static_cast<float>(vk);
+    w[k] = static_cast<float>(wk - step_size * mk / (sqrt(vk) / sqrt_bc2 + a.eps));
   }
 }
 
 __global__ void k_sgd(SgdArgs a, float* w, const float* grad, float* buf, int64_t count) {
-  CRACKSEG_GRID_STRIDE(i, count) {
-    float g = a.grad_scale * grad[i];
-    if (a.weight_decay != 0.0f) g += a.weight_decay * w[i];
-    float step = g;
-    if (a.momentum != 0.0f) {
-      const float b = a.first_step ? g : a.momentum * buf[i] + g;
-      buf[i] = b;
-      step = a.nesterov ? g + a.momentum * b : b;
+  CRACKSEG_GRID_STRIDE(k, count) {
+    double gk = static_cast<double>(grad[k]) + a.weight_decay * static_cast<double>(w[k]);
+    if (buf) {
+      const double bk = a.first_step ? gk : a.momentum * buf[k] + (1 - a.dampening) * gk;
+      buf[k] = static_cast<float>(bk);
+      gk = a.nesterov ? gk + a.momentum * bk : bk;
     }
-    w[i] -= a.lr * step;
+    w[k] = static_cast<float>(static_cast<double>(w[k]) - a.lr * gk);
   }
 }
 
-__global__ void k_scale(float* x, float s, int64_t count) {
-  CRACKSEG_GRID_STRIDE(i, count) x[i] *= s;
+__global__ void k_scale(float* x, double s, int64_t count) {
+  CRACKSEG_GRID_STRIDE(i, count) x[i] = static_cast<float>(static_cast<double>(x[i]) * s);
+}
+__global__ void k_clamp(float* x, float m, int64_t count) {
+  CRACKSEG_GRID_STRIDE(i, count) x[i] = fminf(fmaxf(x[i], -m), m);
 }
 
 constexpr int kBlocks = 264;
@@ -62,9 +62,9 @@ void adam_update(const AdamArgs& a, float* w, const float* grad, float* m, float
   if (count == 0) return;
   if (a.step < 1) throw Error("adam_update: step must start at 1, got " + std::to_string(a.step));
   const double t = static_cast<double>(a.step);
-  const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(a.beta1), t));
-  const float bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(a.beta2), t)));
-  k_adam<<<grid_for(count), kThreads, 0, Context::get().stream()>>>(a, bc1, bc2_sqrt, w, grad, m, v, count);
+  const double bc1 = 1 - std::pow(a.beta1, t);
+  const double sqrt_bc2 = std::sqrt(1 - std::pow(a.beta2, t));
+  k_adam<<<grid_for(count), kThreads, 0, Context::get().stream()>>>(a, a.lr / bc1, sqrt_bc2, w, grad, m, v, count);
   CRACKSEG_CUDA_CHECK_LAUNCH("adam_update");
 }
 
@@ -74,15 +74,21 @@ void sgd_update(const SgdArgs& a, float* w, const float* grad, float* buf, int64
   CRACKSEG_CUDA_CHECK_LAUNCH("sgd_update");
 }
 
-void scale_in_place(float* x, float scale, int64_t count) {
+void scale_in_place(float* x, double scale, int64_t count) {
   if (count == 0) return;
   k_scale<<<grid_for(count), kThreads, 0, Context::get().stream()>>>(x, scale, count);
   CRACKSEG_CUDA_CHECK_LAUNCH("scale_in_place");
 }
 
+void clamp_in_place(float* x, float max_abs, int64_t count) {
+  if (count == 0) return;
+  k_clamp<<<grid_for(count), kThreads, 0, Context::get().stream()>>>(x, max_abs, count);
+  CRACKSEG_CUDA_CHECK_LAUNCH("clamp_in_place");
+}
+
 double sum_of_squares(const float* x, int64_t count) {
   auto& ctx = Context::get();
-  static DevicePtr* partial = new DevicePtr(sizeof(double) * kBlocks);  // once per process
+  static DevicePtr* partial = new DevicePtr(sizeof(double) * kBlocks);  // once per process, never freed
   k_sumsq<<<kBlocks, kThreads, 0, ctx.stream()>>>(x, count, partial->as<double>());
   CRACKSEG_CUDA_CHECK_LAUNCH("sum_of_squares");
   double host[kBlocks];
