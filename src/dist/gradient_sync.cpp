@@ -105,6 +105,10 @@ void GradientSync::mark_ready(std::size_t index) {
     if (bk->op) (void)bk->op->test();
 }
 
+std::size_t GradientSync::started_buckets() const {
+  return static_cast<std::size_t>(std::count_if(buckets_.begin(), buckets_.end(), [](const auto& b) { return b->started; }));
+}
+
 void GradientSync::stash_micro_batch(int64_t global_index) {
   if (options_.mode != Determinism::bitwise) throw Error("GradientSync::stash_micro_batch: only in bitwise mode");
   if (global_index < 0 || std::find(stashed_.begin(), stashed_.end(), global_index) != stashed_.end())

@@ -73,6 +73,9 @@ class GradientSync {
   void finish();
 
   [[nodiscard]] const SyncStats& last_stats() const { return stats_; }
+  // fast mode: buckets whose allreduce has started this step (packed and posted; on one rank
+  // nothing is posted but the bookkeeping is the same).
+  [[nodiscard]] std::size_t started_buckets() const;
 
  private:
   struct Bucket;

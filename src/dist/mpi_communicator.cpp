@@ -64,8 +64,10 @@ std::string fmt_seconds(double s) {
 }
 
 // Test-and-sleep until the request completes or the deadline passes. MPI_Test also drives
-// progress of the other posted operations. The first 2 ms yield (short collectives); after
-// that, sleeping 200 us keeps a waiting rank from burning a core it shares.
+// progress of the posted operations (Open MPI's non-blocking collectives advance only inside
+// MPI calls), so the first 20 ms poll with a yield (gradient buckets, control values); after
+// that, sleeping 100 us between polls keeps a rank that waits long (for rank 0 writing a
+// checkpoint, say) from burning a core it shares.
 void wait_request(const MpiState& st, MPI_Request& req, const std::string& what) {
   const auto start = Clock::now();
   while (req != MPI_REQUEST_NULL) {
@@ -79,10 +81,10 @@ void wait_request(const MpiState& st, MPI_Request& req, const std::string& what)
                               std::to_string(st.rank) + " of " + std::to_string(st.size) +
                               " in this communicator): another rank is dead, stuck or skipped this collective; "
                               "the job must end (crackseg calls MPI_Abort)");
-    if (elapsed < 0.002)
+    if (elapsed < 0.02)
       std::this_thread::yield();
     else
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
 }
 

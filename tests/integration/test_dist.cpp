@@ -147,6 +147,23 @@ TEST(GradientSync, BucketsFollowReverseParameterOrder) {
   EXPECT_GT(sync.buckets().size(), 2u);
 }
 
+TEST(GradientSync, BucketsStartInOrderAsSoonAsTheirGradientsAreReady) {
+  MpiCommunicator comm;
+  FakeModel m(kShapes);
+  GradientSync sync(comm, m.params, {Determinism::fast, 4096});
+  const auto& b = sync.buckets();
+  ASSERT_GE(b.size(), 3u);
+  // Bucket 1 complete first: it must wait for bucket 0 (same collective order on every rank).
+  for (std::size_t i : b[1]) sync.mark_ready(i);
+  EXPECT_EQ(sync.started_buckets(), 0u);
+  for (std::size_t k = 0; k + 1 < b[0].size(); ++k) sync.mark_ready(b[0][k]);
+  EXPECT_EQ(sync.started_buckets(), 0u);
+  sync.mark_ready(b[0].back());  // bucket 0 complete: 0 and 1 start, before finish()
+  EXPECT_EQ(sync.started_buckets(), 2u);
+  sync.finish();
+  EXPECT_EQ(sync.started_buckets(), 0u);
+}
+
 TEST(GradientSync, FastModeEqualsAPlainAllreduce) {
   MpiCommunicator comm;
   FakeModel m(kShapes);
