@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "src/core/rng.hpp"
+#include "src/dist/bench.hpp"
 #include "src/dist/gradient_sync.hpp"
 #include "src/dist/mpi_communicator.hpp"
 #include "src/train/signals.hpp"
@@ -290,4 +291,17 @@ TEST(Signals, AnyRanksSignalStopsEveryRank) {
   EXPECT_TRUE(agree_stop(comm));
   EXPECT_EQ(stop_signal(), comm.rank() == 0 ? SIGTERM : 0);
   clear_stop_request();
+}
+
+TEST(Bench, AllreduceBandwidthRowsAreCompleteAndCorrect) {
+  MpiCommunicator comm;
+  const auto rows = allreduce_bandwidth(comm, {64, 4096}, 0.01);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1]["bytes"], 4096);
+  for (const auto& r : rows) {
+    EXPECT_TRUE(r["correct"].get<bool>()) << r.dump();
+    EXPECT_GE(r["iters"].get<int>(), 3);
+    EXPECT_GT(r["seconds"].get<double>(), 0.0);
+  }
+  EXPECT_GT(memcpy_bandwidth_GBps(1 << 16, 0.01), 0.0);
 }
