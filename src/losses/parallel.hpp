@@ -18,11 +18,12 @@ namespace crackseg::par {
 
 inline constexpr int64_t kChunk = 4096;
 
-// f(i) for i in [0, n), any order, in parallel: elementwise kernels with no reduction.
+// f(i) for i in [0, n), any order, in parallel: elementwise kernels with no reduction. Runs
+// inline below `serial_below` iterations (cheap bodies; pass 2 when each iteration is heavy).
 template <class F>
-void for_each(const char* label, int64_t n, F&& f) {
+void for_each(const char* label, int64_t n, F&& f, int64_t serial_below = kChunk) {
   if (n <= 0) return;
-  if (!Kokkos::is_initialized() || n <= kChunk) {
+  if (!Kokkos::is_initialized() || n < serial_below) {
     for (int64_t i = 0; i < n; ++i) f(i);
     return;
   }
