@@ -1,7 +1,7 @@
 // ctest-labels: cuda
 // ctest-link: crackseg_cuda crackseg_train
-// Device losses against the CPU losses of src/losses (value, extras and dlogits), optimizer
-// updates against the formulas in double, and metric counts against a host count. Skips
+// Device losses against the CPU losses of src/losses (value, extras and dlogits), the device
+// optimizer against src/optim's, and metric counts against a host count. Skips
 // without a device.
 #include <gtest/gtest.h>
 
@@ -14,6 +14,7 @@
 #include "kernels/cuda/optim.hpp"
 #include "kernels/cuda/tensor_ops.hpp"
 #include "src/losses/loss.hpp"
+#include "src/optim/optimizer.hpp"
 
 using namespace crackseg;
 using test::close;
@@ -74,54 +75,45 @@ TEST(CudaLosses, SameInputsSameBits) {
   EXPECT_TRUE(close(d1, cuda::to_host(d2), 0, 0));
 }
 
-TEST(CudaOptim, AdamAdamwSgdFollowTheirFormulas) {
+TEST(CudaOptim, DeviceOptimizerMatchesTheCpuOptimizer) {
   CRACKSEG_REQUIRE_GPU();
-  const int64_t n = 1000;
-  Tensor w0 = random_host({n}, 11), g0 = random_host({n}, 12);
-  for (bool decoupled : {false, true}) {
-    Tensor w = cuda::to_device(w0), g = cuda::to_device(g0);
-    Tensor m = Tensor::empty({n}, DType::f32, Format::plain, Device::cuda), v = m;
-    v = Tensor::empty({n}, DType::f32, Format::plain, Device::cuda);
-    cuda::zero(m);
-    cuda::zero(v);
-    std::vector<double> hw(w0.span<float>().begin(), w0.span<float>().end()), hm(n, 0), hv(n, 0);
-    cuda::AdamArgs a{.lr = 1e-2f, .weight_decay = 0.1f, .decoupled = decoupled, .grad_scale = 0.5f};
-    for (int64_t t = 1; t <= 3; ++t) {
-      a.step = t;
-      cuda::adam_update(a, w.data<float>(), g.data<float>(), m.data<float>(), v.data<float>(), n);
-      for (int64_t i = 0; i < n; ++i) {
-        double gi = 0.5 * g0.span<float>()[i];
-        if (decoupled) hw[i] -= 1e-2 * 0.1 * hw[i];
-        else gi += 0.1 * hw[i];
-        hm[i] = 0.9 * hm[i] + 0.1 * gi;
-        hv[i] = 0.999 * hv[i] + 0.001 * gi * gi;
-        hw[i] -= 1e-2 * (hm[i] / (1 - std::pow(0.9, t))) / (std::sqrt(hv[i] / (1 - std::pow(0.999, t))) + 1e-8);
+  std::vector<OptimConfig> configs(4);
+  configs[0] = {.name = "adam", .lr = 1e-2, .weight_decay = 0.1};
+  configs[1] = {.name = "adamw", .lr = 1e-2, .weight_decay = 0.1, .clip_norm = 5.0};
+  configs[2] = {.name = "sgd", .lr = 0.1, .weight_decay = 0.01, .momentum = 0.9, .dampening = 0.1, .nesterov = true};
+  configs[3] = {.name = "sgd", .lr = 0.1, .momentum = 0.0, .clip_value = 0.5};
+  for (const auto& cfg : configs) {
+    SCOPED_TRACE(cfg.name);
+    // Two parameters, the second exempt from weight decay (a bias).
+    std::vector<Param> hp, dp;
+    for (int k = 0; k < 2; ++k) {
+      Tensor w = random_host({257 + 100 * k}, 11 + k);
+      hp.push_back({"p" + std::to_string(k), w, Tensor::zeros(w.dims()), k == 0});
+      dp.push_back({"p" + std::to_string(k), cuda::to_device(w), cuda::to_device(Tensor::zeros(w.dims())), k == 0});
+    }
+    std::vector<Param*> hptr{&hp[0], &hp[1]}, dptr{&dp[0], &dp[1]};
+    auto cpu = make_optimizer(cfg, hptr);
+    cuda::DeviceOptimizer dev(cfg, dptr);
+    for (int t = 0; t < 3; ++t) {
+      for (int k = 0; k < 2; ++k) {
+        Tensor g = random_host(hp[k].value.dims(), 50 + 10 * t + k, -3, 3);
+        hp[k].grad.copy_from(g);
+        cuda::copy(g, dp[k].grad);
       }
+      const StepInfo a = cpu->step(), b = dev.step();
+      EXPECT_NEAR(b.grad_norm, a.grad_norm, 1e-12 * a.grad_norm);
+      EXPECT_EQ(b.applied, a.applied);
     }
-    Tensor want = Tensor::empty({n});
-    for (int64_t i = 0; i < n; ++i) want.span<float>()[i] = static_cast<float>(hw[i]);
-    EXPECT_TRUE(close(w, want, 1e-6, 1e-5)) << (decoupled ? "adamw" : "adam");
-  }
-  Tensor w = cuda::to_device(w0), g = cuda::to_device(g0);
-  Tensor buf = Tensor::empty({n}, DType::f32, Format::plain, Device::cuda);
-  std::vector<double> hw(w0.span<float>().begin(), w0.span<float>().end()), hb(n, 0);
-  for (int t = 0; t < 3; ++t) {
-    cuda::sgd_update({.lr = 0.1f, .momentum = 0.9f, .weight_decay = 0.01f, .nesterov = true, .first_step = t == 0},
-                     w.data<float>(), g.data<float>(), buf.data<float>(), n);
-    for (int64_t i = 0; i < n; ++i) {
-      const double gi = g0.span<float>()[i] + 0.01 * hw[i];
-      hb[i] = t == 0 ? gi : 0.9 * hb[i] + gi;
-      hw[i] -= 0.1 * (gi + 0.9 * hb[i]);
+    for (int k = 0; k < 2; ++k) EXPECT_TRUE(close(dp[k].value, hp[k].value, 1e-7, 1e-6)) << hp[k].name;
+    EXPECT_EQ(dev.step_count(), cpu->step_count());
+    auto hs = cpu->state();
+    auto ds = dev.state();
+    ASSERT_EQ(hs.size(), ds.size());
+    for (std::size_t i = 0; i < hs.size(); ++i) {
+      EXPECT_EQ(ds[i].first, hs[i].first);
+      EXPECT_TRUE(close(*ds[i].second, *hs[i].second, 1e-7, 1e-6)) << hs[i].first;
     }
   }
-  Tensor want = Tensor::empty({n});
-  for (int64_t i = 0; i < n; ++i) want.span<float>()[i] = static_cast<float>(hw[i]);
-  EXPECT_TRUE(close(w, want, 1e-6, 1e-5)) << "sgd nesterov";
-  EXPECT_NEAR(cuda::sum_of_squares(g.data<float>(), n), [&] {
-    double s = 0;
-    for (float x : g0.span<float>()) s += static_cast<double>(x) * x;
-    return s;
-  }(), 1e-9);
 }
 
 TEST(CudaMetrics, ConfusionCountsAreExact) {

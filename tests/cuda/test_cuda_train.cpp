@@ -72,7 +72,7 @@ struct Net {
     std::size_t k = 0;
     for (auto& l : layers)
       for (Param* p : l->params()) {
-        cuda::adam_update({.lr = 1e-2f, .step = t}, p->value.data<float>(), p->grad.data<float>(),
+        cuda::adam_update({.lr = 1e-2, .step = t}, p->value.data<float>(), p->grad.data<float>(),
                           m[k].data<float>(), v[k].data<float>(), p->value.numel());
         cuda::zero(p->grad);
         ++k;
