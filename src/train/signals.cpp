@@ -13,15 +13,7 @@ namespace {
 std::atomic<int> g_signal{0};
 static_assert(std::atomic<int>::is_always_lock_free, "the stop flag must be lock-free to be set in a handler");
 
-extern "C" void on_stop_signal(int sig) {
-  if (sig == SIGTERM && g_signal.load(std::memory_order_relaxed) != 0) {
-    // Second request: fall back to the default action (terminate) now.
-    std::signal(SIGTERM, SIG_DFL);
-    std::raise(SIGTERM);
-    return;
-  }
-  g_signal.store(sig, std::memory_order_relaxed);
-}
+extern "C" void on_stop_signal(int sig) { g_signal.store(sig, std::memory_order_relaxed); }
 
 }  // namespace
 

@@ -11,8 +11,9 @@ class Communicator;
 }
 
 // Installs the handlers for SIGUSR1 and SIGTERM (idempotent). The handler only stores to a
-// lock-free atomic, which is async-signal-safe. A second SIGTERM while the flag is already set
-// restores the default action and re-raises, so an impatient operator can still kill the job.
+// lock-free atomic, which is async-signal-safe. Repeated signals are not escalated: SLURM may
+// send USR1 (the warning) and then TERM (preemption) and the checkpoint must still be written;
+// SLURM's SIGKILL after KillWait/GraceTime, or SIGINT, ends a rank that does not stop in time.
 void install_stop_signal_handlers();
 
 // This process received SIGUSR1/SIGTERM since start (or since clear_stop_request()).
