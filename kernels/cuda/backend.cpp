@@ -1,6 +1,7 @@
 #include "kernels/cuda/backend.hpp"
 
 #include "kernels/cuda/context.hpp"
+#include "kernels/cuda/labelled_layer.hpp"
 #include "kernels/cuda/layers.hpp"
 #include "kernels/cuda/tensor_ops.hpp"
 #include "src/graph/backend.hpp"
@@ -21,6 +22,9 @@ class CudaBackend final : public Backend {
   // cost a transpose around every convolution (docs/GPU.md).
   Format activation_format() const override { return Format::nhwc; }
   std::unique_ptr<Layer> make_layer(const LayerSpec& spec, const std::string& name) override {
+    return labelled(make(spec, name), name);
+  }
+  std::unique_ptr<Layer> make(const LayerSpec& spec, const std::string& name) {
     return std::visit(overloaded{
                           [&](const Conv2dSpec&) { return make_conv2d(spec, name); },
                           [&](const ConvTranspose2dSpec&) { return make_conv_transpose2d(spec, name); },
