@@ -23,7 +23,10 @@ const Perf* pick(const Perf* perf, int count, std::size_t limit, bool determinis
     const Perf& p = perf[i];
     if (p.status != CUDNN_STATUS_SUCCESS || p.memory > limit) continue;
     if (deterministic && p.determinism != CUDNN_DETERMINISTIC) continue;
-    if (!tf32 && p.mathType == CUDNN_TENSOR_OP_MATH) continue;  // tensor ops on fp32 data mean TF32
+    // ALLOW_CONVERSION would round fp32 data to fp16: never. Plain tensor ops on fp32 data
+    // mean TF32: only when allowed.
+    if (p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
+    if (!tf32 && p.mathType == CUDNN_TENSOR_OP_MATH) continue;
     return &p;
   }
   return nullptr;
@@ -71,6 +74,9 @@ void ConvCore::plan(const Dims& x, const Dims& w, const Dims& y, int64_t padding
   if (algos_.workspace == ~std::size_t{0}) {
     cudnnHandle_t h = ctx.cudnn();
     ConvAlgos a;
+    // Without TF32 the algorithm runs under FMA math whatever the heuristics reported:
+    // CUDNN_DEFAULT_MATH would let cuDNN pick TF32 kernels on Ampere and later.
+    auto math_for = [tf32](cudnnMathType_t reported) { return tf32 ? reported : CUDNN_FMA_MATH; };
     auto fail = [&](const char* which) {
       throw Error(what + ": cuDNN offers no " + which + " algorithm for x " + to_string(x) + ", w " + to_string(w) +
                   (det ? " that is deterministic" : "") + " within a " + std::to_string(limit >> 20) +
@@ -83,21 +89,21 @@ void ConvCore::plan(const Dims& x, const Dims& w, const Dims& y, int64_t padding
     const auto* f = pick(fperf, n, limit, det, tf32);
     if (!f) fail("forward");
     a.fwd = f->algo;
-    a.fwd_math = f->mathType;
+    a.fwd_math = math_for(f->mathType);
     cudnnConvolutionBwdDataAlgoPerf_t dperf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     CRACKSEG_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
         h, w_.get(), y_.get(), conv_.get(), x_.get(), CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, dperf));
     const auto* bd = pick(dperf, n, limit, det, tf32);
     if (!bd) fail("backward-data");
     a.bwd_data = bd->algo;
-    a.bwd_data_math = bd->mathType;
+    a.bwd_data_math = math_for(bd->mathType);
     cudnnConvolutionBwdFilterAlgoPerf_t wperf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     CRACKSEG_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
         h, x_.get(), y_.get(), conv_.get(), w_.get(), CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, wperf));
     const auto* bw = pick(wperf, n, limit, det, tf32);
     if (!bw) fail("backward-filter");
     a.bwd_filter = bw->algo;
-    a.bwd_filter_math = bw->mathType;
+    a.bwd_filter_math = math_for(bw->mathType);
     // The heuristics' memory estimate can differ from the exact query: ask per algorithm.
     std::size_t ws = 0, need = 0;
     CRACKSEG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_.get(), a.fwd_math));
