@@ -16,6 +16,17 @@ namespace crackseg::lossk {
   return e / (1.0 + e);
 }
 
+// p = sigmoid(x), q = 1 - p, log p, log q from one exp and one log1p, exact in the tails
+// (q is never computed as 1 - p).
+struct LogSigmoid {
+  double p, q, log_p, log_q;
+};
+[[nodiscard]] inline LogSigmoid log_sigmoid(double x) {
+  const double e = std::exp(-std::abs(x)), l = std::log1p(e);
+  const double big = 1.0 / (1.0 + e), small = e / (1.0 + e);
+  return x >= 0 ? LogSigmoid{big, small, -l, -x - l} : LogSigmoid{small, big, x - l, -l};
+}
+
 // Element layout of a tensor as (n, c, s) strides, s = h*W + w the flattened spatial index.
 // plain tensors of any rank are row-major, i.e. channels-first over dim 1.
 struct Strides {

@@ -9,20 +9,17 @@
 namespace crackseg::lossimpl {
 namespace {
 
-using lossk::sigmoid;
-using lossk::softplus;
-
 struct OverlapStats {
   double inter = 0, sum_p = 0, sum_y = 0, bce_sum = 0;
 };
 
 OverlapStats overlap_stats(const char* label, const Tensor& logits, const Tensor& target) {
   const auto s = lossk::reduce<4>(label, logits, target, [](double x, double y, std::array<double, 4>& acc) {
-    const double p = sigmoid(x);
-    acc[0] += p * y;
-    acc[1] += p;
+    const auto s = lossk::log_sigmoid(x);
+    acc[0] += s.p * y;
+    acc[1] += s.p;
     acc[2] += y;
-    acc[3] += y * softplus(-x) + (1 - y) * softplus(x);
+    acc[3] -= y * s.log_p + (1 - y) * s.log_q;
   });
   return {s[0], s[1], s[2], s[3]};
 }
@@ -37,9 +34,9 @@ LossOutput dice_family(const char* label, const Tensor& logits, const Tensor& ta
   const double dice = den > 0 ? num / den : 1.0;
   const double inv_den2 = den > 0 ? 1.0 / (den * den) : 0.0;
   (void)lossk::grad_pass<0>(label, logits, target, dlogits, scale, [=](double x, double y, std::array<double, 0>&) {
-    const double p = sigmoid(x), q = sigmoid(-x);
+    const auto s = lossk::log_sigmoid(x);
     const double dl_dp = -(2 * y * den - num) * inv_den2;
-    return dice_weight * dl_dp * p * q + bce_weight * (p - y) / m;
+    return dice_weight * dl_dp * s.p * s.q + bce_weight * (s.p - y) / m;
   });
   const double bce = st.bce_sum / m;
   return {bce_weight * bce + dice_weight * (1 - dice), {{"bce", bce}, {"dice", dice}}};
@@ -89,8 +86,8 @@ class F1Loss final : public Loss {
     const double inv_num = num > 0 ? 1.0 / num : 0.0, inv_den = den > 0 ? 1.0 / den : 0.0;
     (void)lossk::grad_pass<0>("loss::f1", logits, target, dlogits, scale,
                               [=](double x, double y, std::array<double, 0>&) {
-                                const double p = sigmoid(x), q = sigmoid(-x);
-                                return (inv_den - 2 * y * inv_num) * p * q;
+                                const auto s = lossk::log_sigmoid(x);
+                                return (inv_den - 2 * y * inv_num) * s.p * s.q;
                               });
     const double f1 = (num > 0 && den > 0) ? num / den : 0.0;
     const double loss = (num > 0 && den > 0) ? std::log(den) - std::log(num) : 0.0;

@@ -1,5 +1,5 @@
 // Per-element sigmoid losses: bce, weighted_bce, balanced_bce, focal, and the pseudo-F1
-// gradient. p = sigmoid(x); log p = -softplus(-x), log(1-p) = -softplus(x).
+// gradient. p = sigmoid(x), q = 1 - p and their logs come from lossk::log_sigmoid.
 #include <cmath>
 
 #include "src/losses/loss_common.hpp"
@@ -8,9 +8,6 @@
 namespace crackseg::lossimpl {
 namespace {
 
-using lossk::sigmoid;
-using lossk::softplus;
-
 // Class-weighted BCE: l = -(w1 y log p + w0 (1-y) log(1-p)); dl/dx = w1 y (p-1) + w0 (1-y) p.
 // Returns {sum l, sum of plain bce} over the elements and writes scale/M * dl/dx.
 std::array<double, 2> weighted_bce_pass(const char* label, const Tensor& logits, const Tensor& target,
@@ -18,11 +15,10 @@ std::array<double, 2> weighted_bce_pass(const char* label, const Tensor& logits,
   const double inv_m = 1.0 / static_cast<double>(logits.numel());
   return lossk::grad_pass<2>(label, logits, target, dlogits, scale * inv_m,
                              [=](double x, double y, std::array<double, 2>& acc) {
-                               const double sp_neg = softplus(-x), sp_pos = softplus(x);  // -log p, -log(1-p)
-                               acc[0] += w1 * y * sp_neg + w0 * (1 - y) * sp_pos;
-                               acc[1] += y * sp_neg + (1 - y) * sp_pos;
-                               const double p = sigmoid(x);
-                               return w1 * y * (p - 1) + w0 * (1 - y) * p;
+                               const auto s = lossk::log_sigmoid(x);
+                               acc[0] -= w1 * y * s.log_p + w0 * (1 - y) * s.log_q;
+                               acc[1] -= y * s.log_p + (1 - y) * s.log_q;
+                               return -w1 * y * s.q + w0 * (1 - y) * s.p;
                              });
 }
 
@@ -88,8 +84,7 @@ class Focal final : public Loss {
     const double a1 = alpha_ < 0 ? 1.0 : alpha_, a0 = alpha_ < 0 ? 1.0 : 1.0 - alpha_;
     const auto s = lossk::grad_pass<2>(
         "loss::focal", logits, target, dlogits, scale / m, [=](double x, double y, std::array<double, 2>& acc) {
-          const double p = sigmoid(x), q = sigmoid(-x);  // q = 1 - p without cancellation
-          const double log_p = -softplus(-x), log_q = -softplus(x);
+          const auto [p, q, log_p, log_q] = lossk::log_sigmoid(x);
           const double qg = std::pow(q, g), pg = std::pow(p, g);
           acc[0] += -a1 * y * qg * log_p - a0 * (1 - y) * pg * log_q;
           acc[1] += -y * log_p - (1 - y) * log_q;
@@ -113,11 +108,11 @@ class PseudoF1 final : public Loss {
     // sum_pos(p) = sum(p y), sum(p), N1 = sum(y), and the BCE sum for the log.
     const auto st = lossk::reduce<4>("loss::pseudo_f1_stats", logits, target,
                                      [](double x, double y, std::array<double, 4>& acc) {
-                                       const double p = sigmoid(x);
-                                       acc[0] += p * y;
-                                       acc[1] += p;
+                                       const auto s = lossk::log_sigmoid(x);
+                                       acc[0] += s.p * y;
+                                       acc[1] += s.p;
                                        acc[2] += y;
-                                       acc[3] += y * softplus(-x) + (1 - y) * softplus(x);
+                                       acc[3] -= y * s.log_p + (1 - y) * s.log_q;
                                      });
     const double s_pos = st[0], s_all = st[1], n1 = st[2];
     const double denom = n1 + s_all;
@@ -125,8 +120,8 @@ class PseudoF1 final : public Loss {
     const double w1 = n1 > 0 ? 1.0 / std::max(s_pos, 1e-30) - w0 : 0.0;
     (void)lossk::grad_pass<0>("loss::pseudo_f1", logits, target, dlogits, scale,
                               [=](double x, double y, std::array<double, 0>&) {
-                                const double p = sigmoid(x);
-                                return y * (p - 1) * w1 + (1 - y) * p * w0;
+                                const auto s = lossk::log_sigmoid(x);
+                                return -y * s.q * w1 + (1 - y) * s.p * w0;
                               });
     const double bce = st[3] / m;
     const double f1 = denom > 0 ? 2.0 * s_pos / denom : 1.0;
