@@ -43,18 +43,28 @@ class CudaBackend final : public Backend {
                       spec);
   }
   // Host tensor (any format) -> device tensor `dst` (its own format).
-  void upload(const Tensor& host, Tensor& dst) override {
-    if (dst.device() != Device::cuda) {
-      dst.copy_from(host);
-      return;
+  void upload(const Tensor& host, Tensor& dst) override { copy(host, dst); }
+
+  // The three tensor operations the Graph performs on activations and gradients, for any
+  // device pair and format (proposed as Backend virtuals with these signatures; see
+  // docs/GPU.md "Known gaps"): copy with format conversion, dst += src, zero.
+  void copy(const Tensor& src, Tensor& dst) {
+    const bool same_layout = src.format() == dst.format() || src.rank() != 4 || src.c() == 1 || src.h() * src.w() == 1;
+    if (src.device() == Device::cpu && dst.device() == Device::cpu) {
+      dst.copy_from(src);
+    } else if (same_layout) {
+      cuda::copy(src, dst);
+    } else if (src.device() == Device::cuda && dst.device() == Device::cuda) {
+      convert_format(src, dst);
+    } else if (src.device() == Device::cpu) {  // host -> device, converting on the device
+      Tensor staged = to_device(src);
+      convert_format(staged, dst);
+    } else {  // device -> host, converting on the host
+      dst.copy_from(to_host(src));
     }
-    if (host.format() == dst.format() || host.rank() != 4) {
-      copy(host, dst);
-      return;
-    }
-    Tensor staged = to_device(host);
-    convert_format(staged, dst);
   }
+  void accumulate(Tensor& dst, const Tensor& src) { cuda::accumulate(dst, src); }
+  void zero(Tensor& t) { cuda::zero(t); }
 };
 }  // namespace
 
