@@ -47,7 +47,7 @@ t1=$(now); "$BIN" sweep submit "$W/out" >/dev/null
 t2=$(now); "$BIN" sweep status --wait "$W/out" >"$W/status.txt"
 t3=$(now); "$BIN" sweep report --no-plots "$W/out" >/dev/null
 t4=$(now)
-done_n=$(grep -c ' done ' "$W/status.txt" || true)
+done_n=$(awk '$2 == "done"' "$W/status.txt" | wc -l)
 task_s=$(cat "$W"/out/task-*/task_time | awk '{ s += $2 - $1 } END { printf "%.4f", s }')
 cpus=$(sinfo -h -o %c)
 awk -v n="$N" -v done_n="$done_n" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v t3="$t3" -v t4="$t4" \

@@ -149,7 +149,8 @@ std::vector<Submission> submit_tasks(const fs::path& dir, const SweepSpec& spec,
     max_size = cluster_max_array_size();
   } catch (const Error& e) {
     if (!dry_run) throw;
-    log << "# no cluster reachable (" << e.what() << "); assuming MaxArraySize=1001\n";
+    const std::string why = e.what();
+    log << "# no cluster reachable (" << why.substr(0, why.find('\n')) << "); assuming MaxArraySize=1001\n";
   }
   const auto chunks = split_array(ids, max_size, spec.resources.max_concurrent);
   std::vector<Submission> subs = read_jobs(dir), added;
