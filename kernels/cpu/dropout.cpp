@@ -1,9 +1,11 @@
 // Inverted dropout on the CPU backend: OpenMP loops (Debian's Kokkos is Serial-only, so
-// threads come from OpenMP here), regions "layers::dropout_mask" / "layers::dropout_apply".
+// threads come from OpenMP here), regions "layers::dropout_forward" / "layers::dropout_apply".
 // The mask follows src/layers/dropout_mask.hpp bit for bit; Philox blocks are computed 16
 // at a time in structure-of-arrays form so the compiler vectorises the rounds (one block
-// gives the words of 4 consecutive logical elements). The mask is stored once per forward,
-// in memory order, and reused by backward.
+// gives the words of 4 consecutive logical elements). Forward writes the mask (memory order)
+// and the output in one tiled pass; backward reuses the mask.
+#include <immintrin.h>
+
 #include <cstring>
 
 #include "kernels/cpu/dnnl_common.hpp"
@@ -14,25 +16,51 @@ namespace {
 
 constexpr int kLanes = 16;
 
-// Words of Philox blocks with counters {c0, c1, c2, j0 + b}, b < 16, as philox4x32 computes.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void philox16(uint32_t c0, uint32_t c1, uint32_t c2,
-                                                                          uint32_t j0, uint32_t k0, uint32_t k1,
-                                                                          uint32_t* out /* [16][4] */) {
-  constexpr uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
-  uint32_t x0[kLanes], x1[kLanes], x2[kLanes], x3[kLanes];
-  for (int b = 0; b < kLanes; ++b) x0[b] = c0, x1[b] = c1, x2[b] = c2, x3[b] = j0 + static_cast<uint32_t>(b);
-  for (int round = 0; round < 10; ++round) {
-    for (int b = 0; b < kLanes; ++b) {
-      const uint64_t p0 = static_cast<uint64_t>(M0) * x0[b];
-      const uint64_t p1 = static_cast<uint64_t>(M1) * x2[b];
-      const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ x1[b] ^ k0;
-      const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ x3[b] ^ k1;
-      x0[b] = n0, x1[b] = static_cast<uint32_t>(p1), x2[b] = n2, x3[b] = static_cast<uint32_t>(p0);
-    }
-    k0 += W0, k1 += W1;
+// Philox blocks with counters {c0, c1, c2, j0 + b}, b < 16, exactly as philox4x32 computes
+// them; word k of block b goes to out[k * 16 + b] (structure of arrays).
+void philox16_scalar(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t j0, uint32_t k0, uint32_t k1, uint32_t* out) {
+  for (int b = 0; b < kLanes; ++b) {
+    const auto r = philox4x32({c0, c1, c2, j0 + static_cast<uint32_t>(b)}, {k0, k1});
+    for (int k = 0; k < 4; ++k) out[k * kLanes + b] = r[static_cast<std::size_t>(k)];
   }
-  for (int b = 0; b < kLanes; ++b) out[4 * b] = x0[b], out[4 * b + 1] = x1[b], out[4 * b + 2] = x2[b], out[4 * b + 3] = x3[b];
 }
+
+// hi and lo 32 bits of the 16 products a * m (AVX-512: even and odd lanes separately).
+__attribute__((target("avx512f"))) inline void mul_hi_lo(__m512i a, __m512i m, __m512i& hi, __m512i& lo) {
+  const __mmask16 odd = 0xAAAA;
+  const __m512i pe = _mm512_mul_epu32(a, m);                         // even lanes, 64-bit
+  const __m512i po = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);  // odd lanes, 64-bit
+  hi = _mm512_mask_blend_epi32(odd, _mm512_srli_epi64(pe, 32), po);
+  lo = _mm512_mask_blend_epi32(odd, pe, _mm512_slli_epi64(po, 32));
+}
+
+// The same 16 blocks in AVX-512 lanes.
+__attribute__((target("avx512f"))) void philox16_avx512(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t j0,
+                                                        uint32_t k0, uint32_t k1, uint32_t* out) {
+  const __m512i m0 = _mm512_set1_epi32(static_cast<int>(0xD2511F53u)), m1 = _mm512_set1_epi32(static_cast<int>(0xCD9E8D57u));
+  __m512i x0 = _mm512_set1_epi32(static_cast<int>(c0)), x1 = _mm512_set1_epi32(static_cast<int>(c1));
+  __m512i x2 = _mm512_set1_epi32(static_cast<int>(c2));
+  __m512i x3 = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(j0)),
+                                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+  for (int round = 0; round < 10; ++round) {
+    __m512i h0, l0, h1, l1;
+    mul_hi_lo(x0, m0, h0, l0);
+    mul_hi_lo(x2, m1, h1, l1);
+    const __m512i kk0 = _mm512_set1_epi32(static_cast<int>(k0)), kk1 = _mm512_set1_epi32(static_cast<int>(k1));
+    x0 = _mm512_xor_si512(_mm512_xor_si512(h1, x1), kk0);
+    x1 = l1;
+    x2 = _mm512_xor_si512(_mm512_xor_si512(h0, x3), kk1);
+    x3 = l0;
+    k0 += 0x9E3779B9u, k1 += 0xBB67AE85u;
+  }
+  _mm512_storeu_si512(out, x0);
+  _mm512_storeu_si512(out + 16, x1);
+  _mm512_storeu_si512(out + 32, x2);
+  _mm512_storeu_si512(out + 48, x3);
+}
+
+using Philox16 = void (*)(uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t*);
+Philox16 pick_philox16() { return __builtin_cpu_supports("avx512f") ? philox16_avx512 : philox16_scalar; }
 
 class Dropout final : public DnnlLayer {
  public:
@@ -48,8 +76,7 @@ class Dropout final : public DnnlLayer {
     const float p = as<DropoutSpec>().p;
     active_ = ctx.training && p > 0.0f;
     if (!active_) return copy(*in[0], out);
-    make_mask(ctx, *in[0]);
-    apply(*in[0], out);
+    forward_masked(ctx, *in[0], out);
   }
   void backward(const StepContext&, std::span<const Tensor* const>, const Tensor&, const Tensor& dout,
                 std::span<Tensor* const> din) override {
@@ -59,31 +86,50 @@ class Dropout final : public DnnlLayer {
   }
 
  private:
-  void make_mask(const StepContext& ctx, const Tensor& x) {
+  // Forward: mask generation and application fused per tile, so every write is local.
+  // nhwc: a tile is kTile pixels x all C channels (contiguous in memory); for each channel
+  // the tile's logical indices c*HW + p0 .. + kTile-1 come from 16 consecutive Philox
+  // blocks (kTile + 3 <= 64 words, whatever the alignment). Other layouts: logical = memory.
+  static constexpr int64_t kTile = 60;
+  void forward_masked(const StepContext& ctx, const Tensor& x, Tensor& y) {
     const int64_t N = x.dim(0), L = x.numel() / N;
     const bool nhwc = x.rank() == 4 && x.format() == Format::nhwc;
-    const int64_t C = x.rank() == 4 ? x.c() : 1, HW = x.rank() == 4 ? x.h() * x.w() : L;
+    const int64_t C = nhwc ? x.c() : 1, HW = nhwc ? x.h() * x.w() : L;
     for (int64_t n = 0; n < N; ++n) ids_[static_cast<std::size_t>(n)] = dropout_sample_id(ctx, n);  // may throw
-    const float threshold = as<DropoutSpec>().p * 16777216.0f;  // u24 * 2^-24 < p  <=>  u24 < p * 2^24
+    const float p = as<DropoutSpec>().p;
+    const float threshold = p * 16777216.0f;  // u24 * 2^-24 < p  <=>  u24 < p * 2^24
+    const float scale = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
     const uint64_t key = dropout_key(ctx.seed, salt_);
     const uint32_t k0 = static_cast<uint32_t>(key), k1 = static_cast<uint32_t>(key >> 32);
     const uint32_t c2 = static_cast<uint32_t>(ctx.epoch);
-    const int64_t chunks = (L + 4 * kLanes - 1) / (4 * kLanes);
+    const int64_t tiles = (HW + kTile - 1) / kTile;
+    static const Philox16 philox = pick_philox16();
     uint8_t* m = mask_.data<uint8_t>();
-    // layers::dropout_mask
+    const float* xs = x.data<float>();
+    float* ys = y.data<float>();
+    // layers::dropout_forward
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < N; ++n)
-      for (int64_t ch = 0; ch < chunks; ++ch) {
+      for (int64_t t = 0; t < tiles; ++t) {
         const uint64_t s = ids_[static_cast<std::size_t>(n)];
-        uint32_t words[4 * kLanes];
-        philox16(static_cast<uint32_t>(s), static_cast<uint32_t>(s >> 32) ^ (static_cast<uint32_t>(Purpose::dropout) << 24),
-                 c2, static_cast<uint32_t>(ch * kLanes), k0, k1, words);
-        const int64_t i0 = ch * 4 * kLanes, i1 = std::min(L, i0 + 4 * kLanes);
-        for (int64_t i = i0; i < i1; ++i) {
-          const bool drop = static_cast<float>(words[i - i0] >> 8) < threshold;
-          const int64_t off = nhwc ? (i % HW) * C + i / HW : i;
-          m[n * L + off] = drop ? 0 : 1;
+        const uint32_t c0 = static_cast<uint32_t>(s);
+        const uint32_t c1 = static_cast<uint32_t>(s >> 32) ^ (static_cast<uint32_t>(Purpose::dropout) << 24);
+        const int64_t p0 = t * kTile, p1 = std::min(HW, p0 + kTile);
+        alignas(64) uint32_t words[4 * kLanes];
+        for (int64_t c = 0; c < C; ++c) {
+          const int64_t i0 = c * HW + p0;
+          philox(c0, c1, c2, static_cast<uint32_t>(i0 / 4), k0, k1, words);
+          uint8_t* mc = m + n * L + c;
+          const int first = static_cast<int>(i0 % 4);
+          for (int k = 0; k < static_cast<int>(p1 - p0); ++k) {  // word k + first: block (k+first)/4, word (k+first)%4
+            const int wi = k + first;
+            mc[(p0 + k) * C] = !(static_cast<float>(words[(wi & 3) * kLanes + (wi >> 2)] >> 8) < threshold);
+          }
         }
+        // the tile is contiguous in memory: apply the mask in one vectorised sweep
+        const int64_t b0 = n * L + p0 * C, b1 = n * L + p1 * C;
+#pragma omp simd
+        for (int64_t k = b0; k < b1; ++k) ys[k] = m[k] ? xs[k] * scale : 0.0f;
       }
   }
   void apply(const Tensor& src, Tensor& dst) const {

@@ -51,6 +51,14 @@ double sgemm_peak_gflops() {
   return best;
 }
 
+// User + system CPU seconds of this process: on a shared machine wall time inflates with
+// the load, CPU time much less, so both are reported.
+double cpu_seconds() {
+  rusage r{};
+  getrusage(RUSAGE_SELF, &r);
+  return static_cast<double>(r.ru_utime.tv_sec + r.ru_stime.tv_sec) + 1e-6 * static_cast<double>(r.ru_utime.tv_usec + r.ru_stime.tv_usec);
+}
+
 double peak_rss_mb() {
   rusage r{};
   getrusage(RUSAGE_SELF, &r);
@@ -85,8 +93,9 @@ int run() {
   ctx.sample_ids = ids;
 
   std::vector<double> step_s;
+  double cpu0 = 0;
   for (int s = 0; s < opts.warmup + opts.steps; ++s) {
-    if (s == opts.warmup) model->graph.set_profiling(true);
+    if (s == opts.warmup) model->graph.set_profiling(true), cpu0 = cpu_seconds();
     const auto t0 = Clock::now();
     model->graph.zero_grad();
     const Tensor& y = model->graph.forward(ctx, x);
@@ -110,6 +119,7 @@ int run() {
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     if (s >= opts.warmup) step_s.push_back(secs);
   }
+  const double cpu_per_step = (cpu_seconds() - cpu0) / static_cast<double>(opts.steps);
   std::vector<double> sorted = step_s;
   std::sort(sorted.begin(), sorted.end());
   const double median = sorted[sorted.size() / 2];
@@ -129,7 +139,7 @@ int run() {
                         {"step_s", step_s},             {"samples_per_s", sps},
                         {"gflop_per_sample", gflop_per_sample}, {"gflops", gflops},
                         {"sgemm_peak_gflops", peak},    {"pct_peak", peak > 0 ? 100.0 * gflops / peak : 0.0},
-                        {"peak_rss_mb", peak_rss_mb()}};
+                        {"peak_rss_mb", peak_rss_mb()}, {"cpu_s_per_step", cpu_per_step}};
     nlohmann::json layers = nlohmann::json::array();
     for (const auto& t : prof)
       layers.push_back({{"name", t.name}, {"kind", t.kind}, {"forward_ms", 1e3 * t.forward_s / nsteps},
@@ -144,6 +154,7 @@ int run() {
               opts.steps, opts.warmup);
   std::printf("step median %.3f s (min %.3f, max %.3f); %.2f samples/s; %.2f GFLOP per sample per step\n", median,
               sorted.front(), sorted.back(), sps, gflop_per_sample);
+  std::printf("CPU time %.3f s per step (all threads)\n", cpu_per_step);
   std::printf("effective %.1f GFLOP/s", gflops);
   if (peak > 0) std::printf(" = %.1f%% of the sgemm peak %.1f GFLOP/s", 100.0 * gflops / peak, peak);
   std::printf("; peak RSS %.0f MB\n\n%-28s %-22s %10s %10s %7s\n", peak_rss_mb(), "layer", "kind", "fwd ms", "bwd ms",

@@ -276,6 +276,28 @@ void Graph::Impl::plan(const Dims& in_dims) {
     if (grad_of[i]) grads[i] = *grad_of[i];
 }
 
+namespace {
+// nchw <-> nhwc for f32 CPU images (OpenMP over rows); anything else: Tensor::copy_from.
+void copy_input(const Tensor& src, Tensor& dst) {
+  if (src.device() != Device::cpu || dst.device() != Device::cpu || src.dtype() != DType::f32 ||
+      src.format() == dst.format() || src.format() == Format::plain || dst.format() == Format::plain)
+    return dst.copy_from(src);
+  const int64_t N = src.n(), C = src.c(), H = src.h(), W = src.w();
+  const float* s = src.data<float>();
+  float* d = dst.data<float>();
+  const bool to_nhwc = dst.format() == Format::nhwc;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t w = 0; w < W; ++w) {
+          const int64_t chw = ((n * C + c) * H + h) * W + w, hwc = ((n * H + h) * W + w) * C + c;
+          if (to_nhwc) d[hwc] = s[chw];
+          else d[chw] = s[hwc];
+        }
+}
+}  // namespace
+
 const Tensor& Graph::forward(const StepContext& ctx, const Tensor& x) {
   Impl& g = *impl_;
   if (!g.backend) throw Error("Graph::forward: call instantiate first");
@@ -290,7 +312,7 @@ const Tensor& Graph::forward(const StepContext& ctx, const Tensor& x) {
   } else {
     if (!g.input_buf.defined() || g.input_buf.format() != f || g.input_buf.raw() == x.raw())
       g.input_buf = alloc_buffer(x.dims(), DType::f32, f, g.backend->device());
-    g.input_buf.copy_from(x);
+    copy_input(x, g.input_buf);
   }
   if (g.params_dirty) {
     for (auto& l : g.layers)
