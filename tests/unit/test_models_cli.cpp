@@ -1,0 +1,91 @@
+// ctest-link: crackseg_base
+// `crackseg models`: the table and --json list DESIGN.md's reference configurations with
+// their exact parameter counts; one configuration can be asked for; bad keys exit with the
+// bad-input code and name the nearest key.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cstdio>
+#include <string>
+
+#include "tests/support/paths.hpp"
+
+namespace {
+
+struct CmdResult {
+  int rc = -1;
+  std::string out;  // stdout and stderr
+};
+
+CmdResult run_cli(const std::string& args) {
+  const std::string cmd = crackseg::test::binary().string() + " " + args + " 2>&1";
+  CmdResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf{};
+  std::size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+}  // namespace
+
+TEST(ModelsCommand, JsonListsEveryTableRowWithItsCount) {
+  const CmdResult r = run_cli("models --json");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const auto rows = nlohmann::json::parse(r.out);
+  const std::pair<const char*, int64_t> expected[] = {
+      {"patch_cnn", 96'233},       {"patch_cnn", 124'417},   {"unet", 1'944'049},      {"unet", 7'765'985},
+      {"hourglass_unet", 23'535'553}, {"spiral_net", 41'638'685}, {"spiral_net", 2'612'957},
+      {"spiral_net", 4'893'917},   {"flex_unet", 124'996'866}, {"flex_unet", 2'497'538}};
+  ASSERT_EQ(rows.size(), std::size(expected));
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i]["name"], expected[i].first);
+    EXPECT_EQ(rows[i]["params"], expected[i].second) << rows[i]["summary"];
+  }
+  EXPECT_EQ(rows[0]["output"], nlohmann::json({1, 25}));
+  EXPECT_EQ(rows[0]["output_kind"], "patch");
+  EXPECT_EQ(rows[0]["input_rule"], "exactly 27");
+  EXPECT_EQ(rows[5]["input_rule"], "128k-1 (255, 383, 511, ...)");
+  EXPECT_EQ(rows[5]["output"], nlohmann::json({1, 1, 255, 255}));
+  EXPECT_EQ(rows[8]["output_kind"], "softmax2");
+  EXPECT_GT(rows[2]["forward_gmacs_per_sample"].get<double>(), 0.0);
+}
+
+TEST(ModelsCommand, TableShowsCountsRulesAndOutputs) {
+  const CmdResult r = run_cli("models");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  for (const char* s : {"param count", "124,996,866", "96,233", "2,612,957", "128k-1 (255, 383, 511, ...)",
+                        "exactly 31", "multiples of 16", "softmax2 (1, 2, 256, 256)", "patch (1, 49)"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+}
+
+TEST(ModelsCommand, OneConfigurationWithOverrides) {
+  const CmdResult r = run_cli("models unet base=32 model.depth=4 dropout=0 --size 400 --json");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const auto rows = nlohmann::json::parse(r.out);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0]["params"], 7'765'985);
+  EXPECT_EQ(rows[0]["config"]["dropout"], 0.0);
+  EXPECT_EQ(rows[0]["output"], nlohmann::json({1, 1, 400, 400}));
+  const CmdResult s = run_cli("models spiral_net depths=1-2 width=0.03 --size 7 --json");
+  ASSERT_EQ(s.rc, 0) << s.out;
+  EXPECT_EQ(nlohmann::json::parse(s.out)[0]["input_rule"], "4k-1 (7, 11, 15, ...)");
+}
+
+TEST(ModelsCommand, BadInputExitsWithCode2AndNamesTheNearest) {
+  CmdResult r = run_cli("models unet bsae=3");
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_NE(r.out.find("did you mean 'model.base'"), std::string::npos) << r.out;
+  r = run_cli("models spiral_net --size 256");
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_NE(r.out.find("nearest valid size to 256 is 255"), std::string::npos) << r.out;
+  r = run_cli("models hourglas");
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_NE(r.out.find("'hourglass_unet'"), std::string::npos) << r.out;
+}
