@@ -270,6 +270,33 @@ TEST(MpiCommunicator, TimeoutNamesTheOperationWhenARankIsLate) {
   comm.barrier();  // the communicator is usable again once everyone caught up
 }
 
+TEST(GradientSync, TimeoutNamesTheBucketAndAbandonsSafely) {
+  MpiCommunicator comm(MPI_COMM_WORLD, 0.3);
+  if (comm.size() < 2) GTEST_SKIP() << "needs a second rank to be late";
+  FakeModel m(kShapes);
+  for (auto& p : m.storage) p.grad.fill_(1.0f);
+  if (comm.rank() == 0) {
+    {
+      GradientSync sync(comm, m.params, {Determinism::fast, 4096});
+      try {
+        sync.finish();
+        ADD_FAILURE() << "finish() completed although the other ranks were 1.5 s late";
+      } catch (const CollectiveTimeout& e) {
+        EXPECT_NE(std::string(e.what()).find("allreduce of gradient bucket 0"), std::string::npos) << e.what();
+      }
+    }  // destroying the sync abandons its posted buckets; their buffers stay alive
+    EXPECT_GE(comm.abandoned(), 1u);
+    EXPECT_TRUE(comm.drain_abandoned(60.0));
+  } else {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    GradientSync sync(comm, m.params, {Determinism::fast, 4096});
+    sync.finish();
+    for (float x : m.storage[0].grad.span<float>()) ASSERT_EQ(x, static_cast<float>(comm.size()));
+  }
+  comm.set_timeout_s(60.0);
+  comm.barrier();
+}
+
 TEST(Signals, AnyRanksSignalStopsEveryRank) {
   MpiCommunicator comm;
   install_stop_signal_handlers();
