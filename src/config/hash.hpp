@@ -1,5 +1,6 @@
-// Canonical JSON and a stable config hash, header-only so the sweep planner (crackseg_slurm,
-// which does not link the config library) computes the same hash as `crackseg train`.
+// Canonical JSON and a stable config hash, header-only so code that does not link the config
+// library (crackseg_slurm, the CUDA backend) can compute the same hash as `crackseg train`.
+// (The sweep manifest's "hash" is the planner's own task identity, not this hash.)
 //
 // Canonical form: nlohmann::json's compact dump. Objects are std::map, so keys come out sorted
 // whatever order the TOML file or overrides used; integers print as integers and floats with
