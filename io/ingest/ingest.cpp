@@ -171,21 +171,22 @@ IngestResult ingest(const IngestOptions& opt) {
   std::string first_name;
   uint64_t crack = 0;
   for (; next < items.size() && !writer; ++next) {
+    std::pair<cv::Mat, cv::Mat> pair;
     try {
-      auto [img, mask] = load_pair(items[next], opt, opt.dir);
-      res.height = img.rows;
-      res.width = img.cols;
-      writer = std::make_unique<DatasetWriter>(opt.out, img.rows, img.cols);
-      auto s = writer->encode(img.data, mask.data, items[next].name, items[next].source);
-      crack += s.crack_pixels;
-      writer->append(std::move(s));
-      first_name = rel(items[next].image, opt.dir);
-    } catch (const Interrupted&) {
-      throw;
+      pair = load_pair(items[next], opt, opt.dir);
     } catch (const InputError& e) {
-      if (writer) throw;  // the output itself failed, not the input
       reject(items[next], e.what());
+      continue;
     }
+    const auto& [img, mask] = pair;
+    res.height = img.rows;
+    res.width = img.cols;
+    // Outside the try: a failure to create the output is not a bad input file.
+    writer = std::make_unique<DatasetWriter>(opt.out, img.rows, img.cols);
+    auto s = writer->encode(img.data, mask.data, items[next].name, items[next].source);
+    crack += s.crack_pixels;
+    writer->append(std::move(s));
+    first_name = rel(items[next].image, opt.dir);
   }
   if (!writer) throw InputError("no usable image/mask pair in " + opt.dir.string() + " (all " +
                                 std::to_string(items.size()) + " skipped)");

@@ -103,7 +103,7 @@ crackseg::cli::CommandRegistration reg{{
           app.add_option("--seed", opts.seed, "seed of the split")->capture_default_str();
           app.add_flag("--skip-bad", opts.skip_bad, "skip bad files (listed in the summary) instead of stopping");
           app.add_option("--cfd-segments", opts.segments, "cfd: segment ids that are crack, e.g. 1,3")->capture_default_str();
-          app.add_option("--threads", opts.threads, "OpenMP threads for decoding (0 = OMP_NUM_THREADS / all cores)")->capture_default_str();
+          app.add_option("--workers", opts.threads, "OpenMP worker threads for decoding (0 = OMP_NUM_THREADS / all cores)")->capture_default_str();
         },
     .run = run,
     .needs_mpi = false,

@@ -72,7 +72,7 @@ crackseg::cli::CommandRegistration reg{{
           app.add_option("--size", opts.size, "image height = width in pixels")->capture_default_str()->check(CLI::Range(16, 8192));
           app.add_option("--seed", opts.seed, "images and splits are a function of the seed")->capture_default_str();
           app.add_option("--split", opts.split, "train,val,test fractions")->capture_default_str();
-          app.add_option("--threads", opts.threads, "OpenMP threads (0 = OMP_NUM_THREADS / all cores)")->capture_default_str();
+          app.add_option("--workers", opts.threads, "OpenMP worker threads (0 = OMP_NUM_THREADS / all cores)")->capture_default_str();
           app.add_option("--preview", opts.preview, "also write the first 4 images and masks as PNG into this folder");
         },
     .run = run,

@@ -324,3 +324,16 @@ TEST(IngestCfd, TruncatedOrBrokenSegFilesAreNamed) {
   fs::remove(d / "seg/001.seg");
   expect_fails_naming(o, "missing mask for image/001.jpg");
 }
+
+TEST_F(BadInput, MissingOutputFolderIsNotABadInputFile) {
+  auto o = options(dir(), t_ / "nofolder/out.h5", io::Layout::pairs);
+  o.skip_bad = true;
+  try {
+    (void)io::ingest(o);
+    FAIL() << "wrote into a missing folder";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("output folder " + (t_ / "nofolder").string() + " does not exist"),
+              std::string::npos)
+        << e.what();
+  }
+}
