@@ -14,12 +14,19 @@
 #include <string>
 
 #include "src/config/config.hpp"
+#include "src/core/error.hpp"
 
-namespace crackseg {
+namespace crackseg::dist {
 class Communicator;
 }
 
 namespace crackseg::train {
+
+// NaN/Inf loss or gradient: the message names the step and the last good checkpoint.
+class DivergedError : public Error {
+ public:
+  using Error::Error;
+};
 
 enum class TrainStatus { completed, early_stopped, preempted };
 
@@ -33,7 +40,7 @@ struct TrainOutcome {
   nlohmann::json result;     // what result.json holds (rank 0; others get the metrics only)
 };
 
-[[nodiscard]] TrainOutcome run_training(const config::ResolvedConfig& cfg, Communicator& comm,
+[[nodiscard]] TrainOutcome run_training(const config::ResolvedConfig& cfg, dist::Communicator& comm,
                                         const TrainOptions& opt = {});
 
 }  // namespace crackseg::train

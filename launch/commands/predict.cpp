@@ -1,0 +1,120 @@
+// `crackseg predict --checkpoint C.h5 IMAGE... --out DIR [--mask-dir DIR]`: probability,
+// binary mask and overlay PNGs per image, any size and format; metrics when masks are given.
+#include <cstdio>
+#include <fstream>
+
+#include <opencv2/imgproc.hpp>
+
+#include "io/image/image.hpp"
+#include "src/core/error.hpp"
+#include "launch/command.hpp"
+#include "src/metrics/metrics.hpp"
+#include "src/train/inference.hpp"
+#include "src/train/train_state.hpp"
+
+namespace {
+
+struct Opts {
+  std::string checkpoint, out, mask_dir, backend = "auto";
+  std::vector<std::string> images;
+  double threshold = -1;
+  int tile = 0;
+} opts;
+
+std::filesystem::path find_mask(const std::filesystem::path& image) {
+  if (opts.mask_dir.empty()) return {};
+  const auto stem = image.stem().string();
+  for (const auto& e : std::filesystem::directory_iterator(opts.mask_dir)) {
+    const auto s = e.path().stem().string();
+    if (crackseg::io::is_image_file(e.path()) && (s == stem || s == stem + "_mask")) return e.path();
+  }
+  return {};
+}
+
+int run() {
+  using namespace crackseg;
+  auto loaded = train::load_model_from_checkpoint(opts.checkpoint, opts.backend);
+  const auto& cfg = loaded.cfg.values;
+  const double thr = opts.threshold >= 0 ? opts.threshold : cfg.at("eval").at("threshold").get<double>();
+  train::InferenceOptions io_opt;
+  io_opt.tile = opts.tile > 0 ? opts.tile : static_cast<int>(cfg.at("eval").at("tile").get<int64_t>());
+  train::Predictor predictor(*loaded.model, io_opt);
+  std::filesystem::create_directories(opts.out);
+  MetricLayout layout;
+  layout.num_images = static_cast<int64_t>(opts.images.size());
+  layout.bins = static_cast<int>(cfg.at("eval").at("bins").get<int64_t>());
+  layout.threshold = thr;
+  MetricCounts counts(layout);
+  int with_masks = 0;
+  int64_t image_no = 0;
+  for (const auto& path_s : opts.images) {
+    const std::filesystem::path path = path_s;
+    const cv::Mat rgb = io::load_image_rgb(path);
+    const int H = rgb.rows, W = rgb.cols;
+    std::vector<float> x(static_cast<std::size_t>(H) * W * 3);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = rgb.data[i] / 255.0f;
+    const std::vector<float> prob = predictor.predict(x.data(), H, W);
+    std::vector<uint8_t> p8(prob.size()), mask(prob.size()), overlay(rgb.total() * 3);
+    for (std::size_t i = 0; i < prob.size(); ++i) {
+      p8[i] = static_cast<uint8_t>(std::lround(std::clamp(prob[i], 0.0f, 1.0f) * 255.0f));
+      mask[i] = prob[i] >= thr ? 1 : 0;
+      for (int c = 0; c < 3; ++c) {
+        // Crack pixels painted red at 60% over the photo.
+        const float v = rgb.data[i * 3 + c];
+        const float red = c == 0 ? 255.0f : 0.0f;
+        overlay[i * 3 + c] = static_cast<uint8_t>(mask[i] ? 0.4f * v + 0.6f * red : v);
+      }
+    }
+    const auto base = std::filesystem::path(opts.out) / path.stem();
+    cv::Mat pm(H, W, CV_8U, p8.data());
+    std::vector<uint8_t> prob_rgb(p8.size() * 3);
+    for (std::size_t i = 0; i < p8.size(); ++i) prob_rgb[i * 3] = prob_rgb[i * 3 + 1] = prob_rgb[i * 3 + 2] = p8[i];
+    io::save_image_rgb(base.string() + "_prob.png", prob_rgb.data(), H, W);
+    io::save_mask01(base.string() + "_mask.png", mask.data(), H, W);
+    io::save_image_rgb(base.string() + "_overlay.png", overlay.data(), H, W);
+    std::string line = path.filename().string() + ": " + std::to_string(W) + "x" + std::to_string(H) + ", crack " +
+                       std::to_string(100.0 * std::count(mask.begin(), mask.end(), 1) / mask.size()) + "%";
+    if (const auto mpath = find_mask(path); !mpath.empty()) {
+      const cv::Mat gt = io::load_mask01(mpath);
+      if (gt.rows != H || gt.cols != W)
+        throw InputError("mask " + mpath.string() + " is " + std::to_string(gt.cols) + "x" + std::to_string(gt.rows) +
+                         " but image " + path.string() + " is " + std::to_string(W) + "x" + std::to_string(H));
+      counts.add_image(image_no, 0, prob, std::span<const uint8_t>(gt.data, gt.total()));
+      const int64_t one[] = {image_no};
+      const MetricSummary m = summarize(counts, one);
+      char buf[96];
+      std::snprintf(buf, sizeof buf, ", F1 %.4f, IoU %.4f, AP %.4f", m.mean.f1, m.mean.iou, m.map);
+      line += buf;
+      ++with_masks;
+    }
+    std::printf("%s -> %s_{prob,mask,overlay}.png\n", line.c_str(), base.c_str());
+    ++image_no;
+  }
+  if (with_masks > 0) {
+    const nlohmann::json s = compute_metrics(counts).all.to_json();
+    std::printf("%d image(s) with masks: F1 %.4f, precision %.4f, recall %.4f, IoU %.4f, mAP %.4f\n", with_masks,
+                s["f1"].get<double>(), s["precision"].get<double>(), s["recall"].get<double>(), s["iou"].get<double>(),
+                s["map"].get<double>());
+    std::ofstream(std::filesystem::path(opts.out) / "metrics.json") << s.dump(2) << "\n";
+  }
+  return 0;
+}
+
+crackseg::cli::CommandRegistration reg{{
+    .name = "predict",
+    .help = "crack probability, mask and overlay PNGs for images of any size",
+    .setup =
+        [](CLI::App& app) {
+          app.add_option("--checkpoint", opts.checkpoint, "checkpoint (checkpoint.h5 or best.h5)")->required()->check(CLI::ExistingFile);
+          app.add_option("images", opts.images, "image files")->required()->check(CLI::ExistingFile);
+          app.add_option("--out", opts.out, "output folder")->required();
+          app.add_option("--mask-dir", opts.mask_dir, "ground-truth masks (same stem, or <stem>_mask) for metrics");
+          app.add_option("--threshold", opts.threshold, "probability threshold (default: the run's eval.threshold)");
+          app.add_option("--tile", opts.tile, "tile side for Spiral-Net/hourglass (default: eval.tile)");
+          app.add_option("--backend", opts.backend, "reference | onednn | cuda | auto")->capture_default_str();
+        },
+    .run = run,
+    .needs_mpi = false,
+}};
+
+}  // namespace

@@ -1,0 +1,153 @@
+#include "src/train/train_state.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "src/checkpoint/checkpoint.hpp"
+#include "src/core/error.hpp"
+#include "src/graph/backend.hpp"
+#include "src/optim/monitor.hpp"
+#include "src/optim/optimizer.hpp"
+#include "src/optim/schedule.hpp"
+
+namespace crackseg::train {
+
+namespace {
+
+checkpoint::NamedTensors named(const std::vector<Param*>& ps) {
+  checkpoint::NamedTensors out;
+  for (Param* p : ps) out.emplace_back(p->name, p->value);
+  return out;
+}
+checkpoint::NamedTensors named(const std::vector<std::pair<std::string, Tensor*>>& ts) {
+  checkpoint::NamedTensors out;
+  for (const auto& [n, t] : ts) out.emplace_back(n, *t);
+  return out;
+}
+
+// Keys that may differ between a checkpoint's config and the resuming run's: they do not
+// change the arithmetic of the trajectory (output place, length, logging, threads, comms).
+bool resume_may_differ(const std::string& section, const std::string& key) {
+  if (section == "dist") return true;
+  if (section == "train")
+    return key == "out" || key == "epochs" || key == "steps" || key == "log_every" || key == "checkpoint_every" ||
+           key == "threads" || key == "val_every" || key == "predict_images";
+  if (section == "data") return key == "prefetch" || key == "path";
+  return section == "eval" || section == "early_stop";
+}
+
+void check_resumable(const std::filesystem::path& path, const nlohmann::json& saved, const nlohmann::json& now) {
+  for (auto s = now.begin(); s != now.end(); ++s) {
+    if (!s->is_object()) continue;
+    for (auto k = s->begin(); k != s->end(); ++k) {
+      if (resume_may_differ(s.key(), k.key())) continue;
+      const nlohmann::json old = saved.contains(s.key()) && saved[s.key()].contains(k.key()) ? saved[s.key()][k.key()]
+                                                                                                : nlohmann::json();
+      if (old != *k)
+        throw InputError("cannot resume from " + path.string() + ": its config has " + s.key() + "." + k.key() + "=" +
+                         old.dump() + " but this run has " + k->dump() +
+                         " (start a new run folder, or pass --no-resume to overwrite)");
+    }
+  }
+}
+
+}  // namespace
+
+void save_train_state(const std::filesystem::path& path, const TrainState& st, const config::ResolvedConfig& cfg,
+                      Model& model, Optimizer& opt, LrSchedule& schedule, EarlyStopping& early) {
+  checkpoint::Contents c;
+  c.params = named(model.graph.params());
+  c.buffers = named(model.graph.buffers());
+  c.optim = named(opt.state());
+  c.optim_step = opt.step_count();
+  c.state["position"] = {{"epoch", st.epoch}, {"step_in_epoch", st.step_in_epoch}, {"global_step", st.global_step}};
+  c.state["best"] = {{"value", std::isfinite(st.best_value) ? nlohmann::json(st.best_value) : nlohmann::json()},
+                     {"epoch", st.best_epoch},
+                     {"metrics", st.best_metrics}};
+  c.state["scheduler"] = schedule.state();
+  c.state["early_stop"] = early.state();
+  c.state["lr"] = opt.lr();
+  c.config_json = cfg.canonical;
+  c.config_hash = cfg.hash;
+  checkpoint::write_checkpoint(path, c);
+}
+
+TrainState load_train_state(const std::filesystem::path& path, const config::ResolvedConfig& cfg, Model& model,
+                            Optimizer& opt, LrSchedule& schedule, EarlyStopping& early) {
+  const checkpoint::Info info = checkpoint::read_info(path);
+  check_resumable(path, nlohmann::json::parse(info.config_json), cfg.values);
+  checkpoint::Contents c;
+  c.params = named(model.graph.params());
+  c.buffers = named(model.graph.buffers());
+  c.optim = named(opt.state());
+  checkpoint::read_checkpoint(path, c);
+  model.graph.mark_params_changed();
+  opt.set_step_count(c.optim_step);
+  TrainState st;
+  try {
+    const auto& pos = c.state.at("position");
+    st.epoch = pos.at("epoch").get<int64_t>();
+    st.step_in_epoch = pos.at("step_in_epoch").get<int64_t>();
+    st.global_step = pos.at("global_step").get<int64_t>();
+    const auto& best = c.state.at("best");
+    st.best_value = best.at("value").is_number() ? best.at("value").get<double>() : NAN;
+    st.best_epoch = best.at("epoch").get<int64_t>();
+    st.best_metrics = best.at("metrics");
+    schedule.load_state(c.state.at("scheduler"));
+    early.load_state(c.state.at("early_stop"));
+    opt.set_lr(c.state.at("lr").get<double>());
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError("checkpoint " + path.string() + ": /state is incomplete or malformed: " + e.what());
+  }
+  return st;
+}
+
+LoadedModel load_model_from_checkpoint(const std::filesystem::path& path, const std::string& backend) {
+  if (!checkpoint::is_checkpoint(path)) throw InputError(path.string() + " is not a crackseg checkpoint");
+  const checkpoint::Info info = checkpoint::read_info(path);
+  LoadedModel out;
+  out.cfg = config::from_resolved_json(nlohmann::json::parse(info.config_json), path.string());
+  std::string b = backend;
+  if (b == "auto") {
+    b = out.cfg.values.at("train").at("backend").get<std::string>();
+    if (b == "auto") b = out.cfg.values.at("train").at("device").get<std::string>() == "cuda" ? "cuda" : "onednn";
+  }
+  out.backend = make_backend(b);
+  out.model = build_model(out.cfg.values.at("model"));
+  out.model->graph.instantiate(*out.backend, 0);
+  checkpoint::Contents c;
+  c.params = named(out.model->graph.params());
+  c.buffers = named(out.model->graph.buffers());
+  checkpoint::ReadOptions ro;
+  ro.optim = false;
+  checkpoint::read_checkpoint(path, c, ro);
+  out.model->graph.mark_params_changed();
+  return out;
+}
+
+std::string file_checksum(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw InputError("cannot open " + path.string() + " for its checksum");
+  uint64_t h = 0xcbf29ce484222325ull;
+  std::vector<unsigned char> buf(1 << 20);
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      ::close(fd);
+      throw Error("read error on " + path.string() + " while computing its checksum");
+    }
+    if (n == 0) break;
+    for (ssize_t i = 0; i < n; ++i) {
+      h ^= buf[static_cast<std::size_t>(i)];
+      h *= 0x100000001b3ull;
+    }
+  }
+  ::close(fd);
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return hex;
+}
+
+}  // namespace crackseg::train

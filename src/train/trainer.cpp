@@ -1,0 +1,308 @@
+#include "src/train/trainer.hpp"
+
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "io/dataset/dataset.hpp"
+#include "src/checkpoint/checkpoint.hpp"
+#include "src/core/error.hpp"
+#include "src/dist/communicator.hpp"
+#include "src/dist/gradient_sync.hpp"
+#include "src/graph/backend.hpp"
+#include "src/losses/loss.hpp"
+#include "src/models/model.hpp"
+#include "src/optim/monitor.hpp"
+#include "src/optim/optimizer.hpp"
+#include "src/optim/schedule.hpp"
+#include "src/train/batches.hpp"
+#include "src/train/evaluate.hpp"
+#include "src/train/provenance.hpp"
+#include "src/train/run_files.hpp"
+#include "src/train/sections.hpp"
+#include "src/train/signals.hpp"
+#include "src/train/train_state.hpp"
+
+namespace crackseg::train {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::string backend_name(const nlohmann::json& train) {
+  const std::string b = train.at("backend").get<std::string>();
+  if (b != "auto") return b;
+  return train.at("device").get<std::string>() == "cuda" ? "cuda" : "onednn";
+}
+
+}  // namespace
+
+TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& comm, const TrainOptions& opt) {
+  const auto t_start = Clock::now();
+  const nlohmann::json& cfg = rc.values;
+  const auto& tr = cfg.at("train");
+  const int R = comm.size(), rank = comm.rank();
+  const bool lead = rank == 0;
+  const uint64_t seed = tr.at("seed").get<uint64_t>();
+  const int64_t B = tr.at("batch").get<int64_t>(), m = tr.at("micro_batch").get<int64_t>();
+  const int64_t a = config::accumulation_steps(B, m, R);
+  const int64_t M = B / m;  // micro-batches per global step, all ranks
+  const int64_t epochs = tr.at("epochs").get<int64_t>(), max_steps = tr.at("steps").get<int64_t>();
+  const std::filesystem::path out = tr.at("out").get<std::string>();
+  if (const int64_t threads = tr.at("threads").get<int64_t>(); threads > 0) omp_set_num_threads(static_cast<int>(threads));
+  if (lead) std::filesystem::create_directories(out);
+
+  // ---- model, data, loss, optimizer ----
+  auto backend = make_backend(backend_name(tr));
+  std::unique_ptr<Model> model = build_model(cfg.at("model"));
+  const bool patches = model->output == Model::Output::patch;
+  io::DatasetFile dataset(cfg.at("data").at("path").get<std::string>());
+  const int64_t crop = cfg.at("data").at("crop").get<int64_t>();
+  if (!patches) {
+    const int64_t h = crop > 0 ? crop : dataset.height(), w = crop > 0 ? crop : dataset.width();
+    model->check_input_size(h, w);
+  }
+  model->graph.instantiate(*backend, seed);
+  std::vector<Param*> params = model->graph.params();
+  auto buffers = model->graph.buffers();
+
+  BatchLayout layout{rank, R, seed, static_cast<int>(B), static_cast<int>(m)};
+  auto batches = patches ? make_patch_batches(cfg, layout) : make_segmentation_batches(cfg, layout);
+  const double crack_fraction = dataset.crack_fraction(cfg.at("data").at("train_split").get<std::string>());
+  auto loss = make_loss(cfg.at("loss"), LossContext{std::isfinite(crack_fraction) ? crack_fraction : -1.0});
+  auto optimizer = make_optimizer(optim_section(cfg.at("optim")), params);
+  auto schedule = make_schedule(schedule_section(cfg.at("schedule")), cfg.at("optim").at("lr").get<double>(),
+                                ScheduleContext{epochs, static_cast<int64_t>(batches->steps_per_epoch())});
+  EarlyStopping early(early_stop_section(cfg.at("early_stop")));
+
+  dist::GradientSyncOptions so;
+  so.mode = dist::parse_determinism(tr.at("determinism").get<std::string>());
+  so.bucket_bytes = static_cast<std::size_t>(cfg.at("dist").at("bucket_mb").get<double>() * (1 << 20));
+  dist::GradientSync sync(comm, params, so);
+  // fast mode: the last micro-batch's backward hands each gradient to the sync as it completes.
+  bool last_micro = false;
+  if (so.mode == dist::Determinism::fast)
+    model->graph.set_grad_ready_hook([&](std::size_t i) {
+      if (last_micro) sync.mark_ready(i);
+    });
+
+  // ---- resume or start ----
+  TrainState state;
+  const auto ckpt_path = out / "checkpoint.h5";
+  if (opt.resume && std::filesystem::exists(ckpt_path)) {
+    state = load_train_state(ckpt_path, rc, *model, *optimizer, *schedule, early);
+    if (lead)
+      std::printf("resuming from %s: epoch %lld, step %lld (global step %lld)\n", ckpt_path.c_str(),
+                  static_cast<long long>(state.epoch), static_cast<long long>(state.step_in_epoch),
+                  static_cast<long long>(state.global_step));
+  } else {
+    // Same seed gives the same init on every rank; broadcasting makes that a guarantee.
+    for (Param* p : params) comm.broadcast(p->value.span<float>(), 0);
+    model->graph.mark_params_changed();
+  }
+  MetricsCsv csv(out / "metrics.csv");
+  if (lead) csv.load_existing(state.epoch);
+
+  const uint64_t steps_per_epoch = batches->steps_per_epoch();
+  if (lead && !opt.quiet)
+    std::printf("training %s (%lld parameters) on %d rank(s) x %d thread(s): batch %lld = %d x %lld x %lld, "
+                "%llu steps/epoch, %s, determinism %s\n",
+                model->summary().c_str(), static_cast<long long>(model->graph.num_params()), R, omp_get_max_threads(),
+                static_cast<long long>(B), R, static_cast<long long>(m), static_cast<long long>(a),
+                static_cast<unsigned long long>(steps_per_epoch), backend->name().c_str(),
+                tr.at("determinism").get<std::string>().c_str());
+
+  const int64_t log_every = tr.at("log_every").get<int64_t>();
+  const int64_t ckpt_every = tr.at("checkpoint_every").get<int64_t>();
+  const int64_t val_every = tr.at("val_every").get<int64_t>();
+  TrainStatus status = TrainStatus::completed;
+  Batch batch;
+  Tensor dlogits;
+  nlohmann::json last_val;
+  double compute_s = 0, sync_s = 0;
+  int64_t samples_done = 0;
+  const auto t_loop = Clock::now();
+
+  // Saves the model and the position training continues from (next_epoch, next_step).
+  auto save = [&](const std::filesystem::path& path, int64_t next_epoch, int64_t next_step) {
+    TrainState at = state;
+    at.epoch = next_epoch;
+    at.step_in_epoch = next_step;
+    if (lead) save_train_state(path, at, rc, *model, *optimizer, *schedule, early);
+    comm.barrier();
+  };
+
+  for (; state.epoch < epochs; ++state.epoch, state.step_in_epoch = 0) {
+    if (max_steps > 0 && state.global_step >= max_steps) break;
+    batches->start_epoch(static_cast<uint64_t>(state.epoch), static_cast<uint64_t>(state.step_in_epoch));
+    double epoch_loss = 0;
+    int64_t epoch_steps = 0;
+    const auto t_epoch = Clock::now();
+    while (state.step_in_epoch < static_cast<int64_t>(steps_per_epoch)) {
+      if (max_steps > 0 && state.global_step >= max_steps) break;
+      const auto t_step = Clock::now();
+      model->graph.zero_grad();
+      optimizer->set_lr(schedule->lr_at_step(state.global_step, state.epoch));
+      double step_loss = 0;
+      for (int64_t k = 0; k < a; ++k) {
+        if (!batches->next(batch))
+          throw Error("training data ran out in epoch " + std::to_string(state.epoch) + " step " +
+                      std::to_string(state.step_in_epoch));
+        StepContext ctx{true, seed, static_cast<uint64_t>(state.epoch), batch.sample_ids};
+        const Tensor& y = model->graph.forward(ctx, batch.images);
+        if (!dlogits.defined() || dlogits.dims() != y.dims() || dlogits.format() != y.format())
+          dlogits = Tensor::empty(y.dims(), DType::f32, y.format());
+        // Each micro-batch gradient is scaled by 1/M so the sum over the step's M micro-batches
+        // (all ranks) is their mean.
+        const LossOutput lo = loss->forward_backward(y, batch.targets, dlogits, 1.0 / static_cast<double>(M));
+        step_loss += lo.loss;
+        last_micro = k == a - 1;
+        model->graph.backward(ctx, dlogits);
+        if (so.mode == dist::Determinism::bitwise) sync.stash_micro_batch(k * R + rank);
+      }
+      const auto t_sync = Clock::now();
+      sync.finish();
+      sync_s += since(t_sync);
+      const double loss_sum = comm.allreduce_value(step_loss, dist::ReduceOp::sum) / static_cast<double>(M);
+      // Gradients are identical on every rank after the sync, so every rank decides alike.
+      const StepInfo si = std::isfinite(loss_sum) ? optimizer->step() : StepInfo{NAN, false};
+      if (!si.applied) {
+        throw DivergedError("training diverged (NaN/Inf loss or gradient) at epoch " + std::to_string(state.epoch) +
+                            " step " + std::to_string(state.step_in_epoch) + " (global step " +
+                            std::to_string(state.global_step) + "); last good checkpoint: " +
+                            (std::filesystem::exists(ckpt_path) ? ckpt_path.string() : std::string("none")));
+      }
+      model->graph.mark_params_changed();
+      compute_s += since(t_step);
+      ++state.step_in_epoch;
+      ++state.global_step;
+      epoch_loss += loss_sum;
+      ++epoch_steps;
+      samples_done += B;
+      if (lead && !opt.quiet && (state.global_step % log_every == 0)) {
+        const double el = since(t_loop), rate = samples_done / el;
+        const double left_steps = static_cast<double>((epochs - state.epoch) * static_cast<int64_t>(steps_per_epoch) -
+                                                      state.step_in_epoch);
+        std::printf("epoch %lld/%lld step %lld/%llu loss %.4f lr %.2e %.1f samples/s ETA %s\n",
+                    static_cast<long long>(state.epoch + 1), static_cast<long long>(epochs),
+                    static_cast<long long>(state.step_in_epoch), static_cast<unsigned long long>(steps_per_epoch),
+                    loss_sum, optimizer->lr(), rate, format_duration(left_steps * B / rate).c_str());
+        std::fflush(stdout);
+      }
+      if (ckpt_every > 0 && state.global_step % ckpt_every == 0) save(ckpt_path, state.epoch, state.step_in_epoch);
+      if (agree_stop(comm)) {
+        save(ckpt_path, state.epoch, state.step_in_epoch);
+        status = TrainStatus::preempted;
+        break;
+      }
+    }
+    if (status == TrainStatus::preempted) break;
+    const bool stopped_by_steps = max_steps > 0 && state.global_step >= max_steps &&
+                                  state.step_in_epoch < static_cast<int64_t>(steps_per_epoch);
+    // ---- end of epoch: validation, schedule, early stop, checkpoints, curves ----
+    std::map<std::string, double> row{{"epoch", static_cast<double>(state.epoch)},
+                                      {"step", static_cast<double>(state.global_step)},
+                                      {"lr", optimizer->lr()},
+                                      {"train_loss", epoch_steps ? epoch_loss / epoch_steps : NAN},
+                                      {"seconds", since(t_epoch)}};
+    const std::string val_split = cfg.at("data").at("val_split").get<std::string>();
+    bool stop = stopped_by_steps;
+    if (!val_split.empty() && dataset.has_split(val_split) &&
+        ((state.epoch + 1) % val_every == 0 || state.epoch + 1 == epochs || stop)) {
+      EvalResult ev = evaluate_split(cfg, *model, comm, val_split, cfg.at("data").at("max_val").get<int64_t>());
+      last_val = ev.summary;
+      for (const auto& [k, v] : ev.flat_metrics()) row["val_" + k] = v;
+      std::map<std::string, double> vm;
+      for (const auto& [k, v] : ev.flat_metrics()) vm["val_" + k] = v;
+      schedule->end_epoch(state.epoch, vm);
+      const std::string best_key = tr.at("best_metric").get<std::string>();
+      const double best_v = ev.lookup(best_key.rfind("val_", 0) == 0 ? best_key : "val_" + best_key);
+      if (state.improves_best(best_v, tr.at("best_mode").get<std::string>() == "max")) {
+        state.best_value = best_v;
+        state.best_epoch = state.epoch;
+        state.best_metrics = ev.summary;
+        save(out / "best.h5", state.epoch + 1, 0);
+      }
+      if (early.update(state.epoch, vm).stop) {
+        status = TrainStatus::early_stopped;
+        stop = true;
+      }
+    }
+    if (lead) csv.append(row);
+    if (lead && !opt.quiet) {
+      std::printf("epoch %lld done: train_loss %.4f", static_cast<long long>(state.epoch + 1), row["train_loss"]);
+      for (const char* k : {"val_loss", "val_f1", "val_iou", "val_map"})
+        if (row.count(k)) std::printf(" %s %.4f", k, row[k]);
+      std::printf(" (%.1f s)\n", row["seconds"]);
+      std::fflush(stdout);
+    }
+    if (stopped_by_steps) {
+      save(ckpt_path, state.epoch, state.step_in_epoch);  // train.steps reached mid-epoch
+      break;
+    }
+    save(ckpt_path, state.epoch + 1, 0);  // a resume starts the next epoch
+    if (stop) {
+      ++state.epoch;
+      break;
+    }
+  }
+
+  TrainOutcome outcome;
+  outcome.status = status;
+  if (status == TrainStatus::preempted) return outcome;
+
+  // ---- final evaluation on the test split and result.json ----
+  nlohmann::json result;
+  result["status"] = status == TrainStatus::early_stopped ? "early_stopped" : "completed";
+  result["config"] = cfg;
+  result["config_hash"] = rc.hash;
+  result["versions"] = versions_json();
+  result["world_size"] = R;
+  result["threads_per_rank"] = omp_get_max_threads();
+  result["device"] = tr.at("device");
+  result["backend"] = backend->name();
+  result["seed"] = seed;
+  result["determinism"] = tr.at("determinism");
+  result["dataset"] = {{"path", dataset.path().string()}, {"checksum", file_checksum(dataset.path())},
+                       {"count", dataset.count()}, {"height", dataset.height()}, {"width", dataset.width()}};
+  result["parameters"] = model->graph.num_params();
+  result["steps"] = state.global_step;
+  result["epochs_done"] = state.epoch;
+  result["timings"] = {{"total_s", since(t_start)},
+                       {"train_loop_s", since(t_loop)},
+                       {"step_compute_s", compute_s},
+                       {"grad_sync_wait_s", sync_s},
+                       {"samples_per_s", samples_done / std::max(1e-9, since(t_loop))}};
+  result["final"] = {{"val", last_val}};
+  result["best"] = {{"metric", tr.at("best_metric")}, {"value", state.best_value}, {"epoch", state.best_epoch},
+                    {"val", state.best_metrics}};
+  const std::string test_split = cfg.at("data").at("test_split").get<std::string>();
+  if (!test_split.empty() && dataset.has_split(test_split)) {
+    EvalResult te = evaluate_split(cfg, *model, comm, test_split, 0);
+    result["final"]["test"] = te.summary;
+  }
+  // Flat "metrics" for the sweep report: val_* of the last epoch, best_val_*, test_*.
+  nlohmann::json flat = nlohmann::json::object();
+  auto add_flat = [&](const std::string& prefix, const nlohmann::json& s) {
+    if (!s.is_object()) return;
+    for (auto it = s.begin(); it != s.end(); ++it)
+      if (it->is_number_float()) flat[prefix + it.key()] = *it;
+  };
+  add_flat("val_", last_val);
+  add_flat("best_val_", state.best_metrics);
+  if (result["final"].contains("test")) add_flat("test_", result["final"]["test"]);
+  result["metrics"] = flat;
+  if (lead) {
+    write_file_atomic(out / "result.json", result.dump(2) + "\n");
+    const std::string note = plot_learning_curves(out);
+    if (!note.empty() && !opt.quiet) std::printf("note: %s\n", note.c_str());
+    if (!opt.quiet) std::printf("done: %s\n", (out / "result.json").c_str());
+  }
+  outcome.result = std::move(result);
+  return outcome;
+}
+
+}  // namespace crackseg::train
