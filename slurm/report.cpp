@@ -78,6 +78,18 @@ std::string resolve_metric(const std::vector<std::string>& names, const std::str
   return {};
 }
 
+// The first interpreter that can import matplotlib: a pyenv or venv python3 first on PATH
+// often lacks it while the system's has it.
+std::string python_with_matplotlib() {
+  std::vector<std::string> candidates;
+  if (const char* e = std::getenv("CRACKSEG_PYTHON"); e && *e) candidates.emplace_back(e);
+  candidates.emplace_back("python3");
+  candidates.emplace_back("/usr/bin/python3");
+  for (const auto& py : candidates)
+    if (run_process({py, "-c", "import matplotlib"}).exit_code == 0) return py;
+  return {};
+}
+
 }  // namespace
 
 SweepReport build_report(const fs::path& dir, const std::string& metric, bool ascending) {
@@ -207,12 +219,13 @@ ReportFiles write_report(const fs::path& dir, const SweepReport& r, const fs::pa
   }
 
   // Plots are optional: matplotlib is never needed for anything but pictures.
+  std::string python;
   if (r.tasks.empty() || r.sort_metric.empty()) {
     f.plot_note = "no results with metrics yet";
   } else if (plot_script.empty() || !fs::exists(plot_script)) {
     f.plot_note = "slurm/plot_sweep.py not found (set CRACKSEG_PLOT_SCRIPT)";
-  } else if (run_process({"python3", "-c", "import matplotlib"}).exit_code != 0) {
-    f.plot_note = "python3 with matplotlib not available (apt-get install python3-matplotlib)";
+  } else if (python = python_with_matplotlib(); python.empty()) {
+    f.plot_note = "no python3 with matplotlib ($CRACKSEG_PYTHON, python3, /usr/bin/python3; apt-get install python3-matplotlib)";
   } else {
     const fs::path plots = dir / "plots";
     fs::create_directories(plots);
@@ -231,7 +244,7 @@ ReportFiles write_report(const fs::path& dir, const SweepReport& r, const fs::pa
                               {"files", files}});
     }
     std::ofstream(plots / "plot_input.json", std::ios::trunc) << in.dump(1) << "\n";
-    auto p = run_process({"python3", plot_script.string(), (plots / "plot_input.json").string()});
+    auto p = run_process({python, plot_script.string(), (plots / "plot_input.json").string()});
     if (p.exit_code != 0) {
       f.plot_note = "plot_sweep.py failed (" + std::to_string(p.exit_code) + "): " + p.err;
     } else {

@@ -71,6 +71,7 @@ if [[ $line == *'"slow=1"'* && ! -f $dir/checkpoint ]]; then
   exit 4
 fi
 awk -v x="${x:-0}" -v s="$seed" 'BEGIN { printf "{\"metrics\":{\"final\":{\"val_f1\":%.17g}}}\n", x/10 + s/100 }' >"$dir/result.json.tmp"
+awk -v x="${x:-0}" -v s="$seed" 'BEGIN { print "epoch,val_f1"; for (e = 1; e <= 3; e++) printf "%d,%.6f\n", e, (x/10 + s/100) * e / 3 }' >"$dir/metrics.csv"
 mv "$dir/result.json.tmp" "$dir/result.json"
 )SH";
 
@@ -215,4 +216,32 @@ TEST(SlurmSweep, PreemptedTaskIsRequeuedAndCompletesFromItsCheckpoint) {
   EXPECT_NE(tlog.find("restart=1"), std::string::npos) << tlog;
   const auto res = nlohmann::json::parse(slurp(tdir / "result.json"));
   EXPECT_DOUBLE_EQ(res["metrics"]["final"]["val_f1"].get<double>(), 3.0 / 10 + 5.0 / 100);
+}
+
+// The same loop through the `crackseg sweep` command line, as a user runs it.
+TEST(SlurmSweep, CommandLinePlanSubmitStatusReport) {
+  ASSERT_NE(g_cluster, nullptr);
+  Sweep s("seeds = [1, 2]\nmetric = \"val_f1\"\n[grid]\nx = [1, 2]\n");
+  const std::string bin = test::binary().string();
+  auto r = run_process({bin, "sweep", "submit", (s.tmp / "sweep.toml").string()});  // plans first
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("planned 4 tasks"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("submitted array job"), std::string::npos) << r.out;
+  r = run_process({bin, "sweep", "status", "--wait", s.dir.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("4 tasks: 4 done 0 running 0 pending 0 failed 0 missing"), std::string::npos) << r.out;
+  // Submitting again finds nothing to do: done tasks never run twice.
+  r = run_process({bin, "sweep", "submit", s.dir.string()});
+  EXPECT_NE(r.out.find("nothing to submit"), std::string::npos) << r.out;
+  r = run_process({bin, "sweep", "report", s.dir.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto md = slurp(s.dir / "results.md");
+  EXPECT_NE(md.find("| 1 | 2 | 2 | 0.2150 ± 0.0071 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 2 | 1 | 2 | 0.1150 ± 0.0071 |"), std::string::npos) << md;
+  if (r.out.find("plots skipped") == std::string::npos) {
+    EXPECT_TRUE(fs::exists(s.dir / "plots" / "metric_vs_x.png")) << r.out;
+    EXPECT_TRUE(fs::exists(s.dir / "plots" / "curves_best.png")) << r.out;
+  } else {
+    EXPECT_NE(r.out.find("matplotlib"), std::string::npos) << r.out;  // the only acceptable reason
+  }
 }
