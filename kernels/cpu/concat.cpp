@@ -1,61 +1,76 @@
-// oneDNN concat along channels; backward reorders channel slices of dout (sub-memory
-// views of the nhwc tensor) into each input's gradient.
+// Concat along channels on the CPU backend. With nhwc activations a concat is, per pixel,
+// the inputs' channel vectors back to back, so forward and backward are OpenMP copy loops
+// ("layers::concat_forward" / "layers::concat_backward"). oneDNN's concat primitive was
+// used first; for nhwc with few channels per input (Spiral-Net concatenates 1-channel maps)
+// it picked its slow "simple:any" path and cost up to 4% of a training step, so it went.
+#include <cstring>
+
 #include "kernels/cpu/dnnl_common.hpp"
 
 namespace crackseg::onednn {
 namespace {
 
+// dst[p*dst_stride + j] = src[p*src_stride + j], j < count, for p < pixels.
+inline void copy_channels(float* dst, int64_t dst_stride, const float* src, int64_t src_stride, int64_t count,
+                          int64_t pixels) {
+#pragma omp parallel for schedule(static) if (pixels * count > 32768)
+  for (int64_t p = 0; p < pixels; ++p) {
+    float* d = dst + p * dst_stride;
+    const float* s = src + p * src_stride;
+    if (count >= 16) {
+      std::memcpy(d, s, static_cast<std::size_t>(count) * sizeof(float));
+    } else {
+      for (int64_t j = 0; j < count; ++j) d[j] = s[j];
+    }
+  }
+}
+
 class Concat final : public DnnlLayer {
  public:
   using DnnlLayer::DnnlLayer;
-  void plan(std::span<const Dims> in) override {
-    const auto& eng = ctx_->engine;
-    const Dims y = output_dims(in);
-    const auto dst_md = act_md(y);
-    std::vector<dnnl::memory::desc> mds;
-    for (const auto& d : in) mds.push_back(act_md(d));
-    auto pd = CRACKSEG_DNNL_CALL(dnnl::concat::primitive_desc(dst_md, 1, mds, eng, scratch_attr()));
-    fwd_ = make_primitive<dnnl::concat>(pd);
-    fs_ = scratch_for(pd);
-    dst_ = unbound(dst_md, eng);
-    fargs_ = {{DNNL_ARG_DST, dst_}};
-    srcs_.clear(), slices_.clear(), dins_.clear(), bwd_.clear(), bargs_.clear();
-    int64_t c0 = 0;
-    for (std::size_t k = 0; k < in.size(); ++k) {
-      srcs_.push_back(unbound(mds[k], eng));
-      fargs_[DNNL_ARG_MULTIPLE_SRC + static_cast<int>(k)] = srcs_.back();
-      const auto sub = dst_md.submemory_desc(to_dnnl(in[k]), {0, c0, 0, 0});
-      slices_.push_back(unbound(sub, eng));
-      dins_.push_back(unbound(mds[k], eng));
-      bwd_.push_back(make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(slices_.back(), dins_.back())));
-      bargs_.push_back({{DNNL_ARG_FROM, slices_.back()}, {DNNL_ARG_TO, dins_.back()}});
-      c0 += in[k][1];
-    }
-  }
+  void plan(std::span<const Dims>) override {}
   void forward(const StepContext&, std::span<const Tensor* const> in, Tensor& out) override {
-    for (std::size_t k = 0; k < in.size(); ++k) bind(srcs_[k], *in[k]);
-    bind(dst_, out);
-    exec(fwd_, fargs_, fs_);
-    wait();
-  }
-  void backward(const StepContext&, std::span<const Tensor* const>, const Tensor&, const Tensor& dout,
-                std::span<Tensor* const> din) override {
-    for (std::size_t k = 0; k < din.size(); ++k) {
-      if (!din[k]) continue;
-      bind(slices_[k], dout);  // the slice's offset lives in its descriptor
-      bind(dins_[k], *din[k]);
-      CRACKSEG_DNNL_CALL(bwd_[k].execute(ctx_->stream, bargs_[k]));
+    if (out.format() != Format::nhwc) {
+      std::vector<Tensor*> parts;
+      for (const Tensor* t : in) parts.push_back(const_cast<Tensor*>(t));
+      return generic(in, parts, out, true);
     }
-    wait();
+    const int64_t P = out.n() * out.h() * out.w(), Ct = out.c();
+    int64_t c0 = 0;
+    for (const Tensor* t : in) {  // layers::concat_forward
+      copy_channels(out.data<float>() + c0, Ct, t->data<float>(), t->c(), t->c(), P);
+      c0 += t->c();
+    }
+  }
+  void backward(const StepContext&, std::span<const Tensor* const> in, const Tensor&, const Tensor& dout,
+                std::span<Tensor* const> din) override {
+    if (dout.format() != Format::nhwc) return generic(in, din, const_cast<Tensor&>(dout), false);
+    const int64_t P = dout.n() * dout.h() * dout.w(), Ct = dout.c();
+    int64_t c0 = 0;
+    for (std::size_t k = 0; k < in.size(); ++k) {  // layers::concat_backward
+      const int64_t ck = in[k]->c();
+      if (din[k]) copy_channels(din[k]->data<float>(), ck, dout.data<float>() + c0, Ct, ck, P);
+      c0 += ck;
+    }
   }
 
  private:
-  dnnl::primitive fwd_;
-  dnnl::memory fs_, dst_;
-  std::vector<dnnl::memory> srcs_, slices_, dins_;
-  std::vector<dnnl::primitive> bwd_;
-  Args fargs_;
-  std::vector<Args> bargs_;
+  // Any 4-D format through Tensor::offset (not the hot path: this backend is nhwc).
+  static void generic(std::span<const Tensor* const> in, std::span<Tensor* const> parts, Tensor& whole,
+                      bool to_whole) {
+    int64_t c0 = 0;
+    for (std::size_t k = 0; k < in.size(); ++k) {
+      if (Tensor* part = parts[k])
+        for (int64_t n = 0; n < part->n(); ++n)
+          for (int64_t c = 0; c < part->c(); ++c)
+            for (int64_t h = 0; h < part->h(); ++h)
+              for (int64_t w = 0; w < part->w(); ++w) {
+                if (to_whole) whole.at(n, c0 + c, h, w) = part->at(n, c, h, w);
+                else part->at(n, c, h, w) = whole.at(n, c0 + c, h, w);
+              }
+      c0 += in[k]->c();
+    }
+  }
 };
 
 }  // namespace
