@@ -6,6 +6,8 @@
 // allocates no buffer.
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "src/graph/graph.hpp"
 #include "tests/unit/test_layer_util.hpp"
 
@@ -205,6 +207,28 @@ TEST(OnednnGraph, SteadyStateCreatesNoPrimitiveAndAllocatesNoBuffer) {
   (void)g.forward(ctx, x);
   EXPECT_EQ(nn_counters().primitives_created.load(), prims);
   EXPECT_EQ(nn_counters().buffers_allocated.load(), bufs);
+}
+
+TEST(OnednnGraph, FusionPassFusesOnlyConvFollowedBySoleActivation) {
+  auto be = make_backend("onednn");
+  Graph g = mini_unet(true);
+  g.instantiate(*be, 1);
+  g.set_profiling(true);
+  StepContext ctx;
+  (void)g.forward(ctx, random_tensor({1, 3, 8, 10}, 1, Format::nhwc));
+  std::map<std::string, std::string> kind;
+  for (const auto& t : g.profile()) kind[t.name] = t.kind;
+  EXPECT_EQ(kind["enc.conv1"], "conv2d+relu");
+  EXPECT_EQ(kind["mid.conv"], "conv2d+relu");
+  EXPECT_EQ(kind["up"], "conv_transpose2d+leaky_relu");
+  EXPECT_EQ(kind["enc.conv2"], "conv2d");  // batchnorm follows: nothing to fuse
+  EXPECT_EQ(kind["dec.conv"], "conv2d");   // sigmoid is not a post-op here
+  auto ref = make_backend("reference");
+  Graph r = mini_unet(true);
+  r.instantiate(*ref, 1);
+  r.set_profiling(true);
+  (void)r.forward(ctx, random_tensor({1, 3, 8, 10}, 1, Format::nchw));
+  for (const auto& t : r.profile()) EXPECT_EQ(t.kind.find('+'), std::string::npos) << t.name;  // reference: never
 }
 
 TEST(OnednnGraph, WeightChangesReachTheBlockedCopy) {
