@@ -124,13 +124,15 @@ void apply_augment(const AugmentParams& p, uint64_t seed, uint64_t epoch, uint64
   const cv::Mat src(H, W, CV_8UC3, const_cast<uint8_t*>(image.data()));
   const cv::Mat msrc(H, W, CV_8UC1, const_cast<uint8_t*>(mask.data()));
   cv::Mat dmask(oh, ow, CV_8UC1, out_mask.data());
-  cv::Mat warped;  // (oh, ow, 3) uint8
+  // (oh, ow, 3) uint8 scratch, per thread so prefetch workers can share nothing and a
+  // steady stream of same-sized samples reuses it instead of allocating per sample.
+  thread_local cv::Mat warped;
 
   const bool geometric = p.hflip || p.vflip || p.angle_deg != 0.0 || p.scale != 1.0;
   if (!geometric) {
     // Pure crop: exact copies, no interpolation.
     const cv::Rect win(p.crop_x, p.crop_y, ow, oh);
-    warped = src(win).clone();
+    src(win).copyTo(warped);
     msrc(win).copyTo(dmask);
   } else {
     // Inverse map (output pixel -> source pixel), built directly so no matrix inversion
