@@ -6,6 +6,7 @@
 // and the output in one tiled pass; backward reuses the mask.
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "kernels/cpu/dnnl_common.hpp"
@@ -16,14 +17,24 @@ namespace {
 
 constexpr int kLanes = 16;
 
-// Philox blocks with counters {c0, c1, c2, j0 + b}, b < 16, exactly as philox4x32 computes
-// them; word k of block b goes to out[k * 16 + b] (structure of arrays).
-void philox16_scalar(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t j0, uint32_t k0, uint32_t k1, uint32_t* out) {
+// Keep bits of 16 Philox blocks with counters {c0, c1, c2, j0 + b}, b < 16, computed as
+// philox4x32 does: bit 4b + k is 1 when word k of block b keeps its element, i.e. when
+// (word >> 8) >= ti with ti = ceil(p * 2^24) (the same test as rng_uniform(...) < p, exactly).
+uint64_t keep_bits_scalar(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t j0, uint32_t k0, uint32_t k1, uint32_t ti) {
+  uint64_t bits = 0;
   for (int b = 0; b < kLanes; ++b) {
     const auto r = philox4x32({c0, c1, c2, j0 + static_cast<uint32_t>(b)}, {k0, k1});
-    for (int k = 0; k < 4; ++k) out[k * kLanes + b] = r[static_cast<std::size_t>(k)];
+    for (int k = 0; k < 4; ++k)
+      if ((r[static_cast<std::size_t>(k)] >> 8) >= ti) bits |= uint64_t{1} << (4 * b + k);
   }
+  return bits;
 }
+
+// GCC 12's AVX-512 intrinsic headers trip -Wuninitialized (their _mm512_undefined_*
+// placeholders); the warning is about the headers, not this code.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 // hi and lo 32 bits of the 16 products a * m (AVX-512: even and odd lanes separately).
 __attribute__((target("avx512f"))) inline void mul_hi_lo(__m512i a, __m512i m, __m512i& hi, __m512i& lo) {
@@ -34,9 +45,10 @@ __attribute__((target("avx512f"))) inline void mul_hi_lo(__m512i a, __m512i m, _
   lo = _mm512_mask_blend_epi32(odd, pe, _mm512_slli_epi64(po, 32));
 }
 
-// The same 16 blocks in AVX-512 lanes.
-__attribute__((target("avx512f"))) void philox16_avx512(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t j0,
-                                                        uint32_t k0, uint32_t k1, uint32_t* out) {
+// The same 16 blocks in AVX-512 lanes; the comparisons give one 16-bit mask per word
+// position, interleaved into bit 4b + k with pdep.
+__attribute__((target("avx512f,bmi2"))) uint64_t keep_bits_avx512(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t j0,
+                                                                   uint32_t k0, uint32_t k1, uint32_t ti) {
   const __m512i m0 = _mm512_set1_epi32(static_cast<int>(0xD2511F53u)), m1 = _mm512_set1_epi32(static_cast<int>(0xCD9E8D57u));
   __m512i x0 = _mm512_set1_epi32(static_cast<int>(c0)), x1 = _mm512_set1_epi32(static_cast<int>(c1));
   __m512i x2 = _mm512_set1_epi32(static_cast<int>(c2));
@@ -53,14 +65,21 @@ __attribute__((target("avx512f"))) void philox16_avx512(uint32_t c0, uint32_t c1
     x3 = l0;
     k0 += 0x9E3779B9u, k1 += 0xBB67AE85u;
   }
-  _mm512_storeu_si512(out, x0);
-  _mm512_storeu_si512(out + 16, x1);
-  _mm512_storeu_si512(out + 32, x2);
-  _mm512_storeu_si512(out + 48, x3);
+  const __m512i t = _mm512_set1_epi32(static_cast<int>(ti));
+  auto keep = [&](__m512i w) __attribute__((target("avx512f"))) {
+    return static_cast<uint64_t>(_mm512_cmpge_epu32_mask(_mm512_srli_epi32(w, 8), t));
+  };
+  constexpr uint64_t lane = 0x1111111111111111ull;
+  return _pdep_u64(keep(x0), lane) | _pdep_u64(keep(x1), lane << 1) | _pdep_u64(keep(x2), lane << 2) |
+         _pdep_u64(keep(x3), lane << 3);
 }
 
-using Philox16 = void (*)(uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t*);
-Philox16 pick_philox16() { return __builtin_cpu_supports("avx512f") ? philox16_avx512 : philox16_scalar; }
+#pragma GCC diagnostic pop
+
+using KeepBits = uint64_t (*)(uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t);
+KeepBits pick_keep_bits() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("bmi2") ? keep_bits_avx512 : keep_bits_scalar;
+}
 
 class Dropout final : public DnnlLayer {
  public:
@@ -97,13 +116,14 @@ class Dropout final : public DnnlLayer {
     const int64_t C = nhwc ? x.c() : 1, HW = nhwc ? x.h() * x.w() : L;
     for (int64_t n = 0; n < N; ++n) ids_[static_cast<std::size_t>(n)] = dropout_sample_id(ctx, n);  // may throw
     const float p = as<DropoutSpec>().p;
-    const float threshold = p * 16777216.0f;  // u24 * 2^-24 < p  <=>  u24 < p * 2^24
+    // u24 * 2^-24 < p  <=>  u24 < ceil(p * 2^24) (exact in double)
+    const auto ti = static_cast<uint32_t>(std::ceil(static_cast<double>(p) * 16777216.0));
     const float scale = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
     const uint64_t key = dropout_key(ctx.seed, salt_);
     const uint32_t k0 = static_cast<uint32_t>(key), k1 = static_cast<uint32_t>(key >> 32);
     const uint32_t c2 = static_cast<uint32_t>(ctx.epoch);
     const int64_t tiles = (HW + kTile - 1) / kTile;
-    static const Philox16 philox = pick_philox16();
+    static const KeepBits keep_bits = pick_keep_bits();
     uint8_t* m = mask_.data<uint8_t>();
     const float* xs = x.data<float>();
     float* ys = y.data<float>();
@@ -115,16 +135,12 @@ class Dropout final : public DnnlLayer {
         const uint32_t c0 = static_cast<uint32_t>(s);
         const uint32_t c1 = static_cast<uint32_t>(s >> 32) ^ (static_cast<uint32_t>(Purpose::dropout) << 24);
         const int64_t p0 = t * kTile, p1 = std::min(HW, p0 + kTile);
-        alignas(64) uint32_t words[4 * kLanes];
         for (int64_t c = 0; c < C; ++c) {
           const int64_t i0 = c * HW + p0;
-          philox(c0, c1, c2, static_cast<uint32_t>(i0 / 4), k0, k1, words);
-          uint8_t* mc = m + n * L + c;
-          const int first = static_cast<int>(i0 % 4);
-          for (int k = 0; k < static_cast<int>(p1 - p0); ++k) {  // word k + first: block (k+first)/4, word (k+first)%4
-            const int wi = k + first;
-            mc[(p0 + k) * C] = !(static_cast<float>(words[(wi & 3) * kLanes + (wi >> 2)] >> 8) < threshold);
-          }
+          // bit j <-> logical element 4 * (i0 / 4) + j; the tile starts at bit i0 % 4
+          const uint64_t bits = keep_bits(c0, c1, c2, static_cast<uint32_t>(i0 / 4), k0, k1, ti) >> (i0 % 4);
+          uint8_t* mc = m + n * L + p0 * C + c;
+          for (int k = 0; k < static_cast<int>(p1 - p0); ++k) mc[k * C] = static_cast<uint8_t>((bits >> k) & 1u);
         }
         // the tile is contiguous in memory: apply the mask in one vectorised sweep
         const int64_t b0 = n * L + p0 * C, b1 = n * L + p1 * C;
