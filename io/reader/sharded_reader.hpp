@@ -74,7 +74,7 @@ struct ReaderConfig {
   int global_batch = 8;       // B (train); eval ignores it
   int micro_batch = 4;        // m
   AugmentConfig augment{};    // train only; eval never augments or crops
-  int prefetch = 2;           // micro-batches prepared ahead of use (>= 1)
+  int prefetch = 2;           // micro-batches ready or in preparation ahead of use (>= 1)
   int workers = 1;            // prefetch threads; each prepares whole micro-batches, and
                               // they come out in order whatever thread finished first.
                               // More than `prefetch` workers cannot all be busy.
@@ -119,7 +119,8 @@ class ShardedReader {
   [[nodiscard]] const ReaderConfig& config() const { return cfg_; }
 
   // Starts (or restarts) prefetching `epoch` from global step `first_step` (resume); any
-  // epoch still in flight is cancelled first.
+  // epoch still in flight is cancelled first. Eval: one pass over the rank's block; `epoch`
+  // is only recorded in MicroBatch::epoch and first_step is ignored.
   void start_epoch(uint64_t epoch, uint64_t first_step = 0);
   // Blocks until the next micro-batch is ready and swaps it into `out` (out's old buffers are
   // recycled, so a steady-state loop allocates nothing). Returns false when the epoch is
