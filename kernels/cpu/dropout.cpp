@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "kernels/cpu/dnnl_common.hpp"
@@ -77,7 +78,10 @@ __attribute__((target("avx512f,bmi2"))) uint64_t keep_bits_avx512(uint32_t c0, u
 #pragma GCC diagnostic pop
 
 using KeepBits = uint64_t (*)(uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t);
+// CRACKSEG_NO_AVX512=1 forces the portable path (its test sets it; also a field workaround).
 KeepBits pick_keep_bits() {
+  const char* off = std::getenv("CRACKSEG_NO_AVX512");
+  if (off && std::string(off) == "1") return keep_bits_scalar;
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("bmi2") ? keep_bits_avx512 : keep_bits_scalar;
 }
 
