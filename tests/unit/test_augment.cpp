@@ -188,6 +188,38 @@ TEST(Augment, MaskBinaryAndAlignedAfterRandomGeometry) {
   EXPECT_GT(pure, total / 2);
 }
 
+TEST(Augment, MaskIsNearestNeighbourOfTheDocumentedInverseMap) {
+  // Independent reference for the whole geometric chain: output (u, v) reads source
+  //   c + F * R(-angle) * ((u + crop_x, v + crop_y) - c) / scale,  R(-a) = [[cos, -sin], [sin, cos]],
+  // rounded to the nearest pixel, reflected (BORDER_REFLECT_101) at the edges. OpenCV rounds
+  // fixed-point coordinates, so pixels whose coordinate lies within 0.01 of a rounding tie
+  // are skipped. An interpolating (non-nearest) mask warp disagrees on many pixels here.
+  const Sample s = textured(40, 52, 18);  // random 0/1 mask: every pixel matters
+  const AugmentConfig cfg{.crop = 32};
+  auto reflect101 = [](int i, int n) { return i < 0 ? -i : (i >= n ? 2 * n - 2 - i : i); };
+  int checked = 0;
+  for (uint64_t idx = 0; idx < 20; ++idx) {
+    const AugmentParams p = draw_augment_params(cfg, 21, 0, idx, 40, 52);
+    const Out o = run(p, s, 21, 0, idx);
+    const double cx = 51 * 0.5, cy = 39 * 0.5, th = p.angle_deg * M_PI / 180.0;
+    const double fx = p.hflip ? -1 : 1, fy = p.vflip ? -1 : 1;
+    for (int v = 0; v < 32; ++v)
+      for (int u = 0; u < 32; ++u) {
+        const double qx = u + p.crop_x - cx, qy = v + p.crop_y - cy;
+        const double sx = cx + fx * (std::cos(th) * qx - std::sin(th) * qy) / p.scale;
+        const double sy = cy + fy * (std::sin(th) * qx + std::cos(th) * qy) / p.scale;
+        const double frx = sx - std::floor(sx), fry = sy - std::floor(sy);
+        if (std::abs(frx - 0.5) < 0.01 || std::abs(fry - 0.5) < 0.01) continue;
+        const int ix = reflect101(static_cast<int>(std::lround(sx)), 52);
+        const int iy = reflect101(static_cast<int>(std::lround(sy)), 40);
+        ASSERT_EQ(o.mask[static_cast<size_t>(v) * 32 + u], s.mask[static_cast<size_t>(iy) * 52 + ix])
+            << "sample " << idx << " output (" << v << ", " << u << ") source (" << sy << ", " << sx << ")";
+        ++checked;
+      }
+  }
+  EXPECT_GT(checked, 20 * 32 * 32 * 9 / 10);
+}
+
 TEST(Augment, DrawsCoverTheConfiguredRanges) {
   const AugmentConfig cfg{.crop = 100};
   double amin = 1e9, amax = -1e9, smin = 1e9, smax = -1e9;
