@@ -156,7 +156,7 @@ int synth_sample(uint64_t seed, uint64_t index, int height, int width, uint8_t* 
     } else {
       p = cv::Point2f(r.uniform(0.2f, 0.8f) * w, r.uniform(0.2f, 0.8f) * h);
     }
-    painter.walk(p, angle, size * r.uniform(0.7f, 1.7f), std::max(1.f, r.uniform(2.f, 7.5f) * scale), 0);
+    painter.walk(p, angle, size * r.uniform(0.7f, 1.7f), std::max(1.f, r.uniform(2.5f, 8.5f) * scale), 0);
   }
 
   // Crack core is dark (deep shadow), a blurred halo darkens the rim slightly.
