@@ -5,6 +5,7 @@
 // behind when ingestion fails.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <fstream>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -12,6 +13,7 @@
 #include "io/dataset/dataset.hpp"
 #include "io/image/image.hpp"
 #include "io/ingest/ingest.hpp"
+#include "io/ingest/interrupt.hpp"
 #include "src/core/rng.hpp"
 #include "tests/support/paths.hpp"
 
@@ -336,4 +338,26 @@ TEST_F(BadInput, MissingOutputFolderIsNotABadInputFile) {
               std::string::npos)
         << e.what();
   }
+}
+
+TEST(IngestInterrupt, SigintMidIngestLeavesNoOutput) {
+  test::TempDir t;
+  for (int i = 0; i < 40; ++i) {
+    write(t / "in/images" / ("p" + std::to_string(i) + ".png"), random_bgr(8, 8, static_cast<uint64_t>(i)));
+    write(t / "in/masks" / ("p" + std::to_string(i) + ".png"), random_mask255(8, 8, static_cast<uint64_t>(i)));
+  }
+  auto o = options(t / "in", t / "out.h5", io::Layout::pairs);
+  o.threads = 1;  // batches of 8: the signal lands between batches
+  int batches = 0;
+  o.progress = [&](uint32_t, uint32_t) {
+    if (++batches == 2) raise(SIGINT);  // the guard's handler only sets the flag
+  };
+  {
+    io::InterruptGuard guard;
+    EXPECT_THROW((void)io::ingest(o), io::Interrupted);
+  }
+  EXPECT_EQ(batches, 2);
+  EXPECT_FALSE(fs::exists(o.out));
+  for (const auto& e : fs::directory_iterator(t.path()))
+    EXPECT_EQ(e.path().filename().string().find("out.h5"), std::string::npos) << e.path();
 }
