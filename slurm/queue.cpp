@@ -110,6 +110,15 @@ std::string tail_lines(const fs::path& p, int n) {
   return s;
 }
 
+// Job states in which SLURM will still run (or is running) the task.
+bool slurm_running(const std::string& s) {
+  return s == "RUNNING" || s == "COMPLETING" || s == "CONFIGURING" || s == "STAGE_OUT" || s == "SIGNALING";
+}
+bool slurm_active(const std::string& s) {
+  return slurm_running(s) || s == "PENDING" || s == "REQUEUED" || s == "REQUEUE_HOLD" || s == "REQUEUE_FED" ||
+         s == "SUSPENDED" || s == "STOPPED" || s == "RESIZING" || s == "RESV_DEL_HOLD" || s == "SPECIAL_EXIT";
+}
+
 std::string user_name() {
   const char* u = std::getenv("USER");
   if (u && *u) return u;
@@ -199,7 +208,8 @@ std::vector<TaskStatus> sweep_status(const fs::path& dir, int log_lines) {
   // The queue: one line per array task (-r), ours only.
   std::map<int64_t, std::pair<std::string, std::string>> queued;  // id -> (state, job)
   if (!subs.empty()) {
-    auto q = run_process({"squeue", "-h", "-r", "-u", user_name(), "-o", "%F|%K|%T"});
+    // -t all: a requeued task passes through states (REQUEUED, ...) the default filter hides.
+    auto q = run_process({"squeue", "-h", "-r", "-t", "all", "-u", user_name(), "-o", "%F|%K|%T"});
     if (q.exit_code != 0) throw Error("squeue failed (" + std::to_string(q.exit_code) + "): " + q.err);
     std::istringstream in(q.out);
     std::string line;
@@ -210,7 +220,8 @@ std::vector<TaskStatus> sweep_status(const fs::path& dir, int log_lines) {
       auto it = by_job.find(job);
       if (it == by_job.end() || idx.empty() || idx.find_first_not_of("0123456789") != std::string::npos) continue;
       const int64_t id = std::stoll(idx) + it->second->offset;
-      if (latest.count(id) && latest[id] == it->second) queued[id] = {line.substr(b + 1), job + "_" + idx};
+      const std::string state = line.substr(b + 1);
+      if (latest.count(id) && latest[id] == it->second && slurm_active(state)) queued[id] = {state, job + "_" + idx};
     }
   }
   // Finished-job records (kept MinJobAge seconds): state and exit code per array task.
@@ -242,9 +253,7 @@ std::vector<TaskStatus> sweep_status(const fs::path& dir, int log_lines) {
     } else if (auto q = queued.find(t.id); q != queued.end()) {
       st.slurm_state = q->second.first;
       st.job = q->second.second;
-      const auto& s = st.slurm_state;
-      st.state = (s == "RUNNING" || s == "COMPLETING" || s == "CONFIGURING" || s == "STAGE_OUT" || s == "SIGNALING")
-                     ? TaskState::running : TaskState::pending;
+      st.state = slurm_running(st.slurm_state) ? TaskState::running : TaskState::pending;
     } else {
       std::ifstream ex(tdir / "sweep_exit");  // written by the array script after the step
       int code = 0;
@@ -256,7 +265,10 @@ std::vector<TaskStatus> sweep_status(const fs::path& dir, int log_lines) {
       if (auto r = records.find(t.id); r != records.end()) {
         const auto& f = r->second;
         const std::string js = f.count("JobState") ? f.at("JobState") : "";
-        if (js != "COMPLETED" || st.state == TaskState::failed || st.state == TaskState::missing) {
+        if (slurm_active(js) && st.state == TaskState::missing) {  // squeue raced a state change
+          st.state = slurm_running(js) ? TaskState::running : TaskState::pending;
+          st.slurm_state = js;
+        } else if (js != "COMPLETED" || st.state == TaskState::failed || st.state == TaskState::missing) {
           st.state = TaskState::failed;
           st.slurm_state = js;
           if (!st.exit_code && f.count("ExitCode")) st.exit_code = std::stoi(f.at("ExitCode"));

@@ -198,15 +198,9 @@ TEST(SlurmSweep, PreemptedTaskIsRequeuedAndCompletesFromItsCheckpoint) {
   for (int i = 0; i < 300 && !fs::exists(tdir / "started"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_TRUE(fs::exists(tdir / "started")) << slurp(tdir / "task.log");
   (void)run_checked({"scancel", "--batch", "--signal=USR1", job});
-  // After the requeue the task waits for its BeginTime; start it now rather than in ~11 s.
-  for (int i = 0; i < 100; ++i) {
-    auto q = run_process({"squeue", "-h", "-j", job, "-o", "%T %r"});
-    if (q.out.find("PENDING") != std::string::npos) {
-      (void)run_process({"scontrol", "update", "JobId=" + job, "StartTime=now"});
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  // No `scontrol update StartTime=now` shortcut: the requeued task waits out its BeginTime
+  // (about 11 s with cred_expire=10), which lets the first instance finish cleaning up on
+  // the node; starting it earlier races that cleanup and can fail the launch.
   const auto st = wait_idle(s.dir);
   ASSERT_EQ(st[0].state, TaskState::done) << slurp(tdir / "task.log");
   const auto tlog = slurp(tdir / "task.log");
