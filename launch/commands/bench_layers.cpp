@@ -36,27 +36,31 @@ struct Opts {
 
 using Clock = std::chrono::steady_clock;
 
-// FP32 matrix-multiply peak: the best of a few 2048^3 oneDNN sgemm calls on all threads.
-double sgemm_peak_gflops() {
-  const int64_t n = 2048;
-  std::vector<float> a(static_cast<std::size_t>(n * n), 0.5f), b(a), c(a.size(), 0.0f);
-  double best = 0;
-  for (int rep = 0; rep < 4; ++rep) {
-    const auto t0 = Clock::now();
-    if (dnnl::sgemm('N', 'N', n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n) != dnnl::status::success)
-      throw crackseg::Error("bench-layers: dnnl_sgemm failed");
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    best = std::max(best, 2.0 * n * n * n / s / 1e9);
-  }
-  return best;
-}
-
 // User + system CPU seconds of this process: on a shared machine wall time inflates with
 // the load, CPU time much less, so both are reported.
 double cpu_seconds() {
   rusage r{};
   getrusage(RUSAGE_SELF, &r);
   return static_cast<double>(r.ru_utime.tv_sec + r.ru_stime.tv_sec) + 1e-6 * static_cast<double>(r.ru_utime.tv_usec + r.ru_stime.tv_usec);
+}
+
+// FP32 matrix-multiply peak: the best of a few 2048^3 oneDNN sgemm calls on all threads.
+// `per_cpu_s` receives the best GFLOP per CPU-second (load-robust with one thread).
+double sgemm_peak_gflops(double& per_cpu_s) {
+  const int64_t n = 2048;
+  per_cpu_s = 0;
+  std::vector<float> a(static_cast<std::size_t>(n * n), 0.5f), b(a), c(a.size(), 0.0f);
+  double best = 0;
+  for (int rep = 0; rep < 4; ++rep) {
+    const auto t0 = Clock::now();
+    const double c0 = cpu_seconds();
+    if (dnnl::sgemm('N', 'N', n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n) != dnnl::status::success)
+      throw crackseg::Error("bench-layers: dnnl_sgemm failed");
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    best = std::max(best, 2.0 * n * n * n / s / 1e9);
+    per_cpu_s = std::max(per_cpu_s, 2.0 * n * n * n / std::max(1e-9, cpu_seconds() - c0) / 1e9);
+  }
+  return best;
 }
 
 double peak_rss_mb() {
@@ -127,7 +131,11 @@ int run() {
   const double gflop_per_sample = 2.0 * macs * 3.0 / 1e9;
   const double sps = static_cast<double>(opts.batch) / median;
   const double gflops = gflop_per_sample * sps;
-  const double peak = opts.no_peak ? 0.0 : sgemm_peak_gflops();
+  double peak_cpu = 0;
+  const double peak = opts.no_peak ? 0.0 : sgemm_peak_gflops(peak_cpu);
+  // Load-robust efficiency: training GFLOP per CPU-second over sgemm GFLOP per CPU-second.
+  const double gflop_per_cpu_s = gflop_per_sample * static_cast<double>(opts.batch) / cpu_per_step;
+  const double pct_peak_cpu = peak_cpu > 0 ? 100.0 * gflop_per_cpu_s / peak_cpu : 0.0;
   auto prof = model->graph.profile();
   std::sort(prof.begin(), prof.end(),
             [](const auto& a, const auto& b) { return a.forward_s + a.backward_s > b.forward_s + b.backward_s; });
@@ -139,7 +147,9 @@ int run() {
                         {"step_s", step_s},             {"samples_per_s", sps},
                         {"gflop_per_sample", gflop_per_sample}, {"gflops", gflops},
                         {"sgemm_peak_gflops", peak},    {"pct_peak", peak > 0 ? 100.0 * gflops / peak : 0.0},
-                        {"peak_rss_mb", peak_rss_mb()}, {"cpu_s_per_step", cpu_per_step}};
+                        {"peak_rss_mb", peak_rss_mb()}, {"cpu_s_per_step", cpu_per_step},
+                        {"gflop_per_cpu_s", gflop_per_cpu_s}, {"sgemm_gflop_per_cpu_s", peak_cpu},
+                        {"pct_peak_cpu_time", pct_peak_cpu}};
     nlohmann::json layers = nlohmann::json::array();
     for (const auto& t : prof)
       layers.push_back({{"name", t.name}, {"kind", t.kind}, {"forward_ms", 1e3 * t.forward_s / nsteps},
@@ -154,7 +164,9 @@ int run() {
               opts.steps, opts.warmup);
   std::printf("step median %.3f s (min %.3f, max %.3f); %.2f samples/s; %.2f GFLOP per sample per step\n", median,
               sorted.front(), sorted.back(), sps, gflop_per_sample);
-  std::printf("CPU time %.3f s per step (all threads)\n", cpu_per_step);
+  std::printf("CPU time %.3f s per step (all threads): %.1f GFLOP per CPU-second", cpu_per_step, gflop_per_cpu_s);
+  if (peak_cpu > 0) std::printf(" = %.1f%% of sgemm's %.1f", pct_peak_cpu, peak_cpu);
+  std::printf("\n");
   std::printf("effective %.1f GFLOP/s", gflops);
   if (peak > 0) std::printf(" = %.1f%% of the sgemm peak %.1f GFLOP/s", 100.0 * gflops / peak, peak);
   std::printf("; peak RSS %.0f MB\n\n%-28s %-22s %10s %10s %7s\n", peak_rss_mb(), "layer", "kind", "fwd ms", "bwd ms",
