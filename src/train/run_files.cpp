@@ -83,6 +83,9 @@ std::string plot_learning_curves(const std::filesystem::path& run_dir) {
     const int devnull = open("/dev/null", O_WRONLY);
     if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
     const std::string csv = (run_dir / "metrics.csv").string(), png = (run_dir / "curves.png").string();
+    // Debian's interpreter first: python3-matplotlib is installed for it, while a python3
+    // earlier on PATH (pyenv, conda) may lack matplotlib.
+    execl("/usr/bin/python3", "python3", script.c_str(), "curves", csv.c_str(), png.c_str(), static_cast<char*>(nullptr));
     execlp("python3", "python3", script.c_str(), "curves", csv.c_str(), png.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }

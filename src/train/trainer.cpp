@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 
@@ -54,6 +55,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   const std::filesystem::path out = tr.at("out").get<std::string>();
   if (const int64_t threads = tr.at("threads").get<int64_t>(); threads > 0) omp_set_num_threads(static_cast<int>(threads));
   if (lead) std::filesystem::create_directories(out);
+  install_stop_signal_handlers();
 
   // ---- model, data, loss, optimizer ----
   auto backend = make_backend(backend_name(tr));
@@ -192,6 +194,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
                     loss_sum, optimizer->lr(), rate, format_duration(left_steps * B / rate).c_str());
         std::fflush(stdout);
       }
+      if (state.global_step == opt.raise_signal_at_step && rank == opt.raise_signal_rank) std::raise(SIGUSR1);
       if (ckpt_every > 0 && state.global_step % ckpt_every == 0) save(ckpt_path, state.epoch, state.step_in_epoch);
       if (agree_stop(comm)) {
         save(ckpt_path, state.epoch, state.step_in_epoch);

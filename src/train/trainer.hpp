@@ -33,6 +33,10 @@ enum class TrainStatus { completed, early_stopped, preempted };
 struct TrainOptions {
   bool resume = true;        // continue from <out>/checkpoint.h5 when it exists
   bool quiet = false;        // no progress lines
+  // Testing preemption: raise SIGUSR1 on rank `raise_signal_rank` right after global step
+  // `raise_signal_at_step` completes (the real handler and the ranks' agreement then run).
+  int64_t raise_signal_at_step = -1;
+  int raise_signal_rank = 0;
 };
 
 struct TrainOutcome {
