@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -88,4 +89,30 @@ TEST(ModelsCommand, BadInputExitsWithCode2AndNamesTheNearest) {
   r = run_cli("models hourglas");
   EXPECT_EQ(r.rc, 2) << r.out;
   EXPECT_NE(r.out.find("'hourglass_unet'"), std::string::npos) << r.out;
+}
+
+// `crackseg bench` (a benchmark, so nothing here is timed): one tiny run prints one JSON object
+// per case with the keys the issue fixes, and the FLOP count is the model's: 2 x 3 x forward
+// multiply-adds of patch_cnn h=13 s=2 on 27x27 (4,410,224 MACs, see `crackseg models --json`).
+TEST(BenchCommand, JsonObjectPerCaseWithTheFixedKeys) {
+  const CmdResult r = run_cli("bench --case patch_cnn --warmup 1 --steps 1 --threads=1 --json");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  EXPECT_EQ(j["case"], "patch_cnn");
+  for (const char* key : {"samples_per_s", "gflops", "pct_peak", "peak_rss_mb"}) {
+    ASSERT_TRUE(j.contains(key)) << key;
+    EXPECT_GT(j[key].get<double>(), 0.0) << key;
+  }
+  EXPECT_EQ(j["batch"], 128);
+  EXPECT_EQ(j["params"], 96'233);
+  EXPECT_NEAR(j["gflop_per_sample_step"].get<double>(), 6 * 4'410'224 / 1e9, 1e-12);
+  EXPECT_NEAR(j["gflops"].get<double>(), j["gflop_per_sample_step"].get<double>() * j["samples_per_s"].get<double>(),
+              1e-9 * j["gflops"].get<double>());
+  EXPECT_TRUE(std::isfinite(j["loss_last"].get<double>()));
+}
+
+TEST(BenchCommand, UnknownCaseNamesTheNearest) {
+  const CmdResult r = run_cli("bench --case spiral --json");
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_NE(r.out.find("did you mean 'spiral_net'"), std::string::npos) << r.out;
 }
