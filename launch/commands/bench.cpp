@@ -252,7 +252,9 @@ crackseg::cli::CommandRegistration reg{{
           app.add_option("--warmup", opts.warmup, "untimed steps first (planning, primitive creation)")
               ->capture_default_str()
               ->check(CLI::Range(1, 1000));
-          app.add_option("--threads", opts.threads, "OpenMP threads (0 = OMP_NUM_THREADS / all cores)")
+          app.add_option("--threads", opts.threads,
+                         "OpenMP threads (0 = OMP_NUM_THREADS / all cores); write --threads=T: Kokkos also "
+                         "parses argv and rejects a separate value")
               ->capture_default_str()
               ->check(CLI::NonNegativeNumber);
           app.add_option("--backend", opts.backend, "layer backend (onednn; reference is slow)")->capture_default_str();
