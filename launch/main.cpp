@@ -6,6 +6,9 @@
 #include <memory>
 
 #include "launch/command.hpp"
+#ifdef CRACKSEG_HAVE_CUDA
+#include "kernels/cuda/backend.hpp"
+#endif
 #include "src/core/error.hpp"
 #include "src/core/runtime.hpp"
 
@@ -18,6 +21,9 @@ std::vector<Command>& registry() {
 
 int main(int argc, char** argv) {
   using namespace crackseg;
+#ifdef CRACKSEG_HAVE_CUDA
+  cuda::register_cuda_backend();  // make_backend("cuda") (crackseg_cuda links after crackseg_nn)
+#endif
   CLI::App app{"crackseg: data-parallel crack segmentation training on HPC clusters"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("crackseg ") + CRACKSEG_VERSION_STRING);

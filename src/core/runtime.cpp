@@ -19,7 +19,13 @@ Runtime::Runtime(int* argc, char*** argv) {
   CRACKSEG_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
   CRACKSEG_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
   CRACKSEG_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
-  if (!Kokkos::is_initialized()) Kokkos::initialize(*argc, *argv);
+  // Kokkos gets only the program name: it would otherwise consume subcommand options such as
+  // `--threads 2` (its own flag) and reject their values. Threads come from OMP_NUM_THREADS.
+  if (!Kokkos::is_initialized()) {
+    int kargc = 1;
+    char* kargv[] = {(*argv)[0], nullptr};
+    Kokkos::initialize(kargc, kargv);
+  }
 }
 
 Runtime::~Runtime() {

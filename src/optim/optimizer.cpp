@@ -36,11 +36,11 @@ OptimConfig parse_optim_config(const nlohmann::json& s) {
   auto in = [&](const char* key, double v, double lo, double hi, bool hi_open, const char* why) {
     if (!(v >= lo && (hi_open ? v < hi : v <= hi))) throw_bad_value(S, key, std::to_string(v), why);
   };
-  in("lr", c.lr, 0, 1e9, false, "must be >= 0");
+  in("lr", c.lr, 0, 1e9, false, "must be in [0, 1e9]");
   in("betas", c.beta1, 0, 1, true, "beta1 must be in [0, 1)");
   in("betas", c.beta2, 0, 1, true, "beta2 must be in [0, 1)");
-  in("eps", c.eps, 0, 1e9, false, "must be >= 0");
-  in("weight_decay", c.weight_decay, 0, 1e9, false, "must be >= 0");
+  in("eps", c.eps, 0, 1e9, false, "must be in [0, 1e9]");
+  in("weight_decay", c.weight_decay, 0, 1e9, false, "must be in [0, 1e9]");
   in("momentum", c.momentum, 0, 1, false, "must be in [0, 1]");
   in("dampening", c.dampening, 0, 1, false, "must be in [0, 1]");
   in("clip_norm", c.clip_norm, 0, 1e300, false, "must be >= 0 (0 = off)");

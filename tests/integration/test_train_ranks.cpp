@@ -14,6 +14,7 @@
 
 #include "src/checkpoint/checkpoint.hpp"
 #include "src/dist/mpi_communicator.hpp"
+#include "src/train/evaluate.hpp"
 #include "src/train/signals.hpp"
 #include "src/train/trainer.hpp"
 #include "support/train_fixture.hpp"
@@ -130,7 +131,9 @@ TEST(TrainRanks, UnetBitwiseIdenticalAt1_2_4Ranks) {
   std::vector<std::string> ov2 = ov;
   ov2.push_back("train.seed=6");
   const uint64_t h1b = train_on(1, kUnet, ov2, f.dir / "u1b");
-  if (world_rank() == 0) EXPECT_NE(h1, h1b);
+  if (world_rank() == 0) {
+    EXPECT_NE(h1, h1b);
+  }
 }
 
 TEST(TrainRanks, PatchCnnBitwiseIdenticalAt1_2_4Ranks) {
@@ -172,7 +175,9 @@ TEST(TrainRanks, CheckpointFrom2RanksResumesOn4) {
   first.push_back("train.steps=7");
   train_on(2, kUnet, first, f.dir / "r");
   const uint64_t resumed = train_on(4, kUnet, ov, f.dir / "r");
-  if (world_rank() == 0) EXPECT_EQ(straight, resumed);
+  if (world_rank() == 0) {
+    EXPECT_EQ(straight, resumed);
+  }
 }
 
 TEST(TrainRanks, PreemptionBySignalThenResumeEqualsUninterrupted) {
@@ -191,5 +196,33 @@ TEST(TrainRanks, PreemptionBySignalThenResumeEqualsUninterrupted) {
   }
   clear_stop_request();
   const uint64_t resumed = train_on(4, kUnet, ov, f.dir / "p");
-  if (world_rank() == 0) EXPECT_EQ(straight, resumed);
+  if (world_rank() == 0) {
+    EXPECT_EQ(straight, resumed);
+  }
+}
+
+// Sharded evaluation: each image scored by exactly one rank, integer counts reduced, so the
+// metrics at 2 and 4 ranks equal the 1-rank metrics exactly (and every image is counted once:
+// compute_metrics throws on an image counted twice).
+TEST(TrainRanks, EvalCountsEqualOneRank) {
+  Fixture f;
+  const std::vector<std::string> ov = {"data.path=\"" + f.data.string() + "\"", "train.steps=4"};
+  train_on(1, kUnet, ov, f.dir / "e");
+  std::string dumps[3];
+  const int sizes[3] = {1, 2, 4};
+  for (int i = 0; i < 3; ++i) {
+    test::SubComm sub(sizes[i]);
+    if (sub.member()) {
+      auto loaded = train::load_model_from_checkpoint(f.dir / "e" / "checkpoint.h5", "onednn");
+      dist::MpiCommunicator comm(sub.get(), 60.0);
+      const auto r = train::evaluate_split(loaded.cfg.values, *loaded.model, comm, "train", 0);
+      dumps[i] = r.summary.dump();
+      EXPECT_GT(r.summary.at("images").get<int64_t>(), 10);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+  if (world_rank() == 0) {
+    EXPECT_EQ(dumps[0], dumps[1]);
+    EXPECT_EQ(dumps[0], dumps[2]);
+  }
 }
