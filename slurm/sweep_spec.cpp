@@ -1,5 +1,6 @@
 #include "slurm/sweep_spec.hpp"
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -63,12 +64,24 @@ void check_config_key(const fs::path& file, const std::string& section, const st
     bad(file, section + "." + key, "a config key is dotted names of letters, digits, _ and -");
 }
 
+// A string stays a string through `crackseg train`'s override parser (which reads a TOML
+// value, else a bare word): plain words go bare (loss.name=bce), anything else as a JSON
+// string, which TOML reads back as the same string ("1e-3", "true", "", paths, quotes).
+// Never shell syntax: overrides only travel in the manifest.
+std::string override_string(const std::string& v) {
+  const bool word = !v.empty() && (std::isalpha(static_cast<unsigned char>(v[0])) || v[0] == '_') &&
+                    v.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") ==
+                        std::string::npos &&
+                    v != "true" && v != "false" && v != "inf" && v != "nan";
+  return word ? v : nlohmann::json(v).dump();
+}
+
 std::string format_value(const fs::path& file, const std::string& key, const TValue& v) {
   switch (v.type()) {
     case toml::value_t::integer: return std::to_string(v.as_integer());
     case toml::value_t::floating: return format_double(v.as_floating());
     case toml::value_t::boolean: return v.as_boolean() ? "true" : "false";
-    case toml::value_t::string: return v.as_string().str;  // passed literally, never to a shell
+    case toml::value_t::string: return override_string(v.as_string().str);
     default: bad(file, key, "values must be integers, floats, booleans or strings");
   }
 }

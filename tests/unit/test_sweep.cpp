@@ -144,6 +144,15 @@ seed = 9
   EXPECT_NE(expand(load_sweep(f))[0].overrides, a[0].overrides);
 }
 
+TEST(SweepSpec, StringsStayStringsInOverrides) {
+  test::TempDir tmp;
+  auto f = make_sweep(tmp, "seeds = [1]\n[grid]\na = [\"bce\", \"1e-3\", \"true\", \"\", \"../x.h5\", 2, 0.5, false]\n");
+  std::vector<std::string> got;
+  for (const auto& t : expand(load_sweep(f))) got.push_back(t.overrides[0]);
+  EXPECT_EQ(got, (std::vector<std::string>{"a=bce", "a=\"1e-3\"", "a=\"true\"", "a=\"\"", "a=\"../x.h5\"", "a=2",
+                                            "a=0.5", "a=false"}));
+}
+
 TEST(SweepSpec, ErrorsNameTheKey) {
   test::TempDir tmp;
   auto expect_error = [&](const std::string& body, const std::string& needle) {
@@ -238,8 +247,8 @@ grace = 45
   EXPECT_NE(s.find("--task \"$MANIFEST:$ID\""), std::string::npos);
   // The values live in the manifest, literally.
   const auto m = read_manifest(tmp / "out" / "manifest.jsonl");
-  EXPECT_EQ(m[0].overrides[0], "model.name=\"; touch /tmp/pwned; \"");
-  EXPECT_EQ(m[1].overrides[0], "model.name=$(reboot)");
+  EXPECT_EQ(m[0].overrides[0], R"X(model.name="\"; touch /tmp/pwned; \"")X");
+  EXPECT_EQ(m[1].overrides[0], R"X(model.name="$(reboot)")X");
   // bash parses the script (syntax check only: -n executes nothing).
   auto r = run_process({"bash", "-n", (tmp / "out" / "array.sbatch").string()});
   EXPECT_EQ(r.exit_code, 0) << r.err;
