@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
     if (sub->parsed()) chosen = c;
   try {
     std::unique_ptr<Runtime> runtime;
-    runtime = std::make_unique<Runtime>(&argc, &argv);
+    runtime = std::make_unique<Runtime>(&argc, &argv, chosen->needs_mpi);
     return chosen->run();
   } catch (const InputError& e) {
     std::fprintf(stderr, "crackseg %s: error: %s\n", chosen->name.c_str(), e.what());

@@ -8,17 +8,20 @@
 
 namespace crackseg {
 
-Runtime::Runtime(int* argc, char*** argv) {
+Runtime::Runtime(int* argc, char*** argv, bool init_mpi) {
   int initialized = 0;
   MPI_Initialized(&initialized);
-  if (!initialized) {
+  if (!initialized && init_mpi) {
     int provided = 0;
     CRACKSEG_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
     we_initialized_mpi_ = true;
+    initialized = 1;
   }
-  CRACKSEG_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
-  CRACKSEG_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
-  CRACKSEG_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
+  if (initialized) {
+    CRACKSEG_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+    CRACKSEG_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
+    CRACKSEG_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
+  }
   // Kokkos gets only the program name: it would otherwise consume subcommand options such as
   // `--threads 2` (its own flag) and reject their values. Threads come from OMP_NUM_THREADS.
   if (!Kokkos::is_initialized()) {

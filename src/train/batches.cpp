@@ -74,8 +74,10 @@ class PatchBatches final : public TrainBatches {
     pc_.h = static_cast<int>(model.value("h", int64_t{13}));
     pc_.s = static_cast<int>(model.value("s", int64_t{2}));
     pc_.ratio = static_cast<double>(data.at("patch_ratio").get<int64_t>());
+    // Patches of a micro-batch come from a few images at a time (the list is permuted, so
+    // any image can appear): keep at most 64 padded images (~45 MB at 400x400), not all.
     sampler_ = std::make_unique<io::PatchSampler>(pc_, io::PatchSampler::file_loader(*file_), file_->height(),
-                                                  file_->width(), images_.size() + 1);
+                                                  file_->width(), std::min<std::size_t>(images_.size() + 1, 64));
     if (l.global_batch % (l.world * l.micro_batch) != 0)
       throw InputError("train.batch=" + std::to_string(l.global_batch) + " is not a multiple of ranks (" +
                        std::to_string(l.world) + ") x train.micro_batch (" + std::to_string(l.micro_batch) + ")");

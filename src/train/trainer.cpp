@@ -2,6 +2,8 @@
 
 #include <omp.h>
 
+#include <opencv2/core/utility.hpp>
+
 #include <chrono>
 #include <csignal>
 #include <cmath>
@@ -56,6 +58,9 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   if (const int64_t threads = tr.at("threads").get<int64_t>(); threads > 0) omp_set_num_threads(static_cast<int>(threads));
   if (lead) std::filesystem::create_directories(out);
   install_stop_signal_handlers();
+  // OpenCV (augmentation on the prefetch thread) would otherwise start a machine-sized
+  // thread pool in every rank, on top of oneDNN's OpenMP threads.
+  cv::setNumThreads(1);
 
   // ---- model, data, loss, optimizer ----
   auto backend = make_backend(backend_name(tr));
