@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "src/core/error.hpp"
+#include "src/core/text.hpp"
 
 namespace crackseg::config {
 
@@ -158,20 +159,7 @@ std::vector<std::string> Schema::dotted_keys() const {
   return out;
 }
 
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diag = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
+std::size_t edit_distance(std::string_view a, std::string_view b) { return crackseg::edit_distance(a, b); }
 
 std::string nearest_key(std::string_view dotted, const std::vector<std::string>& candidates) {
   const auto split = [](std::string_view s) {

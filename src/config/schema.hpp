@@ -58,7 +58,7 @@ class Schema {
   std::vector<SectionSpec> sections_;
 };
 
-// Levenshtein edit distance (insert, delete, substitute: cost 1 each).
+// Edit distance of src/core/text.hpp (Levenshtein plus adjacent transposition).
 [[nodiscard]] std::size_t edit_distance(std::string_view a, std::string_view b);
 // The candidate closest to `dotted` ("train.lr" -> "optim.lr"): a candidate with the same
 // leaf in another section costs that leaf's distance + 2, otherwise the whole name's distance.

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "src/core/error.hpp"
+#include "src/core/text.hpp"
 #include "src/models/families.hpp"
 
 namespace crackseg {
@@ -26,21 +27,6 @@ const models::Family& family(const std::string& name) {
   for (const auto& n : names) all += (all.empty() ? "" : ", ") + n;
   throw InputError("model.name: unknown model '" + name + "'; did you mean '" + nearest_name(name, names) +
                    "'? (models: " + all + ")");
-}
-
-std::size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diag = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
 }
 
 std::string value_text(const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }

@@ -6,6 +6,7 @@
 //                                                         // nearest valid key
 //   double lr = json_number(sec, "optim", "lr", 1e-3);   // wrong type -> InputError
 #pragma once
+#include "src/core/text.hpp"  // edit_distance
 #include <cstdint>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
@@ -17,7 +18,6 @@
 namespace crackseg {
 
 // Edit distance: insert, delete, substitute and swap of adjacent characters all cost 1.
-[[nodiscard]] std::size_t edit_distance(std::string_view a, std::string_view b);
 // The valid name closest to `key` by edit distance (first one on ties); empty when none.
 [[nodiscard]] std::string nearest_name(std::string_view key, std::span<const std::string_view> valid);
 
