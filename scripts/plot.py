@@ -35,24 +35,27 @@ def curves(csv_path, png_path):
     plt = _matplotlib()
     cols = read_csv(csv_path)
     losses = [k for k in cols if k.endswith("loss") and k != "epoch"]
-    metrics = [k for k in cols if k.startswith("val_") and not k.endswith("loss")]
+    wanted = ["val_f1", "val_iou", "val_precision", "val_recall", "val_map", "val_ods", "val_ois"]
+    metrics = [k for k in wanted if k in cols]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for k in losses:
         xs, ys = zip(*cols[k])
-        axes[0].plot(xs, ys, marker="o", label=k)
+        axes[0].plot([x + 1 for x in xs], ys, marker="o", label=k)
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("loss")
     axes[0].legend()
     axes[0].grid(alpha=0.3)
     for k in metrics:
         xs, ys = zip(*cols[k])
-        axes[1].plot(xs, ys, marker="o", label=k)
+        axes[1].plot([x + 1 for x in xs], ys, marker="o", label=k)
     axes[1].set_xlabel("epoch")
     axes[1].set_ylabel("validation metric")
     axes[1].set_ylim(0, 1)
     if metrics:
         axes[1].legend(fontsize=8)
     axes[1].grid(alpha=0.3)
+    for ax in axes:
+        ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(csv_path)
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)

@@ -21,7 +21,7 @@ constexpr double kLossScale = 1099511627776.0;  // 2^40
 std::map<std::string, double> EvalResult::flat_metrics() const {
   std::map<std::string, double> out;
   for (auto it = summary.begin(); it != summary.end(); ++it)
-    if (it->is_number_float() || (it->is_number() && (it.key() == "loss")))
+    if ((it->is_number_float() || it.key() == "loss") && it.key() != "threshold" && it.key() != "ods_threshold")
       out[it.key()] = it->get<double>();
   return out;
 }
