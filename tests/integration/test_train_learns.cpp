@@ -11,6 +11,7 @@
 #include "src/checkpoint/checkpoint.hpp"
 #include "src/dist/mpi_communicator.hpp"
 #include "src/train/trainer.hpp"
+#include "support/paths.hpp"
 #include "support/train_fixture.hpp"
 
 using namespace crackseg;
@@ -62,6 +63,17 @@ TEST(TrainLearns, UnetOnSyntheticReachesHighValidationF1) {
   EXPECT_EQ(j["dataset"]["checksum"].get<std::string>(), train::file_checksum(data));
   EXPECT_TRUE(std::filesystem::exists(dir / "run" / "metrics.csv"));
   EXPECT_TRUE(std::filesystem::exists(dir / "run" / "best.h5"));
+  // `crackseg info` describes the checkpoint; `info --devices` answers without a GPU.
+  const std::string cmd = test::binary().string() + " info " + (dir / "run" / "checkpoint.h5").string() + " 2>&1";
+  std::string text;
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    char buf[512];
+    while (fgets(buf, sizeof buf, p)) text += buf;
+    EXPECT_EQ(pclose(p), 0) << text;
+  }
+  EXPECT_NE(text.find("crackseg checkpoint"), std::string::npos) << text;
+  EXPECT_NE(text.find(cfg.hash), std::string::npos) << text;
+  EXPECT_NE(text.find("\"unet\""), std::string::npos) << text;
   std::filesystem::remove_all(dir);
 }
 
