@@ -104,3 +104,19 @@ TEST(TrainLearns, DivergenceStopsWithStepAndLastGoodCheckpoint) {
   EXPECT_FALSE(std::filesystem::exists(out / "result.json"));
   std::filesystem::remove_all(dir);
 }
+
+// The communication benchmark runs and its sums are exact (a 1-rank job here; test_dist covers
+// the collectives at 2 and 4 ranks).
+TEST(TrainLearns, BenchAllreduceReportsExactSums) {
+  const std::string cmd = test::binary().string() + " bench-allreduce --json --budget 0.01 --max-mb 1 2>/dev/null";
+  std::string text;
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    while (fgets(buf, sizeof buf, p)) text += buf;
+    ASSERT_EQ(pclose(p), 0) << text;
+  }
+  const auto j = nlohmann::json::parse(text);
+  EXPECT_GT(j.at("memcpy_GBps").get<double>(), 0.0);
+  ASSERT_GE(j.at("allreduce").size(), 4u);
+  for (const auto& r : j.at("allreduce")) EXPECT_TRUE(r.at("correct").get<bool>()) << r.dump();
+}
