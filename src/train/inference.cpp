@@ -26,17 +26,25 @@ int symmetric(int i, int n) {
 float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 }  // namespace
 
-std::vector<float> reflect_pad(const float* image, int H, int W, int H2, int W2) {
+namespace {
+// (H, W, 3) -> (H2, W2, 3) with the image's pixel (0, 0) at (top, left); outside pixels come
+// from `fold` (reflect or symmetric) applied per axis.
+std::vector<float> pad_image(const float* image, int H, int W, int top, int left, int H2, int W2, int (*fold)(int, int)) {
   std::vector<float> out(static_cast<std::size_t>(H2) * W2 * 3);
   for (int y = 0; y < H2; ++y) {
-    const int sy = reflect(y, H);
+    const int sy = fold(y - top, H);
     for (int x = 0; x < W2; ++x) {
-      const int sx = reflect(x, W);
+      const int sx = fold(x - left, W);
       std::memcpy(&out[(static_cast<std::size_t>(y) * W2 + x) * 3], &image[(static_cast<std::size_t>(sy) * W + sx) * 3],
                   3 * sizeof(float));
     }
   }
   return out;
+}
+}  // namespace
+
+std::vector<float> reflect_pad(const float* image, int H, int W, int H2, int W2) {
+  return pad_image(image, H, W, 0, 0, H2, W2, reflect);
 }
 
 Predictor::Predictor(Model& model, InferenceOptions opt) : model_(model), opt_(opt) {
@@ -160,19 +168,8 @@ std::vector<float> Predictor::predict_patches(const float* image, int H, int W) 
   const int h = static_cast<int>(model_.config.value("h", int64_t{13}));
   const int s = static_cast<int>(model_.config.value("s", int64_t{2}));
   const int side = 2 * h + 1, K = (2 * s + 1) * (2 * s + 1);
-  // Symmetric padding on every side so border pixels get whole patches.
-  std::vector<float> centred(static_cast<std::size_t>(H + 2 * h) * (W + 2 * h) * 3);
-  {
-    const int PH = H + 2 * h, PW = W + 2 * h;
-    for (int y = 0; y < PH; ++y) {
-      const int sy = symmetric(y - h, H);
-      for (int x = 0; x < PW; ++x) {
-        const int sx = symmetric(x - h, W);
-        std::memcpy(&centred[(static_cast<std::size_t>(y) * PW + x) * 3], &image[(static_cast<std::size_t>(sy) * W + sx) * 3],
-                    3 * sizeof(float));
-      }
-    }
-  }
+  // Symmetric padding on every side so border pixels get whole patches (as io::PatchSampler).
+  const std::vector<float> centred = pad_image(image, H, W, h, h, H + 2 * h, W + 2 * h, symmetric);
   const int PW = W + 2 * h;
   std::vector<double> votes(static_cast<std::size_t>(H) * W, 0.0);
   std::vector<uint16_t> count(votes.size(), 0);

@@ -113,7 +113,9 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   MetricsCsv csv(out / "metrics.csv");
   if (lead) csv.load_existing(state.epoch);
 
-  const uint64_t steps_per_epoch = batches->steps_per_epoch();
+  // Patch CNN epochs may differ in length (each epoch draws its own background pixels), so
+  // this is refreshed after every start_epoch.
+  uint64_t steps_per_epoch = batches->steps_per_epoch();
   if (lead && !opt.quiet)
     std::printf("training %s (%lld parameters) on %d rank(s) x %d thread(s): batch %lld = %d x %lld x %lld, "
                 "%llu steps/epoch, %s, determinism %s\n",
@@ -145,6 +147,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   for (; state.epoch < epochs; ++state.epoch, state.step_in_epoch = 0) {
     if (max_steps > 0 && state.global_step >= max_steps) break;
     batches->start_epoch(static_cast<uint64_t>(state.epoch), static_cast<uint64_t>(state.step_in_epoch));
+    steps_per_epoch = batches->steps_per_epoch();
     double epoch_loss = 0;
     int64_t epoch_steps = 0;
     const auto t_epoch = Clock::now();
