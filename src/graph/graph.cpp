@@ -199,6 +199,7 @@ void Graph::instantiate(Backend& backend, uint64_t init_seed) {
 }
 
 bool Graph::instantiated() const { return impl_->backend != nullptr; }
+Backend* Graph::backend() const { return impl_->backend; }
 
 Tensor& Graph::Impl::pool_buffer(std::deque<Tensor>& pool, std::vector<char>& busy, const Dims& d) {
   for (std::size_t i = 0; i < pool.size(); ++i)

@@ -45,6 +45,9 @@ class Graph {
   // ---- running ----
   void instantiate(Backend& backend, uint64_t init_seed);
   [[nodiscard]] bool instantiated() const;
+  // The backend given to instantiate() (nullptr before); inference helpers build their own
+  // graphs on it (src/train/patch_dense.cpp).
+  [[nodiscard]] Backend* backend() const;
   const Tensor& forward(const StepContext& ctx, const Tensor& input);
   // dout: gradient of the loss w.r.t. the output, same dims as forward's result.
   void backward(const StepContext& ctx, const Tensor& dout);
