@@ -51,6 +51,39 @@ std::unique_ptr<Backend> make_backend(const std::string& name) {
   return f();
 }
 
+// nchw <-> nhwc for f32 images (OpenMP over rows); anything else: Tensor::copy_from.
+void Backend::copy(const Tensor& src, Tensor& dst) {
+  if (src.device() != Device::cpu || dst.device() != Device::cpu || src.dtype() != DType::f32 ||
+      src.format() == dst.format() || src.format() == Format::plain || dst.format() == Format::plain)
+    return dst.copy_from(src);
+  dst.expect_dims(src.dims(), "Backend::copy destination");
+  const int64_t N = src.n(), C = src.c(), H = src.h(), W = src.w();
+  const float* s = src.data<float>();
+  float* d = dst.data<float>();
+  const bool to_nhwc = dst.format() == Format::nhwc;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t w = 0; w < W; ++w) {
+          const int64_t chw = ((n * C + c) * H + h) * W + w, hwc = ((n * H + h) * W + w) * C + c;
+          if (to_nhwc) d[hwc] = s[chw];
+          else d[chw] = s[hwc];
+        }
+}
+
+void Backend::accumulate(Tensor& dst, const Tensor& src) {
+  src.expect_dims(dst.dims(), "Backend::accumulate source");
+  if (dst.device() != Device::cpu || src.device() != Device::cpu)
+    throw Error("Backend::accumulate: " + name() + " backend got a " + to_string(dst.device()) + " destination and a " +
+                to_string(src.device()) + " source; the CPU default needs both on the host");
+  float* d = dst.data<float>();
+  const float* s = src.data<float>();
+  const int64_t n = dst.numel();
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) d[i] += s[i];
+}
+
 NnCounters& nn_counters() {
   static NnCounters c;
   return c;

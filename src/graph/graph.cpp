@@ -53,6 +53,7 @@ struct Graph::Impl {
   std::deque<Tensor> grad_pool;     // gradient buffers, reused once their node is done
   std::deque<Tensor> scratch_pool;  // for second and later consumers of a tensor (deque: stable addresses)
   Tensor input_buf, dout_buf;
+  bool input_borrowed = false;  // input_buf is the caller's tensor, not a buffer to write into
 
   bool profiling = false;
   std::vector<double> fwd_s, bwd_s;
@@ -177,7 +178,7 @@ void Graph::instantiate(Backend& backend, uint64_t init_seed) {
       Tensor host = Tensor::empty(infos[k].dims);
       init_param(host, infos[k], init_seed, index++);
       backend.upload(host, ps[k]->value);
-      if (ps[k]->grad.device() == Device::cpu) ps[k]->grad.zero_();
+      backend.zero(ps[k]->grad);
     }
   }
   // Fusion pass: conv -> ReLU/LeakyReLU where the conv output feeds only the activation.
@@ -277,28 +278,6 @@ void Graph::Impl::plan(const Dims& in_dims) {
     if (grad_of[i]) grads[i] = *grad_of[i];
 }
 
-namespace {
-// nchw <-> nhwc for f32 CPU images (OpenMP over rows); anything else: Tensor::copy_from.
-void copy_input(const Tensor& src, Tensor& dst) {
-  if (src.device() != Device::cpu || dst.device() != Device::cpu || src.dtype() != DType::f32 ||
-      src.format() == dst.format() || src.format() == Format::plain || dst.format() == Format::plain)
-    return dst.copy_from(src);
-  const int64_t N = src.n(), C = src.c(), H = src.h(), W = src.w();
-  const float* s = src.data<float>();
-  float* d = dst.data<float>();
-  const bool to_nhwc = dst.format() == Format::nhwc;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t w = 0; w < W; ++w) {
-          const int64_t chw = ((n * C + c) * H + h) * W + w, hwc = ((n * H + h) * W + w) * C + c;
-          if (to_nhwc) d[hwc] = s[chw];
-          else d[chw] = s[hwc];
-        }
-}
-}  // namespace
-
 const Tensor& Graph::forward(const StepContext& ctx, const Tensor& x) {
   Impl& g = *impl_;
   if (!g.backend) throw Error("Graph::forward: call instantiate first");
@@ -310,10 +289,12 @@ const Tensor& Graph::forward(const StepContext& ctx, const Tensor& x) {
   const Format f = g.backend->activation_format();
   if (x.format() == f && x.device() == g.backend->device()) {
     g.input_buf = x;  // shares storage; no copy
+    g.input_borrowed = true;
   } else {
-    if (!g.input_buf.defined() || g.input_buf.format() != f || g.input_buf.raw() == x.raw())
+    if (!g.input_buf.defined() || g.input_buf.format() != f || g.input_borrowed)
       g.input_buf = alloc_buffer(x.dims(), DType::f32, f, g.backend->device());
-    copy_input(x, g.input_buf);
+    g.input_borrowed = false;
+    g.backend->copy(x, g.input_buf);  // host batches are uploaded here
   }
   if (g.params_dirty) {
     for (auto& l : g.layers)
@@ -335,16 +316,6 @@ const Tensor& Graph::forward(const StepContext& ctx, const Tensor& x) {
   return out == g.input ? g.input_buf : g.values[static_cast<std::size_t>(out)];
 }
 
-namespace {
-void add_into(Tensor& dst, const Tensor& src) {
-  float* d = dst.data<float>();
-  const float* s = src.data<float>();
-  const int64_t n = dst.numel();
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) d[i] += s[i];
-}
-}  // namespace
-
 void Graph::backward(const StepContext& ctx, const Tensor& dout) {
   Impl& g = *impl_;
   if (!g.backend || g.planned.empty()) throw Error("Graph::backward: call forward first");
@@ -352,12 +323,12 @@ void Graph::backward(const StepContext& ctx, const Tensor& dout) {
   const auto oi = static_cast<std::size_t>(out);
   dout.expect_dims(g.dims[oi], "Graph::backward dout");
   const Format f = g.format_for(g.dims[oi]);
-  if (dout.format() == f || dout.rank() != 4) {
+  if ((dout.format() == f || dout.rank() != 4) && dout.device() == g.backend->device()) {
     g.grads[oi] = dout;
   } else {
     if (!g.dout_buf.defined() || g.dout_buf.dims() != dout.dims())
       g.dout_buf = alloc_buffer(dout.dims(), DType::f32, f, g.backend->device());
-    g.dout_buf.copy_from(dout);
+    g.backend->copy(dout, g.dout_buf);
     g.grads[oi] = g.dout_buf;
   }
   for (std::size_t c = g.nodes.size(); c-- > 0;) {
@@ -365,7 +336,7 @@ void Graph::backward(const StepContext& ctx, const Tensor& dout) {
     const auto t0 = Impl::Clock::now();
     g.layers[c]->backward(ctx, g.in_ptrs[c], g.values[c], g.grads[c], g.din_ptrs[c]);
     for (const auto& e : g.edges[c])
-      if (e.scratch) add_into(g.grads[static_cast<std::size_t>(e.producer)], *e.scratch);
+      if (e.scratch) g.backend->accumulate(g.grads[static_cast<std::size_t>(e.producer)], *e.scratch);
     if (g.profiling) g.bwd_s[c] += std::chrono::duration<double>(Impl::Clock::now() - t0).count();
     if (g.grad_ready_hook)  // the gradient sync may start sending these during earlier nodes' backward
       for (std::size_t k = 0; k < g.param_count[c]; ++k) g.grad_ready_hook(g.param_first[c] + k);
@@ -406,9 +377,10 @@ std::vector<std::pair<std::string, Tensor*>> Graph::buffers() {
 }
 
 void Graph::zero_grad() {
+  if (!impl_->backend) return;
   for (auto& l : impl_->layers)
     if (l)
-      for (Param* p : l->params()) p->grad.zero_();
+      for (Param* p : l->params()) impl_->backend->zero(p->grad);
 }
 
 void Graph::mark_params_changed() { impl_->params_dirty = true; }

@@ -88,6 +88,18 @@ class Backend {
   // Copies a CPU plain tensor into `dst` (same dims) on this backend's device; the Graph
   // initialises parameters on the host and uploads them with it. CPU backends: copy_from.
   virtual void upload(const Tensor& host, Tensor& dst) { dst.copy_from(host); }
+
+  // The tensor operations the Graph itself performs between layers (input and output
+  // gradient staging, gradient sums for outputs with several consumers, zero_grad), so it
+  // never touches tensor memory directly. The defaults are the CPU ones; a device backend
+  // overrides all three.
+  // dst <- src: same dims and dtype; formats may differ (converted). A device backend also
+  // takes any device pair (host <-> device), which is how host batches get uploaded.
+  virtual void copy(const Tensor& src, Tensor& dst);
+  // dst += src: f32, same dims and format, both on this backend's device.
+  virtual void accumulate(Tensor& dst, const Tensor& src);
+  // t <- 0 (any dtype), t on this backend's device.
+  virtual void zero(Tensor& t) { t.zero_(); }
 };
 
 // "reference" (plain loops, double accumulation; tests only) or "onednn" (CPU default);
