@@ -26,6 +26,7 @@
 #include "src/train/run_files.hpp"
 #include "src/train/sections.hpp"
 #include "src/train/signals.hpp"
+#include "src/train/train_device.hpp"
 #include "src/train/train_state.hpp"
 
 namespace crackseg::train {
@@ -64,6 +65,9 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
 
   // ---- model, data, loss, optimizer ----
   auto backend = make_backend(backend_name(tr));
+  // Loss, optimizer and gradient sync for the device the backend runs on (before the layers
+  // exist: a device kit may set the device's numerics from train.determinism).
+  TrainDevice device(*backend, cfg);
   std::unique_ptr<Model> model = build_model(cfg.at("model"));
   const bool patches = model->output == Model::Output::patch;
   io::DatasetFile dataset(cfg.at("data").at("path").get<std::string>());
@@ -79,8 +83,8 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   BatchLayout layout{rank, R, seed, static_cast<int>(B), static_cast<int>(m)};
   auto batches = patches ? make_patch_batches(cfg, layout) : make_segmentation_batches(cfg, layout);
   const double crack_fraction = dataset.crack_fraction(cfg.at("data").at("train_split").get<std::string>());
-  auto loss = make_loss(cfg.at("loss"), LossContext{std::isfinite(crack_fraction) ? crack_fraction : -1.0});
-  auto optimizer = make_optimizer(optim_section(cfg.at("optim")), params);
+  auto loss = device.make_loss(cfg.at("loss"), LossContext{std::isfinite(crack_fraction) ? crack_fraction : -1.0});
+  auto optimizer = device.make_optimizer(parse_optim_config(optim_section(cfg.at("optim"))), params);
   auto schedule = make_schedule(schedule_section(cfg.at("schedule")), cfg.at("optim").at("lr").get<double>(),
                                 ScheduleContext{epochs, static_cast<int64_t>(batches->steps_per_epoch())});
   EarlyStopping early(early_stop_section(cfg.at("early_stop")));
@@ -88,26 +92,26 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   dist::GradientSyncOptions so;
   so.mode = dist::parse_determinism(tr.at("determinism").get<std::string>());
   so.bucket_bytes = static_cast<std::size_t>(cfg.at("dist").at("bucket_mb").get<double>() * (1 << 20));
-  dist::GradientSync sync(comm, params, so);
+  auto sync = device.make_sync(comm, params, so, a);
   // fast mode: the last micro-batch's backward hands each gradient to the sync as it completes.
   bool last_micro = false;
   if (so.mode == dist::Determinism::fast)
     model->graph.set_grad_ready_hook([&](std::size_t i) {
-      if (last_micro) sync.mark_ready(i);
+      if (last_micro) sync->mark_ready(i);
     });
 
   // ---- resume or start ----
   TrainState state;
   const auto ckpt_path = out / "checkpoint.h5";
   if (opt.resume && std::filesystem::exists(ckpt_path)) {
-    state = load_train_state(ckpt_path, rc, *model, *optimizer, *schedule, early);
+    state = device.load(ckpt_path, rc, *model, *optimizer, *schedule, early);
     if (lead)
       std::printf("resuming from %s: epoch %lld, step %lld (global step %lld)\n", ckpt_path.c_str(),
                   static_cast<long long>(state.epoch), static_cast<long long>(state.step_in_epoch),
                   static_cast<long long>(state.global_step));
   } else {
     // Same seed gives the same init on every rank; broadcasting makes that a guarantee.
-    for (Param* p : params) comm.broadcast(p->value.span<float>(), 0);
+    sync->broadcast_values(params, 0);
     model->graph.mark_params_changed();
   }
   MetricsCsv csv(out / "metrics.csv");
@@ -140,7 +144,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
     TrainState at = state;
     at.epoch = next_epoch;
     at.step_in_epoch = next_step;
-    if (lead) save_train_state(path, at, rc, *model, *optimizer, *schedule, early);
+    if (lead) device.save(path, at, rc, *model, *optimizer, *schedule, early);
     comm.barrier();
   };
 
@@ -164,17 +168,17 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
         StepContext ctx{true, seed, static_cast<uint64_t>(state.epoch), batch.sample_ids};
         const Tensor& y = model->graph.forward(ctx, batch.images);
         if (!dlogits.defined() || dlogits.dims() != y.dims() || dlogits.format() != y.format())
-          dlogits = Tensor::empty(y.dims(), DType::f32, y.format());
+          dlogits = Tensor::empty(y.dims(), DType::f32, y.format(), y.device());
         // Each micro-batch gradient is scaled by 1/M so the sum over the step's M micro-batches
         // (all ranks) is their mean.
         const LossOutput lo = loss->forward_backward(y, batch.targets, dlogits, 1.0 / static_cast<double>(M));
         step_loss += lo.loss;
         last_micro = k == a - 1;
         model->graph.backward(ctx, dlogits);
-        if (so.mode == dist::Determinism::bitwise) sync.stash_micro_batch(k * R + rank);
+        if (so.mode == dist::Determinism::bitwise) sync->stash_micro_batch(k * R + rank);
       }
       const auto t_sync = Clock::now();
-      sync.finish();
+      sync->finish();
       sync_s += since(t_sync);
       const double loss_sum = comm.allreduce_value(step_loss, dist::ReduceOp::sum) / static_cast<double>(M);
       // Gradients are identical on every rank after the sync, so every rank decides alike.
@@ -223,7 +227,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
     bool stop = stopped_by_steps;
     if (!val_split.empty() && dataset.has_split(val_split) &&
         ((state.epoch + 1) % val_every == 0 || state.epoch + 1 == epochs || stop)) {
-      EvalResult ev = evaluate_split(cfg, *model, comm, val_split, cfg.at("data").at("max_val").get<int64_t>());
+      EvalResult ev = device.evaluate(cfg, *model, comm, val_split, cfg.at("data").at("max_val").get<int64_t>());
       last_val = ev.summary;
       for (const auto& [k, v] : ev.flat_metrics()) row["val_" + k] = v;
       std::map<std::string, double> vm;
@@ -292,7 +296,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
                     {"val", state.best_metrics}};
   const std::string test_split = cfg.at("data").at("test_split").get<std::string>();
   if (!test_split.empty() && dataset.has_split(test_split)) {
-    EvalResult te = evaluate_split(cfg, *model, comm, test_split, 0);
+    EvalResult te = device.evaluate(cfg, *model, comm, test_split, 0);
     result["final"]["test"] = te.summary;
   }
   // Flat "metrics" for the sweep report: val_* of the last epoch, best_val_*, test_*.
