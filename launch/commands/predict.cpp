@@ -15,7 +15,7 @@
 namespace {
 
 struct Opts {
-  std::string checkpoint, out, mask_dir, backend = "auto";
+  std::string checkpoint, out, mask_dir, backend = "auto", patch_mode;
   std::vector<std::string> images;
   double threshold = -1;
   int tile = 0;
@@ -38,6 +38,7 @@ int run() {
   const double thr = opts.threshold >= 0 ? opts.threshold : cfg.at("eval").at("threshold").get<double>();
   train::InferenceOptions io_opt;
   io_opt.tile = opts.tile > 0 ? opts.tile : static_cast<int>(cfg.at("eval").at("tile").get<int64_t>());
+  io_opt.patch_mode = !opts.patch_mode.empty() ? opts.patch_mode : cfg.at("eval").value("patch_mode", std::string("dense"));
   train::Predictor predictor(*loaded.model, io_opt);
   std::filesystem::create_directories(opts.out);
   MetricLayout layout;
@@ -111,6 +112,8 @@ crackseg::cli::CommandRegistration reg{{
           app.add_option("--mask-dir", opts.mask_dir, "ground-truth masks (same stem, or <stem>_mask) for metrics");
           app.add_option("--threshold", opts.threshold, "probability threshold (default: the run's eval.threshold)");
           app.add_option("--tile", opts.tile, "tile side for Spiral-Net/hourglass (default: eval.tile)");
+          app.add_option("--patch-mode", opts.patch_mode, "patch CNN: dense | patch (default: eval.patch_mode)")
+              ->check(CLI::IsMember({"dense", "patch"}));
           app.add_option("--backend", opts.backend, "reference | onednn | cuda | auto")->capture_default_str();
         },
     .run = run,

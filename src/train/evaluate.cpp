@@ -60,6 +60,7 @@ EvalResult evaluate_split(const nlohmann::json& cfg, Model& model, dist::Communi
 
   InferenceOptions io_opt;
   io_opt.tile = static_cast<int>(cfg.at("eval").at("tile").get<int64_t>());
+  io_opt.patch_mode = cfg.at("eval").value("patch_mode", std::string("dense"));
   const int64_t eb = cfg.at("eval").at("batch").get<int64_t>();
   io_opt.batch = static_cast<int>(eb > 0 ? eb : cfg.at("train").at("micro_batch").get<int64_t>());
   Predictor predictor(model, io_opt);

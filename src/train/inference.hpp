@@ -4,12 +4,17 @@
 //   Spiral-Net / hourglass: overlapping tiles of `tile` (a 128k-1 size, 255 by default) with
 //                     stride tile/2; overlapping probabilities are averaged (each pixel
 //                     is covered by 1-4 tiles; images smaller than a tile are reflect-padded).
-//   patch CNN:        dense structured prediction as Fan et al.: each pixel's (2s+1)^2 outputs
+//   patch CNN:        structured prediction as Fan et al.: each pixel's (2s+1)^2 outputs
 //                     vote for the window around it; the vote sums are normalised by the
-//                     number of votes each pixel received.
+//                     number of votes each pixel received. patch_mode "dense" runs the
+//                     network fully convolutionally over the image (src/train/patch_dense.hpp,
+//                     image context at patch borders); "patch" cuts one zero-padded patch per
+//                     pixel (the training-time computation, ~45x slower).
 // All run in eval mode (running batchnorm statistics, no dropout).
 #pragma once
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "src/graph/layer.hpp"
@@ -20,11 +25,17 @@ namespace crackseg::train {
 struct InferenceOptions {
   int tile = 255;     // Spiral-Net / hourglass tile side (must satisfy the model's rule)
   int batch = 4;      // tiles / patches per forward
+  std::string patch_mode = "dense";  // patch CNN: "dense" | "patch"
 };
+
+class DensePatchPredictor;
 
 class Predictor {
  public:
   Predictor(Model& model, InferenceOptions opt);
+  ~Predictor();
+  Predictor(const Predictor&) = delete;
+  Predictor& operator=(const Predictor&) = delete;
   // image: (H, W, 3) float x/255 (as the reader produces); returns (H, W) probabilities.
   [[nodiscard]] std::vector<float> predict(const float* image, int H, int W);
 
@@ -39,6 +50,7 @@ class Predictor {
   Model& model_;
   InferenceOptions opt_;
   std::vector<uint64_t> ids_;
+  std::unique_ptr<DensePatchPredictor> dense_;  // built on first use (copies the weights then)
 };
 
 // Reflect-pads an (H, W, 3) float image to (H2, W2, 3) (BORDER_REFLECT_101 style, repeated

@@ -1,0 +1,79 @@
+// Dense inference of Fan et al.'s patch CNN without cutting one patch per pixel.
+//
+// Per-patch evaluation runs the whole network on a (2h+1)^2 patch around every pixel:
+// ~4.4 M multiply-adds per pixel for h=13 (0.68 T per 480x320 image). Neighbouring patches
+// share almost all of their convolutions, so here the network runs once over the
+// (symmetric-padded) image, fully convolutionally:
+//
+//   conv, conv (valid)          over the padded image band            batch 1
+//   maxpool 2 in 4 phases       (row, col offset 0/1) -> batch          batch 4
+//   conv, conv (valid)                                                  batch 4
+//   maxpool 2 in 4 phases each  -> batch                                batch 16
+//   FC1 as a P2 x P2 valid conv (its weights reshaped), FC2, FC3 as 1x1 convs
+//
+// ("shift and stitch": the 16 phase maps hold every pixel's logits, pixel (i, j) in phase
+// (i mod 2, j mod 2, (i/2) mod 2, (j/2) mod 2) at (i/4, j/4)). ~96 k multiply-adds per
+// pixel for h=13, 46x fewer. Bands of rows bound the memory on large images.
+//
+// What this computes exactly: the network on each pixel's patch *with the image as the
+// context of every convolution*, where per-patch evaluation pads each layer's input with
+// zeros at the patch border (DESIGN.md's 'same' convolutions). The two agree wherever a
+// value does not reach the patch border and differ in the ring that does, so dense
+// prediction is not bit-for-bit the per-patch one; it equals, to rounding, per-patch
+// evaluation of the same weights as a 'valid' network on the context patch of side
+// 4*P2+12 (36 for h=13) around each pixel, which tests/unit/test_patch_dense.cpp checks.
+// `eval.patch_mode = "patch"` keeps the exact per-patch evaluation (the training-time
+// semantics); README "Patch CNN dense inference" gives the measured speed and F1 of both.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "src/graph/graph.hpp"
+#include "src/models/model.hpp"
+
+namespace crackseg::train {
+
+// Fan et al.'s structured-prediction vote: each pixel's (2s+1)^2 outputs vote for the window
+// around it; every image pixel's probability is the mean of the votes it received.
+class PatchVotes {
+ public:
+  PatchVotes(int H, int W, int s);
+  // logits: the (2s+1)^2 outputs of the patch centred on (y, x), row-major window order,
+  // `stride` floats apart.
+  void add(int y, int x, const float* logits, int64_t stride = 1);
+  [[nodiscard]] std::vector<float> probabilities() const;
+
+ private:
+  int H_, W_, s_;
+  std::vector<double> sum_;
+  std::vector<uint16_t> count_;
+};
+
+// Geometry of the patch CNN (from its [model] config): h, s, P2 = floor(floor((2h+1)/2)/2)
+// (the side of the last pooled map), context = 4*P2 + 12 (the valid network's input side)
+// and lead = h + 6 (rows/cols of context before the patch centre).
+struct PatchGeometry {
+  int h = 13, s = 2, p2 = 6, context = 36, lead = 19;
+  [[nodiscard]] static PatchGeometry of(const Model& model);
+  [[nodiscard]] int window() const { return (2 * s + 1) * (2 * s + 1); }
+};
+
+class DensePatchPredictor {
+ public:
+  // Builds the three fully-convolutional stages on the model's backend (CPU backends) and
+  // copies the model's current weights. `band_pixels`: output pixels per band (memory bound).
+  explicit DensePatchPredictor(Model& model, int64_t band_pixels = 512 * 1024);
+  ~DensePatchPredictor();
+  DensePatchPredictor(const DensePatchPredictor&) = delete;
+  DensePatchPredictor& operator=(const DensePatchPredictor&) = delete;
+
+  // image: (H, W, 3) float x/255; returns (H, W) normalised vote probabilities.
+  [[nodiscard]] std::vector<float> predict(const float* image, int H, int W);
+
+ private:
+  PatchGeometry geo_;
+  int64_t band_pixels_;
+  Graph convs1_, convs2_, head_;
+};
+
+}  // namespace crackseg::train
