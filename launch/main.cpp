@@ -8,6 +8,7 @@
 #include "launch/command.hpp"
 #ifdef CRACKSEG_HAVE_CUDA
 #include "kernels/cuda/backend.hpp"
+#include "kernels/cuda/train_kit.hpp"
 #endif
 #include "src/core/error.hpp"
 #include "src/core/runtime.hpp"
@@ -22,7 +23,8 @@ std::vector<Command>& registry() {
 int main(int argc, char** argv) {
   using namespace crackseg;
 #ifdef CRACKSEG_HAVE_CUDA
-  cuda::register_cuda_backend();  // make_backend("cuda") (crackseg_cuda links after crackseg_nn)
+  cuda::register_cuda_backend();   // make_backend("cuda") (crackseg_cuda links after crackseg_nn)
+  cuda::register_cuda_training();  // train.device = "cuda": device loss, optimizer, NCCL sync
 #endif
   CLI::App app{"crackseg: data-parallel crack segmentation training on HPC clusters"};
   app.require_subcommand(1);

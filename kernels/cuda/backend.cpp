@@ -45,14 +45,12 @@ class CudaBackend final : public Backend {
   // Host tensor (any format) -> device tensor `dst` (its own format).
   void upload(const Tensor& host, Tensor& dst) override { copy(host, dst); }
 
-  // The three tensor operations the Graph performs on activations and gradients, for any
-  // device pair and format (proposed as Backend virtuals with these signatures; see
-  // docs/GPU.md "Known gaps"): copy with format conversion, dst += src, zero.
-  void copy(const Tensor& src, Tensor& dst) {
-    const bool same_layout = src.format() == dst.format() || src.rank() != 4 || src.c() == 1 || src.h() * src.w() == 1;
+  // The Backend hooks the Graph performs its own tensor work through: copy for any device
+  // pair and format (host batches are uploaded here), dst += src on the device, zero.
+  void copy(const Tensor& src, Tensor& dst) override {
     if (src.device() == Device::cpu && dst.device() == Device::cpu) {
-      dst.copy_from(src);
-    } else if (same_layout) {
+      Backend::copy(src, dst);
+    } else if (same_layout(src, dst)) {
       cuda::copy(src, dst);
     } else if (src.device() == Device::cuda && dst.device() == Device::cuda) {
       convert_format(src, dst);
@@ -63,8 +61,8 @@ class CudaBackend final : public Backend {
       dst.copy_from(to_host(src));
     }
   }
-  void accumulate(Tensor& dst, const Tensor& src) { cuda::accumulate(dst, src); }
-  void zero(Tensor& t) { cuda::zero(t); }
+  void accumulate(Tensor& dst, const Tensor& src) override { cuda::accumulate(dst, src); }
+  void zero(Tensor& t) override { cuda::zero(t); }
 };
 }  // namespace
 

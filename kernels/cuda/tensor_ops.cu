@@ -63,9 +63,14 @@ void fill_f32(float* dst, float value, int64_t count) {
   CRACKSEG_CUDA_CHECK_LAUNCH("fill_f32");
 }
 
+bool same_layout(const Tensor& a, const Tensor& b) {
+  if (a.rank() != 4 || a.c() == 1 || a.h() * a.w() == 1) return true;
+  return (a.format() == Format::nhwc) == (b.format() == Format::nhwc);
+}
+
 void copy(const Tensor& src, Tensor& dst) {
   expect_same(src, dst, "cuda::copy");
-  if (src.format() != dst.format() && src.rank() == 4)
+  if (!same_layout(src, dst))
     throw Error(std::string("cuda::copy: formats differ (") + to_string(src.format()) + " -> " +
                 to_string(dst.format()) + "); use convert_format");
   const auto kind = src.device() == Device::cuda
@@ -107,8 +112,7 @@ void accumulate(Tensor& dst, const Tensor& src) {
   expect_device(dst, "cuda::accumulate");
   expect_device(src, "cuda::accumulate");
   expect_same(src, dst, "cuda::accumulate");
-  if (src.rank() == 4 && src.format() != dst.format() && src.c() > 1 && src.h() * src.w() > 1)
-    throw Error("cuda::accumulate: formats differ for " + to_string(src.dims()));
+  if (!same_layout(src, dst)) throw Error("cuda::accumulate: formats differ for " + to_string(src.dims()));
   add_into(dst.data<float>(), src.data<float>(), src.numel());
 }
 
@@ -116,13 +120,12 @@ void convert_format(const Tensor& src, Tensor& dst) {
   expect_device(src, "cuda::convert_format");
   expect_device(dst, "cuda::convert_format");
   expect_same(src, dst, "cuda::convert_format");
-  if (src.rank() != 4 || src.format() == dst.format() || src.format() == Format::plain ||
-      dst.format() == Format::plain) {
+  if (same_layout(src, dst)) {
     copy(src, dst);
     return;
   }
   const int64_t n = src.n(), c = src.c(), s = src.h() * src.w();
-  if (src.format() == Format::nchw)
+  if (dst.format() == Format::nhwc)  // src nchw or plain (the same order)
     nchw_to_nhwc(src.data<float>(), dst.data<float>(), n, c, s, 0.0f);
   else
     nhwc_to_nchw(src.data<float>(), dst.data<float>(), n, c, s, 0.0f);

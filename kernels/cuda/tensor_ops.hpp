@@ -8,11 +8,14 @@
 
 namespace crackseg::cuda {
 
+// Whether two tensors of the same dims have the same element order: always for rank != 4,
+// C == 1 or H*W == 1; otherwise when both or neither are nhwc (plain and nchw coincide).
+[[nodiscard]] bool same_layout(const Tensor& a, const Tensor& b);
 // New device tensor with the same dims, dtype and format; data copied (blocks until done).
 [[nodiscard]] Tensor to_device(const Tensor& host);
 // New CPU tensor with the same dims, dtype and format (blocks until the copy is done).
 [[nodiscard]] Tensor to_host(const Tensor& device);
-// dst <- src for any device pair; same dims, dtype and format.
+// dst <- src for any device pair; same dims, dtype and layout (same_layout).
 void copy(const Tensor& src, Tensor& dst);
 void zero(Tensor& t);              // any dtype, device or host
 void fill(Tensor& t, float value);  // f32 device tensor
