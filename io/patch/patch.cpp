@@ -71,13 +71,13 @@ PatchSampler::Loader PatchSampler::file_loader(const DatasetFile& file) {
 }
 
 PatchSampler::PatchSampler(PatchConfig cfg, Loader loader, int H, int W, size_t cache_images)
-    : cfg_(cfg), loader_(std::move(loader)), H_(H), W_(W), pad_(std::max(cfg.h, cfg.s)),
+    : cfg_(cfg), loader_(std::move(loader)), H_(H), W_(W), pad_(std::max({cfg.before(), cfg.after(), cfg.s})),
       capacity_(std::max<size_t>(1, cache_images)) {
   check_config(cfg_);
   // BORDER_REFLECT needs the pad to fit inside the image (it reflects once).
   if (H_ < pad_ || W_ < pad_)
     throw InputError("patch sampler: images of " + std::to_string(H_) + "x" + std::to_string(W_) +
-                     " are smaller than the patch half-size h=" + std::to_string(pad_));
+                     " are smaller than the patch padding " + std::to_string(pad_));
   raw_image_.resize(static_cast<size_t>(H_) * W_ * 3);
   raw_mask_.resize(static_cast<size_t>(H_) * W_);
 }
@@ -121,8 +121,8 @@ void PatchSampler::fill_batch(std::span<const PatchSample> batch, std::span<floa
     // Centre (y, x) sits at (y + pad, x + pad) in the padded arrays.
     const size_t cy = ps.y + static_cast<size_t>(pad_), cx = ps.x + static_cast<size_t>(pad_);
     float* img = images.data() + n * patch_floats;
-    for (int dy = -cfg_.h; dy <= cfg_.h; ++dy) {
-      const uint8_t* row = p.image.data() + ((cy + dy) * pw + cx - cfg_.h) * 3;
+    for (int dy = -cfg_.before(); dy <= cfg_.after(); ++dy) {
+      const uint8_t* row = p.image.data() + ((cy + dy) * pw + cx - cfg_.before()) * 3;
       for (int i = 0; i < side * 3; ++i) *img++ = static_cast<float>(row[i]) / 255.0f;
     }
     float* lab = labels.data() + n * nl;

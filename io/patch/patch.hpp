@@ -32,7 +32,13 @@ struct PatchConfig {
   int h = 13;          // patch side 2h+1 (13 -> 27x27)
   int s = 2;           // label window side 2s+1 (2 -> 5x5 = 25 outputs)
   double ratio = 3.0;  // background pixels per crack pixel (1:3)
-  [[nodiscard]] int patch_side() const { return 2 * h + 1; }
+  // The patch CNN with model.padding = "context" reads the image around its (2h+1)^2 patch
+  // instead of zero padding: input rows/cols centre - (h + 6) .. centre + (4*(h/2) + 5 - h)
+  // (36x36 for h=13, centre at 19). See src/models/patch_cnn.cpp.
+  bool context = false;
+  [[nodiscard]] int before() const { return context ? h + 6 : h; }
+  [[nodiscard]] int after() const { return context ? 4 * (h / 2) + 5 - h : h; }
+  [[nodiscard]] int patch_side() const { return before() + after() + 1; }
   [[nodiscard]] int label_count() const { return (2 * s + 1) * (2 * s + 1); }
 };
 
@@ -63,7 +69,7 @@ class PatchSampler {
   // drawn from few images reads each once.
   PatchSampler(PatchConfig cfg, Loader loader, int H, int W, size_t cache_images = 32);
 
-  // images (N, 2h+1, 2h+1, 3) float, values x / 255 (as io/augment); labels (N, (2s+1)^2)
+  // images (N, side, side, 3) float (side = patch_side(): 2h+1, or the context side), values x / 255 (as io/augment); labels (N, (2s+1)^2)
   // float 0/1, row-major window (dy, dx) from (-s, -s). N = batch.size().
   void fill_batch(std::span<const PatchSample> batch, std::span<float> images, std::span<float> labels);
 

@@ -14,6 +14,7 @@ namespace {
 struct Opts {
   std::string checkpoint, data, split = "test", out, backend = "auto";
   double threshold = -1;
+  std::string patch_mode;
   int64_t max_images = 0;
 } opts;
 
@@ -23,6 +24,7 @@ int run() {
   nlohmann::json cfg = loaded.cfg.values;
   if (!opts.data.empty()) cfg["data"]["path"] = opts.data;
   if (opts.threshold >= 0) cfg["eval"]["threshold"] = opts.threshold;
+  if (!opts.patch_mode.empty()) cfg["eval"]["patch_mode"] = opts.patch_mode;
   dist::MpiCommunicator comm(MPI_COMM_WORLD, cfg.at("dist").at("timeout_s").get<double>());
   const auto r = train::evaluate_split(cfg, *loaded.model, comm, opts.split, opts.max_images);
   nlohmann::json out = r.summary;
@@ -54,6 +56,8 @@ crackseg::cli::CommandRegistration reg{{
           app.add_option("--split", opts.split, "train | val | test")->capture_default_str();
           app.add_option("--out", opts.out, "also write the metrics as JSON here");
           app.add_option("--threshold", opts.threshold, "probability threshold (default: the run's eval.threshold)");
+          app.add_option("--patch-mode", opts.patch_mode, "patch CNN: auto | dense | patch (default: the run's eval.patch_mode)")
+              ->check(CLI::IsMember({"auto", "dense", "patch"}));
           app.add_option("--max-images", opts.max_images, "evaluate at most this many images (0 = all)");
           app.add_option("--backend", opts.backend, "reference | onednn | cuda | auto")->capture_default_str();
         },

@@ -3,9 +3,9 @@
 #include <cstdio>
 #include <fstream>
 
-#include <opencv2/imgproc.hpp>
 
 #include "io/image/image.hpp"
+#include "io/image/prediction.hpp"
 #include "src/core/error.hpp"
 #include "launch/command.hpp"
 #include "src/metrics/metrics.hpp"
@@ -36,9 +36,9 @@ int run() {
   auto loaded = train::load_model_from_checkpoint(opts.checkpoint, opts.backend);
   const auto& cfg = loaded.cfg.values;
   const double thr = opts.threshold >= 0 ? opts.threshold : cfg.at("eval").at("threshold").get<double>();
-  train::InferenceOptions io_opt;
-  io_opt.tile = opts.tile > 0 ? opts.tile : static_cast<int>(cfg.at("eval").at("tile").get<int64_t>());
-  io_opt.patch_mode = !opts.patch_mode.empty() ? opts.patch_mode : cfg.at("eval").value("patch_mode", std::string("dense"));
+  train::InferenceOptions io_opt = train::inference_options(cfg);
+  if (opts.tile > 0) io_opt.tile = opts.tile;
+  if (!opts.patch_mode.empty()) io_opt.patch_mode = opts.patch_mode;
   train::Predictor predictor(*loaded.model, io_opt);
   std::filesystem::create_directories(opts.out);
   MetricLayout layout;
@@ -55,24 +55,11 @@ int run() {
     std::vector<float> x(static_cast<std::size_t>(H) * W * 3);
     for (std::size_t i = 0; i < x.size(); ++i) x[i] = rgb.data[i] / 255.0f;
     const std::vector<float> prob = predictor.predict(x.data(), H, W);
-    std::vector<uint8_t> p8(prob.size()), mask(prob.size()), overlay(rgb.total() * 3);
-    for (std::size_t i = 0; i < prob.size(); ++i) {
-      p8[i] = static_cast<uint8_t>(std::lround(std::clamp(prob[i], 0.0f, 1.0f) * 255.0f));
-      mask[i] = prob[i] >= thr ? 1 : 0;
-      for (int c = 0; c < 3; ++c) {
-        // Crack pixels painted red at 60% over the photo.
-        const float v = rgb.data[i * 3 + c];
-        const float red = c == 0 ? 255.0f : 0.0f;
-        overlay[i * 3 + c] = static_cast<uint8_t>(mask[i] ? 0.4f * v + 0.6f * red : v);
-      }
-    }
+    const io::PredictionImages pi = io::render_prediction(
+        std::span<const uint8_t>(rgb.data, rgb.total() * 3), prob, H, W, thr);
     const auto base = std::filesystem::path(opts.out) / path.stem();
-    cv::Mat pm(H, W, CV_8U, p8.data());
-    std::vector<uint8_t> prob_rgb(p8.size() * 3);
-    for (std::size_t i = 0; i < p8.size(); ++i) prob_rgb[i * 3] = prob_rgb[i * 3 + 1] = prob_rgb[i * 3 + 2] = p8[i];
-    io::save_image_rgb(base.string() + "_prob.png", prob_rgb.data(), H, W);
-    io::save_mask01(base.string() + "_mask.png", mask.data(), H, W);
-    io::save_image_rgb(base.string() + "_overlay.png", overlay.data(), H, W);
+    io::save_prediction(base, pi, H, W);
+    const auto& mask = pi.mask;
     std::string line = path.filename().string() + ": " + std::to_string(W) + "x" + std::to_string(H) + ", crack " +
                        std::to_string(100.0 * std::count(mask.begin(), mask.end(), 1) / mask.size()) + "%";
     if (const auto mpath = find_mask(path); !mpath.empty()) {
@@ -112,8 +99,8 @@ crackseg::cli::CommandRegistration reg{{
           app.add_option("--mask-dir", opts.mask_dir, "ground-truth masks (same stem, or <stem>_mask) for metrics");
           app.add_option("--threshold", opts.threshold, "probability threshold (default: the run's eval.threshold)");
           app.add_option("--tile", opts.tile, "tile side for Spiral-Net/hourglass (default: eval.tile)");
-          app.add_option("--patch-mode", opts.patch_mode, "patch CNN: dense | patch (default: eval.patch_mode)")
-              ->check(CLI::IsMember({"dense", "patch"}));
+          app.add_option("--patch-mode", opts.patch_mode, "patch CNN: auto | dense | patch (default: eval.patch_mode)")
+              ->check(CLI::IsMember({"auto", "dense", "patch"}));
           app.add_option("--backend", opts.backend, "reference | onednn | cuda | auto")->capture_default_str();
         },
     .run = run,

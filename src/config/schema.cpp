@@ -120,8 +120,8 @@ Schema Schema::standard() {
       integer("batch", 0, 0, "images per evaluation forward; 0 = train.micro_batch"),
       integer("bins", 100, 2, "score histogram bins for AP and ODS/OIS"),
       integer("tile", 255, 0, "tile size for Spiral-Net/hourglass prediction; 0 = whole image"),
-      string("patch_mode", "dense", {"dense", "patch"},
-             "patch CNN prediction: dense = fully convolutional over the image (fast), patch = one zero-padded patch per pixel (as trained)"),
+      string("patch_mode", "auto", {"auto", "dense", "patch"},
+             "patch CNN prediction: dense = shared convolutions over the image (model.padding=context), patch = one patch per pixel, auto = dense when possible"),
   };
   auto& dist = s.add_section("dist", "data-parallel communication");
   dist.keys = {

@@ -7,6 +7,16 @@
 //   -> flatten -> FC 64, dropout -> FC 64, dropout -> FC (2s+1)^2        (ReLU after convs, FCs)
 //
 // h=13 s=2: 96,233 parameters; h=15 s=3: 124,417.
+//
+// padding = "same" (default, Fan et al.): 'same' convolutions, so every layer sees zeros
+// beyond the patch border. padding = "context": the same layers and parameter count, but
+// 'valid' convolutions over a larger input of side 4*floor(h/2)+12 (36 for h=13; the patch's
+// centre at h+6) cut from the image, so every value the network computes is the value at
+// that image position: the network is a true function of the image, and running it once
+// over a whole image (src/train/patch_dense.hpp) gives exactly the per-patch outputs. With
+// "same", neighbouring patches disagree on every value whose receptive field reaches the
+// zero border (27 of the 36 positions FC1 reads), so shared-convolution inference is not
+// possible; it is predicted one patch per pixel.
 // Init: the paper names none; its Keras-style setup gives he_normal for the ReLU convs and
 // Keras's default glorot_uniform for the dense layers.
 #include "src/models/families.hpp"
@@ -20,8 +30,9 @@ void build(Model& m) {
   const int64_t h = cfg.integer("h", 2, 1024);
   const int64_t s = cfg.integer("s", 0, h);
   const double dropout = cfg.number("dropout", 0.0, 0.99);
-  const int64_t side = 2 * h + 1;
-  const int64_t pooled = side / 2 / 2;  // two floor-mode 2x2 pools
+  const bool context = cfg.choice("padding", {"same", "context"}) == "context";
+  const int64_t pooled = h / 2;  // (2h+1) -> two floor-mode 2x2 pools; context: 4P+12 -4, /2, -4, /2
+  const int64_t side = context ? 4 * pooled + 12 : 2 * h + 1;
   const int64_t window = (2 * s + 1) * (2 * s + 1);
 
   Graph& g = m.graph;
@@ -32,7 +43,7 @@ void build(Model& m) {
     const std::string p = "conv" + std::to_string(stage + 1);
     for (int j = 1; j <= 2; ++j) {
       const std::string q = p + "_" + std::to_string(j);
-      x = g.add(q, Conv2dSpec{.in_c = in_c, .out_c = widths[stage], .kernel = 3, .stride = 1, .padding = 1,
+      x = g.add(q, Conv2dSpec{.in_c = in_c, .out_c = widths[stage], .kernel = 3, .stride = 1, .padding = context ? 0 : 1,
                               .init = Init::he_normal},
                 {x});
       x = g.add(q + ".relu", ReluSpec{}, {x});
@@ -63,7 +74,7 @@ const Family& patch_cnn_family() {
   static const Family f{
       .name = "patch_cnn",
       .description = "Fan et al. 2018 patch CNN: (2h+1)^2 patch -> (2s+1)^2 window of crack logits",
-      .defaults = {{"h", 13}, {"s", 2}, {"dropout", 0.5}},
+      .defaults = {{"h", 13}, {"s", 2}, {"dropout", 0.5}, {"padding", "same"}},
       .build = build,
   };
   return f;

@@ -73,6 +73,7 @@ class PatchBatches final : public TrainBatches {
     images_ = limit(file_->split(data.at("train_split").get<std::string>()), data.at("max_train").get<int64_t>());
     pc_.h = static_cast<int>(model.value("h", int64_t{13}));
     pc_.s = static_cast<int>(model.value("s", int64_t{2}));
+    pc_.context = model.value("padding", std::string("same")) == "context";
     pc_.ratio = static_cast<double>(data.at("patch_ratio").get<int64_t>());
     // Patches of a micro-batch come from a few images at a time (the list is permuted, so
     // any image can appear): keep at most 64 padded images (~45 MB at 400x400), not all.

@@ -58,12 +58,7 @@ EvalResult evaluate_split(const nlohmann::json& cfg, Model& model, dist::Communi
   const int64_t n = layout.num_images, R = comm.size(), r = comm.rank();
   const int64_t first = r * n / R, last = (r + 1) * n / R;
 
-  InferenceOptions io_opt;
-  io_opt.tile = static_cast<int>(cfg.at("eval").at("tile").get<int64_t>());
-  io_opt.patch_mode = cfg.at("eval").value("patch_mode", std::string("dense"));
-  const int64_t eb = cfg.at("eval").at("batch").get<int64_t>();
-  io_opt.batch = static_cast<int>(eb > 0 ? eb : cfg.at("train").at("micro_batch").get<int64_t>());
-  Predictor predictor(model, io_opt);
+  Predictor predictor(model, inference_options(cfg));
 
   const int H = file.height(), W = file.width();
   std::vector<uint8_t> img(file.image_bytes()), mask(file.mask_bytes());

@@ -48,10 +48,22 @@ std::vector<float> reflect_pad(const float* image, int H, int W, int H2, int W2)
   return pad_image(image, H, W, 0, 0, H2, W2, reflect);
 }
 
+InferenceOptions inference_options(const nlohmann::json& cfg) {
+  const auto& ev = cfg.at("eval");
+  InferenceOptions o;
+  o.tile = static_cast<int>(ev.at("tile").get<int64_t>());
+  o.patch_mode = ev.value("patch_mode", std::string("auto"));
+  const int64_t eb = ev.at("batch").get<int64_t>();
+  o.batch = static_cast<int>(eb > 0 ? eb : cfg.at("train").at("micro_batch").get<int64_t>());
+  return o;
+}
+
 Predictor::Predictor(Model& model, InferenceOptions opt) : model_(model), opt_(std::move(opt)) {
   if (opt_.batch < 1) opt_.batch = 1;
-  if (opt_.patch_mode != "dense" && opt_.patch_mode != "patch")
-    throw InputError("eval.patch_mode='" + opt_.patch_mode + "' is not one of: dense, patch");
+  if (opt_.patch_mode != "auto" && opt_.patch_mode != "dense" && opt_.patch_mode != "patch")
+    throw InputError("eval.patch_mode='" + opt_.patch_mode + "' is not one of: auto, dense, patch");
+  if (opt_.patch_mode == "auto" && model_.output == Model::Output::patch)
+    opt_.patch_mode = PatchGeometry::of(model_).context ? "dense" : "patch";
 }
 
 Predictor::~Predictor() = default;
@@ -170,13 +182,14 @@ std::vector<float> Predictor::predict_tiled(const float* image, int H, int W) {
 }
 
 std::vector<float> Predictor::predict_patches(const float* image, int H, int W) {
-  // One zero-padded (2h+1)^2 patch per pixel through the whole network: exactly what the
-  // network saw in training, ~4.4 M multiply-adds per pixel (h=13).
+  // One patch per pixel through the whole network, exactly as in training (~4.4 M
+  // multiply-adds per pixel for h=13, 5.2 M with context); the patch is cut from the symmetric-padded image as
+  // io::PatchSampler cuts it.
   const PatchGeometry geo = PatchGeometry::of(model_);
-  const int h = geo.h, side = 2 * h + 1, K = geo.window();
-  // Symmetric padding on every side so border pixels get whole patches (as io::PatchSampler).
-  const std::vector<float> centred = pad_image(image, H, W, h, h, H + 2 * h, W + 2 * h, symmetric);
-  const int PW = W + 2 * h;
+  const int side = geo.side, K = geo.window();
+  const std::vector<float> centred =
+      pad_image(image, H, W, geo.before, geo.before, H + side - 1, W + side - 1, symmetric);
+  const int PW = W + side - 1;
   PatchVotes votes(H, W, geo.s);
   const int B = std::max(opt_.batch, 256);
   const int64_t total = static_cast<int64_t>(H) * W;

@@ -6,12 +6,13 @@
 //                     is covered by 1-4 tiles; images smaller than a tile are reflect-padded).
 //   patch CNN:        structured prediction as Fan et al.: each pixel's (2s+1)^2 outputs
 //                     vote for the window around it; the vote sums are normalised by the
-//                     number of votes each pixel received. patch_mode "dense" runs the
-//                     network fully convolutionally over the image (src/train/patch_dense.hpp,
-//                     image context at patch borders); "patch" cuts one zero-padded patch per
-//                     pixel (the training-time computation, ~45x slower).
+//                     number of votes each pixel received. A context-padded model runs
+//                     fully convolutionally over the image (src/train/patch_dense.hpp);
+//                     Fan et al.'s zero-padded one is evaluated one patch per pixel.
 // All run in eval mode (running batchnorm statistics, no dropout).
 #pragma once
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -25,8 +26,14 @@ namespace crackseg::train {
 struct InferenceOptions {
   int tile = 255;     // Spiral-Net / hourglass tile side (must satisfy the model's rule)
   int batch = 4;      // tiles / patches per forward
-  std::string patch_mode = "dense";  // patch CNN: "dense" | "patch"
+  // patch CNN: "dense" (shared convolutions; needs model.padding = "context"), "patch" (one
+  // patch per pixel) or "auto" (dense when the model allows it).
+  std::string patch_mode = "auto";
 };
+
+// The options a resolved run config asks for ([eval] tile, patch_mode, batch; batch 0 means
+// train.micro_batch).
+[[nodiscard]] InferenceOptions inference_options(const nlohmann::json& cfg);
 
 class DensePatchPredictor;
 

@@ -98,9 +98,10 @@ PatchGeometry PatchGeometry::of(const Model& model) {
   PatchGeometry g;
   g.h = static_cast<int>(model.config.value("h", int64_t{13}));
   g.s = static_cast<int>(model.config.value("s", int64_t{2}));
-  g.p2 = (2 * g.h + 1) / 2 / 2;
-  g.context = 4 * g.p2 + 12;
-  g.lead = g.h + 6;
+  g.p2 = g.h / 2;
+  g.context = model.config.value("padding", std::string("same")) == "context";
+  g.side = g.context ? 4 * g.p2 + 12 : 2 * g.h + 1;
+  g.before = g.context ? g.h + 6 : g.h;
   return g;
 }
 
@@ -109,6 +110,9 @@ DensePatchPredictor::DensePatchPredictor(Model& model, int64_t band_pixels)
   if (model.output != Model::Output::patch) throw Error("DensePatchPredictor: " + model.name + " is not a patch model");
   Backend* be = model.graph.backend();
   if (!be) throw Error("DensePatchPredictor: the model is not instantiated");
+  if (!geo_.context)
+    throw InputError("eval.patch_mode=dense needs a patch CNN trained with model.padding=\"context\"; this one ('" +
+                     model.summary() + "') zero-pads every patch, so it is predicted patch by patch (eval.patch_mode=patch)");
   if (be->device() != Device::cpu)
     throw InputError("eval.patch_mode=dense runs on CPU backends; use eval.patch_mode=patch on " + be->name());
   // Mirrors src/models/patch_cnn.cpp's node names so weights copy by name.
@@ -152,9 +156,9 @@ std::vector<float> DensePatchPredictor::predict(const float* image, int H, int W
   for (int y0 = 0; y0 < H; y0 += R) {
     float* d = x.data<float>();
     for (int a = 0; a < in_h; ++a) {
-      const int sy = symmetric(y0 - geo_.lead + a, H);
+      const int sy = symmetric(y0 - geo_.before + a, H);
       for (int b = 0; b < in_w; ++b) {
-        const int sx = symmetric(b - geo_.lead, W);
+        const int sx = symmetric(b - geo_.before, W);
         std::memcpy(d + (static_cast<std::size_t>(a) * in_w + b) * 3, image + (static_cast<std::size_t>(sy) * W + sx) * 3,
                     3 * sizeof(float));
       }

@@ -15,15 +15,13 @@
 // (i mod 2, j mod 2, (i/2) mod 2, (j/2) mod 2) at (i/4, j/4)). ~96 k multiply-adds per
 // pixel for h=13, 46x fewer. Bands of rows bound the memory on large images.
 //
-// What this computes exactly: the network on each pixel's patch *with the image as the
-// context of every convolution*, where per-patch evaluation pads each layer's input with
-// zeros at the patch border (DESIGN.md's 'same' convolutions). The two agree wherever a
-// value does not reach the patch border and differ in the ring that does, so dense
-// prediction is not bit-for-bit the per-patch one; it equals, to rounding, per-patch
-// evaluation of the same weights as a 'valid' network on the context patch of side
-// 4*P2+12 (36 for h=13) around each pixel, which tests/unit/test_patch_dense.cpp checks.
-// `eval.patch_mode = "patch"` keeps the exact per-patch evaluation (the training-time
-// semantics); README "Patch CNN dense inference" gives the measured speed and F1 of both.
+// This needs the patch CNN with model.padding = "context" (src/models/patch_cnn.cpp): its
+// convolutions are 'valid' over a context patch of side 4*P2+12 (36 for h=13) around each
+// pixel, so every value is a function of its image position and sharing is exact (to float
+// rounding: the summation order differs). tests/unit/test_patch_dense.cpp checks dense
+// against per-patch evaluation of the same model. With Fan et al.'s 'same' padding every
+// patch sees zeros at its own border (27 of the 36 positions FC1 reads depend on them), so
+// such a model is predicted one patch per pixel (Predictor's "patch" mode).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -49,11 +47,14 @@ class PatchVotes {
   std::vector<uint16_t> count_;
 };
 
-// Geometry of the patch CNN (from its [model] config): h, s, P2 = floor(floor((2h+1)/2)/2)
-// (the side of the last pooled map), context = 4*P2 + 12 (the valid network's input side)
-// and lead = h + 6 (rows/cols of context before the patch centre).
+// Geometry of the patch CNN (from its [model] config): h, s, P2 = floor(h/2) (the side of
+// the last pooled map), whether it reads context (padding = "context"), its input side
+// (2h+1, or 4*P2 + 12 with context) and `before`, the input rows/cols before the centre
+// (h, or h + 6 with context).
 struct PatchGeometry {
-  int h = 13, s = 2, p2 = 6, context = 36, lead = 19;
+  int h = 13, s = 2, p2 = 6;
+  bool context = false;
+  int side = 27, before = 13;
   [[nodiscard]] static PatchGeometry of(const Model& model);
   [[nodiscard]] int window() const { return (2 * s + 1) * (2 * s + 1); }
 };
@@ -61,7 +62,7 @@ struct PatchGeometry {
 class DensePatchPredictor {
  public:
   // Builds the three fully-convolutional stages on the model's backend (CPU backends) and
-  // copies the model's current weights. `band_pixels`: output pixels per band (memory bound).
+  // copies the model's current weights. InputError unless the model reads context. `band_pixels`: output pixels per band (memory bound).
   explicit DensePatchPredictor(Model& model, int64_t band_pixels = 512 * 1024);
   ~DensePatchPredictor();
   DensePatchPredictor(const DensePatchPredictor&) = delete;

@@ -21,6 +21,7 @@
 #include "src/optim/optimizer.hpp"
 #include "src/optim/schedule.hpp"
 #include "src/train/batches.hpp"
+#include "src/train/epoch_predictions.hpp"
 #include "src/train/evaluate.hpp"
 #include "src/train/provenance.hpp"
 #include "src/train/run_files.hpp"
@@ -247,6 +248,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
       }
     }
     if (lead) csv.append(row);
+    if (lead) write_epoch_predictions(cfg, *model, state.epoch + 1, out);  // train.predict_images
     if (lead && !opt.quiet) {
       std::printf("epoch %lld done: train_loss %.4f", static_cast<long long>(state.epoch + 1), row["train_loss"]);
       for (const char* k : {"val_loss", "val_f1", "val_iou", "val_map"})

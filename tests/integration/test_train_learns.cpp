@@ -8,6 +8,8 @@
 #include <cmath>
 #include <fstream>
 
+#include "io/dataset/dataset.hpp"
+#include "io/image/image.hpp"
 #include "src/checkpoint/checkpoint.hpp"
 #include "src/dist/mpi_communicator.hpp"
 #include "src/train/trainer.hpp"
@@ -74,6 +76,42 @@ TEST(TrainLearns, UnetOnSyntheticReachesHighValidationF1) {
   EXPECT_NE(text.find("crackseg checkpoint"), std::string::npos) << text;
   EXPECT_NE(text.find(cfg.hash), std::string::npos) << text;
   EXPECT_NE(text.find("\"unet\""), std::string::npos) << text;
+  std::filesystem::remove_all(dir);
+}
+
+TEST(TrainLearns, PredictImagesWritesOnePanelPerImageAndEpoch) {
+  const auto dir = test::shared_tmpdir("panels");
+  const auto data = test::make_synth(dir, 24, 64);
+  const auto out = dir / "run";
+  const auto cfg = test::tiny_config(kUnet, {"data.path=\"" + data.string() + "\"", "train.out=\"" + out.string() + "\"",
+                                             "train.epochs=2", "train.val_every=1", "train.predict_images=2"});
+  dist::MpiCommunicator comm(MPI_COMM_WORLD, 60.0);
+  (void)train::run_training(cfg, comm, {.resume = false, .quiet = true});
+  const io::DatasetFile file(data);
+  const auto val = file.split("val");
+  ASSERT_GE(val.size(), 2u);
+  std::vector<uint8_t> img(file.image_bytes()), mask(file.mask_bytes());
+  cv::Mat prob_panel[2];
+  for (int epoch = 1; epoch <= 2; ++epoch)
+    for (int k = 0; k < 2; ++k) {
+      const auto path = out / "predictions" / ("val_" + std::to_string(k) + "_epoch00" + std::to_string(epoch) + ".png");
+      ASSERT_TRUE(std::filesystem::exists(path)) << path;
+      const cv::Mat panel = io::load_image_rgb(path);
+      ASSERT_EQ(panel.rows, 64);
+      ASSERT_EQ(panel.cols, 4 * 64);
+      file.read_image(val[static_cast<std::size_t>(k)], img.data());
+      file.read_mask(val[static_cast<std::size_t>(k)], mask.data());
+      for (int y = 0; y < 64; ++y)
+        for (int x = 0; x < 64; ++x) {
+          const uint8_t* row = panel.ptr<uint8_t>(y);
+          for (int c = 0; c < 3; ++c) ASSERT_EQ(row[x * 3 + c], img[(y * 64 + x) * 3 + c]) << "photo panel at " << x << "," << y;
+          ASSERT_EQ(row[(64 + x) * 3], mask[y * 64 + x] ? 255 : 0) << "ground-truth panel at " << x << "," << y;
+        }
+      if (k == 0) prob_panel[epoch - 1] = panel.colRange(128, 192).clone();
+    }
+  EXPECT_FALSE(std::filesystem::exists(out / "predictions" / "val_2_epoch001.png"));
+  // The probability panel changes as the network trains.
+  EXPECT_GT(cv::norm(prob_panel[0], prob_panel[1], cv::NORM_L1), 0.0);
   std::filesystem::remove_all(dir);
 }
 

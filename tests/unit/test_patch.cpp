@@ -101,7 +101,11 @@ TEST(PatchSampler, BackgroundChoiceKeyedBySeedEpochImage) {
 TEST(PatchSampler, PatchesAndLabelWindowsMatchReflectPaddedSource) {
   const int H = 20, W = 24;
   const Images s = make_images(3, H, W, 0.2f, 4);
-  const PatchConfig cfg{.h = 13, .s = 2};
+  // Fan et al.'s (2h+1)^2 patch, and the context patch of model.padding = "context"
+  // (rows/cols centre - 19 .. centre + 16 for h=13).
+  for (const bool context : {false, true}) {
+  const PatchConfig cfg{.h = 13, .s = 2, .ratio = 3.0, .context = context};
+  EXPECT_EQ(cfg.patch_side(), context ? 36 : 27);
   int loads = 0;
   PatchSampler sampler(cfg, memory_loader(s, &loads), H, W, 2);
   // Corners, edges and the interior of several images.
@@ -111,12 +115,12 @@ TEST(PatchSampler, PatchesAndLabelWindowsMatchReflectPaddedSource) {
   sampler.fill_batch(batch, imgs, labels);
   for (size_t n = 0; n < batch.size(); ++n) {
     const auto& b = batch[n];
-    for (int dy = -cfg.h; dy <= cfg.h; ++dy)
-      for (int dx = -cfg.h; dx <= cfg.h; ++dx)
+    for (int dy = -cfg.before(); dy <= cfg.after(); ++dy)
+      for (int dx = -cfg.before(); dx <= cfg.after(); ++dx)
         for (int c = 0; c < 3; ++c) {
           const int sy = reflect(static_cast<int>(b.y) + dy, H), sx = reflect(static_cast<int>(b.x) + dx, W);
           const float want = s.image[b.image][(static_cast<size_t>(sy) * W + sx) * 3 + c] / 255.0f;
-          ASSERT_EQ(imgs[((n * side + (dy + cfg.h)) * side + (dx + cfg.h)) * 3 + c], want)
+          ASSERT_EQ(imgs[((n * side + (dy + cfg.before())) * side + (dx + cfg.before())) * 3 + c], want)
               << "sample " << n << " offset (" << dy << ", " << dx << ")";
         }
     for (int dy = -cfg.s; dy <= cfg.s; ++dy)
@@ -132,6 +136,7 @@ TEST(PatchSampler, PatchesAndLabelWindowsMatchReflectPaddedSource) {
   const std::vector<PatchSample> outside = {{0, 20, 0}};
   std::vector<float> one(side * side * 3), one_l(nl);
   EXPECT_THROW(sampler.fill_batch(outside, one, one_l), Error);
+  }
 }
 
 TEST(PatchSampler, CacheReadsEachImageOnceForAGroupedList) {
