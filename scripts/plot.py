@@ -1,12 +1,23 @@
 #!/usr/bin/env python3
 """crackseg's plots (the only Python in the project; never on the training path).
 
-  plot.py curves RUN/metrics.csv OUT.png     learning curves of one run
+  plot.py curves RUN/metrics.csv OUT.png     learning curves of one run (`crackseg train`)
+  plot.py sweep DIR/plots/plot_input.json    sweep report plots (`crackseg sweep report`)
+
+The sweep input JSON (written by the report command) names results.csv, the sorting metric,
+the swept axes, the output folder and, for the best configurations, each seed's
+metrics.csv; it writes <out>/metric_vs_<axis>.png per axis (every task as a dot, the mean
+per value as a line) and <out>/curves_best.png (learning curves of the best configurations).
 
 Exit code 3 when matplotlib is missing, so callers can say so and carry on.
 """
 import csv
+import json
+import math
+import os
 import sys
+
+plt = None
 
 
 def _matplotlib():
@@ -32,6 +43,7 @@ def read_csv(path):
 
 
 def curves(csv_path, png_path):
+    global plt
     plt = _matplotlib()
     cols = read_csv(csv_path)
     losses = [k for k in cols if k.endswith("loss") and k != "epoch"]
@@ -61,9 +73,122 @@ def curves(csv_path, png_path):
     fig.savefig(png_path, dpi=100)
 
 
+def as_number(text):
+    try:
+        v = float(text)
+        return v if math.isfinite(v) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def safe_name(text):
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)
+
+
+def plot_axis(rows, axis, metric, out):
+    pts = [(r[axis], as_number(r.get(metric))) for r in rows if r.get(axis, "") != ""]
+    pts = [(x, y) for x, y in pts if y is not None]
+    if not pts:
+        return None
+    numeric = all(as_number(x) is not None for x, _ in pts)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    if numeric:
+        xs = sorted({as_number(x) for x, _ in pts})
+        means = [sum(y for x, y in pts if as_number(x) == v) / sum(1 for x, _ in pts if as_number(x) == v) for v in xs]
+        ax.scatter([as_number(x) for x, _ in pts], [y for _, y in pts], s=12, alpha=0.6, label="tasks")
+        ax.plot(xs, means, "o-", color="C1", label="mean")
+        positive = all(v > 0 for v in xs)
+        if positive and len(xs) > 1 and max(xs) / min(xs) >= 100:
+            ax.set_xscale("log")
+    else:
+        cats = sorted({x for x, _ in pts})
+        pos = {c: i for i, c in enumerate(cats)}
+        ax.scatter([pos[x] for x, _ in pts], [y for _, y in pts], s=12, alpha=0.6, label="tasks")
+        ax.plot(range(len(cats)), [sum(y for x, y in pts if x == c) / sum(1 for x, _ in pts if x == c) for c in cats],
+                "o-", color="C1", label="mean")
+        ax.set_xticks(range(len(cats)))
+        ax.set_xticklabels(cats, rotation=20)
+    ax.set_xlabel(axis)
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = os.path.join(out, "metric_vs_%s.png" % safe_name(axis))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def read_curve(path, metric):
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    cols = rows[0].keys()
+    xcol = next((c for c in ("epoch", "step") if c in cols), None)
+    short = metric.split(".")[-1]
+    ycol = next((c for c in (metric, short) if c in cols), None)
+    if ycol is None:
+        ycol = next((c for c in cols if c not in ("epoch", "step") and as_number(rows[0][c]) is not None), None)
+    if ycol is None:
+        return None
+    xs, ys = [], []
+    for i, r in enumerate(rows):
+        y = as_number(r.get(ycol))
+        if y is None:
+            continue
+        xs.append(as_number(r[xcol]) if xcol else i)
+        ys.append(y)
+    return xs, ys, xcol or "row", ycol
+
+
+def plot_curves(curves, metric, out):
+    fig, ax = plt.subplots(figsize=(6, 4))
+    drawn, xlabel, ylabel = 0, "epoch", metric
+    for i, c in enumerate(curves):
+        for j, path in enumerate(c.get("files", [])):
+            got = read_curve(path, metric)
+            if got is None:
+                continue
+            xs, ys, xlabel, ylabel = got
+            ax.plot(xs, ys, color="C%d" % i, alpha=0.8, label=c["label"] if j == 0 else None)
+            drawn += 1
+    if drawn == 0:
+        plt.close(fig)
+        return None
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title("learning curves of the best configurations (one line per seed)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = os.path.join(out, "curves_best.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def sweep(spec_path):
+    """Sweep report plots: metric against each swept axis, curves of the best configurations."""
+    global plt
+    plt = _matplotlib()
+    with open(spec_path) as f:
+        spec = json.load(f)
+    with open(spec["csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    os.makedirs(spec["out"], exist_ok=True)
+    written = [plot_axis(rows, a, spec["metric"], spec["out"]) for a in spec["axes"]]
+    written.append(plot_curves(spec.get("curves", []), spec["metric"], spec["out"]))
+    for p in written:
+        if p:
+            print("wrote", p)
+
 def main(argv):
     if len(argv) >= 4 and argv[1] == "curves":
         curves(argv[2], argv[3])
+        return 0
+    if len(argv) == 3 and argv[1] == "sweep":
+        sweep(argv[2])
         return 0
     print(__doc__, file=sys.stderr)
     return 2

@@ -155,8 +155,8 @@ SweepReport build_report(const fs::path& dir, const std::string& metric, bool as
 std::optional<fs::path> find_plot_script(const fs::path& exe) {
   if (const char* e = std::getenv("CRACKSEG_PLOT_SCRIPT"); e && *e) return fs::path(e);
   const fs::path bin = exe.parent_path();
-  for (const fs::path& p : {bin / "../share/crackseg/plot_sweep.py", bin / "../../slurm/plot_sweep.py",
-                            bin / "../slurm/plot_sweep.py", bin / "slurm/plot_sweep.py"})
+  for (const fs::path& p : {bin / "../share/crackseg/plot.py", bin / "../../scripts/plot.py",
+                            bin / "../scripts/plot.py", bin / "scripts/plot.py"})
     if (fs::exists(p)) return fs::weakly_canonical(p);
   return std::nullopt;
 }
@@ -223,7 +223,7 @@ ReportFiles write_report(const fs::path& dir, const SweepReport& r, const fs::pa
   if (r.tasks.empty() || r.sort_metric.empty()) {
     f.plot_note = "no results with metrics yet";
   } else if (plot_script.empty() || !fs::exists(plot_script)) {
-    f.plot_note = "slurm/plot_sweep.py not found (set CRACKSEG_PLOT_SCRIPT)";
+    f.plot_note = "scripts/plot.py not found (set CRACKSEG_PLOT_SCRIPT)";
   } else if (python = python_with_matplotlib(); python.empty()) {
     f.plot_note = "no python3 with matplotlib ($CRACKSEG_PYTHON, python3, /usr/bin/python3; apt-get install python3-matplotlib)";
   } else {
@@ -244,9 +244,9 @@ ReportFiles write_report(const fs::path& dir, const SweepReport& r, const fs::pa
                               {"files", files}});
     }
     std::ofstream(plots / "plot_input.json", std::ios::trunc) << in.dump(1) << "\n";
-    auto p = run_process({python, plot_script.string(), (plots / "plot_input.json").string()});
+    auto p = run_process({python, plot_script.string(), "sweep", (plots / "plot_input.json").string()});
     if (p.exit_code != 0) {
-      f.plot_note = "plot_sweep.py failed (" + std::to_string(p.exit_code) + "): " + p.err;
+      f.plot_note = "plot.py sweep failed (" + std::to_string(p.exit_code) + "): " + p.err;
     } else {
       f.plots = plots;
       log << p.out;

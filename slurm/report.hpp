@@ -1,6 +1,6 @@
 // `crackseg sweep report DIR`: results.csv (one row per task), results.md (one row per
 // configuration = overrides without the seed: mean ± sample std over seeds of each metric,
-// sorted by a chosen metric) and plots through slurm/plot_sweep.py.
+// sorted by a chosen metric) and plots through scripts/plot.py.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -60,7 +60,7 @@ struct ReportFiles {
 ReportFiles write_report(const std::filesystem::path& dir, const SweepReport& r, const std::filesystem::path& plot_script,
                          std::ostream& log);
 
-// slurm/plot_sweep.py next to the binary's source or install tree, or $CRACKSEG_PLOT_SCRIPT.
+// scripts/plot.py next to the binary's source or install tree, or $CRACKSEG_PLOT_SCRIPT.
 [[nodiscard]] std::optional<std::filesystem::path> find_plot_script(const std::filesystem::path& exe);
 
 }  // namespace crackseg::sweep

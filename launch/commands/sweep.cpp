@@ -147,7 +147,7 @@ crackseg::cli::CommandRegistration reg{{
           o.report->add_option("dir", o.target, "sweep folder (or sweep file)")->required();
           o.report->add_option("--metric", o.metric, "metric to sort by (default: the sweep's, else val_f1)");
           o.report->add_flag("--ascending", o.ascending, "smaller is better (losses)");
-          o.report->add_flag("--no-plots", o.no_plots, "skip plot_sweep.py");
+          o.report->add_flag("--no-plots", o.no_plots, "skip the plots (scripts/plot.py)");
         },
     .run = []() -> int {
       if (o.plan->parsed()) return run_plan();
