@@ -80,13 +80,22 @@ std::vector<float> Predictor::predict(const float* image, int H, int W) {
   return predict_whole(image, H, W);
 }
 
+const Tensor& Predictor::on_host(const Tensor& t) {
+  if (t.device() == Device::cpu) return t;
+  // A device backend's output: one download through the backend's copy hook.
+  if (!host_out_.defined() || host_out_.dims() != t.dims() || host_out_.format() != t.format())
+    host_out_ = Tensor::empty(t.dims(), DType::f32, t.format());
+  model_.graph.backend()->copy(t, host_out_);
+  return host_out_;
+}
+
 void Predictor::probabilities(const Tensor& batch, std::vector<float>& out) {
   const int64_t n = batch.n(), h = batch.h(), w = batch.w();
   ids_.assign(static_cast<std::size_t>(n), 0);
   StepContext ctx;
   ctx.training = false;
   ctx.sample_ids = ids_;
-  const Tensor& y = model_.graph.forward(ctx, batch);
+  const Tensor& y = on_host(model_.graph.forward(ctx, batch));
   out.resize(static_cast<std::size_t>(n * h * w));
   for (int64_t i = 0; i < n; ++i)
     for (int64_t yy = 0; yy < h; ++yy)
@@ -208,7 +217,7 @@ std::vector<float> Predictor::predict_patches(const float* image, int H, int W) 
     StepContext ctx;
     ctx.training = false;
     ctx.sample_ids = std::span<const uint64_t>(ids_.data(), static_cast<std::size_t>(n));
-    const Tensor& y = model_.graph.forward(ctx, x);
+    const Tensor& y = on_host(model_.graph.forward(ctx, x));
     const float* o = y.data<float>();
     for (int i = 0; i < n; ++i)
       votes.add(static_cast<int>((p0 + i) / W), static_cast<int>((p0 + i) % W), o + static_cast<std::size_t>(i) * K);

@@ -53,10 +53,13 @@ class Predictor {
   // Runs the graph on `batch` (n, 3, h, w) nhwc and writes per-pixel crack probabilities
   // (n, h, w) for logit / softmax2 outputs.
   void probabilities(const Tensor& batch, std::vector<float>& out);
+  // `t` itself on CPU backends; a host copy (reused buffer) of a device output otherwise.
+  const Tensor& on_host(const Tensor& t);
 
   Model& model_;
   InferenceOptions opt_;
   std::vector<uint64_t> ids_;
+  Tensor host_out_;
   std::unique_ptr<DensePatchPredictor> dense_;  // built on first use (copies the weights then)
 };
 
