@@ -63,7 +63,10 @@ Predictor::Predictor(Model& model, InferenceOptions opt) : model_(model), opt_(s
   if (opt_.patch_mode != "auto" && opt_.patch_mode != "dense" && opt_.patch_mode != "patch")
     throw InputError("eval.patch_mode='" + opt_.patch_mode + "' is not one of: auto, dense, patch");
   if (opt_.patch_mode == "auto" && model_.output == Model::Output::patch)
-    opt_.patch_mode = PatchGeometry::of(model_).context ? "dense" : "patch";
+    opt_.patch_mode = PatchGeometry::of(model_).context && model_.graph.backend() &&
+                               model_.graph.backend()->device() == Device::cpu
+                           ? "dense"
+                           : "patch";  // the dense path runs on CPU backends
 }
 
 Predictor::~Predictor() = default;
