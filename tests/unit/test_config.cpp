@@ -10,6 +10,7 @@
 #include "src/config/task.hpp"
 #include "src/config/toml_json.hpp"
 #include "src/core/error.hpp"
+#include "src/models/model.hpp"
 #include "support/paths.hpp"
 
 using namespace crackseg;
@@ -226,4 +227,22 @@ TEST(Task, OverridesFromTheSweepManifest) {
   EXPECT_EQ(std::filesystem::path(cfg.values["train"]["out"].get<std::string>()),
             std::filesystem::absolute(dir / "sweep dir" / "task-0004"));
   EXPECT_THROW((void)task_overrides((dir / "sweep dir" / "manifest.jsonl").string() + ":5"), InputError);
+}
+
+// Every run config shipped in experiments/ (files with a [model] section; the others are
+// sweep files) resolves against the schema, with the model built, so a renamed key or a
+// bad value there fails here rather than on a cluster.
+TEST(Config, ShippedExperimentConfigsResolve) {
+  int checked = 0;
+  for (const auto& e : std::filesystem::directory_iterator(crackseg::test::source_dir() / "experiments")) {
+    if (e.path().extension() != ".toml") continue;
+    std::ifstream f(e.path());
+    const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (text.find("\n[model]") == std::string::npos) continue;
+    SCOPED_TRACE(e.path().string());
+    const auto cfg = crackseg::config::load_run_config(e.path(), {});
+    EXPECT_NO_THROW((void)crackseg::build_model(cfg.values.at("model")));
+    ++checked;
+  }
+  EXPECT_GE(checked, 3);
 }
