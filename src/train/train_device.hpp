@@ -19,8 +19,10 @@
 // Checkpoints and evaluation read host tensors. For a device model they go through a host
 // copy of the model (built on first use, oneDNN backend) and of the optimizer state:
 // copied down before a checkpoint is written or the model is evaluated, up after a
-// checkpoint is read. Evaluation on the host is correct but not fast; evaluating on the
-// device needs train::Predictor to copy the graph output to the host (docs/GPU.md).
+// checkpoint is read. Evaluation on the host is correct but not fast. train::Predictor
+// reads device outputs through Backend::copy (so `crackseg eval/predict --backend cuda`
+// run on the GPU); switching the trainer's validation to the device model is the next
+// step for large validation sets (the dense patch-CNN path stays CPU-only).
 #pragma once
 #include <nlohmann/json.hpp>
 
