@@ -16,6 +16,7 @@
 
 #include "io/dataset/dataset.hpp"
 #include "io/h5/util.hpp"
+#include "tests/support/cli.hpp"
 #include "tests/support/paths.hpp"
 
 using namespace crackseg;
@@ -23,23 +24,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct CmdResult {
-  int code = -1;
-  std::string output;  // stdout + stderr
-};
-
-CmdResult run(const std::string& args) {
-  const std::string cmd = test::binary().string() + " " + args + " 2>&1";
-  CmdResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using test::CmdResult;
+CmdResult run(const std::string& args) { return test::run_cli(args); }
 
 bool has(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
 
