@@ -1,7 +1,8 @@
-// Dense inference of Fan et al.'s patch CNN without cutting one patch per pixel.
+// Dense inference of the patch CNN (model.padding = "context") without cutting one patch
+// per pixel.
 //
-// Per-patch evaluation runs the whole network on a (2h+1)^2 patch around every pixel:
-// ~4.4 M multiply-adds per pixel for h=13 (0.68 T per 480x320 image). Neighbouring patches
+// Per-patch evaluation runs the whole network on a 36x36 context patch around every pixel
+// (h=13): ~5.2 M multiply-adds per pixel (0.79 T per 480x320 image). Neighbouring patches
 // share almost all of their convolutions, so here the network runs once over the
 // (symmetric-padded) image, fully convolutionally:
 //
@@ -13,7 +14,7 @@
 //
 // ("shift and stitch": the 16 phase maps hold every pixel's logits, pixel (i, j) in phase
 // (i mod 2, j mod 2, (i/2) mod 2, (j/2) mod 2) at (i/4, j/4)). ~96 k multiply-adds per
-// pixel for h=13, 46x fewer. Bands of rows bound the memory on large images.
+// pixel for h=13, 54x fewer. Bands of rows bound the memory on large images.
 //
 // This needs the patch CNN with model.padding = "context" (src/models/patch_cnn.cpp): its
 // convolutions are 'valid' over a context patch of side 4*P2+12 (36 for h=13) around each
