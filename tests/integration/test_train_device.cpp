@@ -115,22 +115,6 @@ class HostMemoryOptimizer final : public train::StepOptimizer {
   std::unique_ptr<Optimizer> opt_;
 };
 
-class HostMemorySync final : public train::StepSync {
- public:
-  HostMemorySync(dist::Communicator& comm, std::vector<Param*> ps, const dist::GradientSyncOptions& o)
-      : comm_(comm), sync_(comm, std::move(ps), o) {}
-  void broadcast_values(std::span<Param* const> ps, int root) override {
-    for (Param* p : ps) comm_.broadcast(p->value.span<float>(), root);
-  }
-  void mark_ready(std::size_t i) override { sync_.mark_ready(i); }
-  void stash_micro_batch(int64_t g) override { sync_.stash_micro_batch(g); }
-  void finish() override { sync_.finish(); }
-
- private:
-  dist::Communicator& comm_;
-  dist::GradientSync sync_;
-};
-
 class HostMemoryKit final : public train::DeviceKit {
  public:
   std::unique_ptr<train::StepLoss> make_loss(const nlohmann::json& s, const LossContext& ctx) override {
@@ -140,8 +124,9 @@ class HostMemoryKit final : public train::DeviceKit {
     return std::make_unique<HostMemoryOptimizer>(crackseg::make_optimizer(cfg, std::move(ps)));
   }
   std::unique_ptr<train::StepSync> make_sync(dist::Communicator& comm, std::vector<Param*> ps,
-                                             const dist::GradientSyncOptions& o, int64_t) override {
-    return std::make_unique<HostMemorySync>(comm, std::move(ps), o);
+                                             const dist::GradientSyncOptions& o, int64_t local_micro_batches) override {
+    // Parameters and gradients are host memory here, so the CPU kit's sync serves as is.
+    return train::make_device_kit("cpu", {})->make_sync(comm, std::move(ps), o, local_micro_batches);
   }
 };
 
