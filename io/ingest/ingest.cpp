@@ -42,6 +42,19 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 std::string rel(const fs::path& p, const fs::path& dir) { return p.lexically_relative(dir).string(); }
 
+// Two images with one stem (a.png, a.jpg) cannot be told apart by their masks: both get
+// a problem naming every file of that stem.
+void mark_duplicate_stems(std::vector<IngestItem>& items, const fs::path& dir) {
+  std::map<std::string, std::vector<size_t>> by_stem;
+  for (size_t i = 0; i < items.size(); ++i) by_stem[items[i].image.stem().string()].push_back(i);
+  for (const auto& [stem, idx] : by_stem) {
+    if (idx.size() < 2) continue;
+    std::string all;
+    for (size_t i : idx) all += " " + rel(items[i].image, dir);
+    for (size_t i : idx) items[i].problem = "duplicate name '" + stem + "':" + all;
+  }
+}
+
 std::vector<IngestItem> discover_pairs(const fs::path& dir, Layout layout) {
   const fs::path images = dir / "images", masks = dir / "masks";
   if (!fs::is_directory(images))
@@ -60,7 +73,6 @@ std::vector<IngestItem> discover_pairs(const fs::path& dir, Layout layout) {
       mask_of[ends_with(stem, "_mask") ? stem.substr(0, stem.size() - 5) : stem].push_back(p);
     }
   if (photos.empty()) throw InputError("no images found in " + images.string() + " (empty folder)");
-  std::map<std::string, std::vector<size_t>> by_stem;
   std::vector<IngestItem> items;
   const std::string folder_source = fs::absolute(dir).lexically_normal().filename().string().empty()
                                         ? fs::absolute(dir).lexically_normal().parent_path().filename().string()
@@ -86,16 +98,9 @@ std::vector<IngestItem> discover_pairs(const fs::path& dir, Layout layout) {
     } else {
       it.label = m->second.front();
     }
-    by_stem[stem].push_back(items.size());
     items.push_back(std::move(it));
   }
-  // Two images with one stem (a.png, a.jpg) cannot be told apart by their masks.
-  for (const auto& [stem, idx] : by_stem) {
-    if (idx.size() < 2) continue;
-    std::string all;
-    for (size_t i : idx) all += " " + rel(items[i].image, dir);
-    for (size_t i : idx) items[i].problem = "duplicate name '" + stem + "':" + all;
-  }
+  mark_duplicate_stems(items, dir);
   return items;
 }
 
@@ -106,7 +111,6 @@ std::vector<IngestItem> discover_cfd(const fs::path& dir) {
   const auto photos = image_files(images);
   if (photos.empty()) throw InputError("no images found in " + images.string() + " (empty folder)");
   std::vector<IngestItem> items;
-  std::map<std::string, std::vector<size_t>> by_stem;
   for (const auto& p : photos) {
     IngestItem it;
     it.name = p.filename().string();
@@ -115,15 +119,9 @@ std::vector<IngestItem> discover_cfd(const fs::path& dir) {
     const fs::path seg = segs / (p.stem().string() + ".seg");
     if (fs::is_regular_file(seg)) it.label = seg;
     else it.problem = "missing mask for " + rel(p, dir) + " (no " + rel(seg, dir) + ")";
-    by_stem[p.stem().string()].push_back(items.size());
     items.push_back(std::move(it));
   }
-  for (const auto& [stem, idx] : by_stem) {
-    if (idx.size() < 2) continue;
-    std::string all;
-    for (size_t i : idx) all += " " + rel(items[i].image, dir);
-    for (size_t i : idx) items[i].problem = "duplicate name '" + stem + "':" + all;
-  }
+  mark_duplicate_stems(items, dir);
   return items;
 }
 
