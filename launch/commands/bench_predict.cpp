@@ -57,10 +57,7 @@ int run() {
   }
   const train::PatchGeometry geo = train::PatchGeometry::of(m);
   const double patch_macs = m.graph.forward_macs_per_sample({3, geo.side, geo.side});
-  // Dense MACs per output pixel: conv1+conv2 at full resolution, conv3+conv4 over 4 phases
-  // at 1/4 of the pixels, the FC head over 16 phases at 1/16: each layer once per pixel.
-  const double dense_macs = 9.0 * (3 * 16 + 16 * 16 + 16 * 32 + 32 * 32) + 32.0 * geo.p2 * geo.p2 * 64 + 64 * 64 +
-                            64.0 * geo.window();
+  const double dense_macs = geo.dense_macs_per_pixel();
   nlohmann::json res{{"model", m.summary()}, {"width", W}, {"height", H},
                      {"patch_macs_per_pixel", patch_macs}, {"dense_macs_per_pixel", dense_macs}};
   std::vector<float> dense, patch;

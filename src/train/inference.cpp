@@ -52,7 +52,7 @@ InferenceOptions inference_options(const nlohmann::json& cfg) {
   const auto& ev = cfg.at("eval");
   InferenceOptions o;
   o.tile = static_cast<int>(ev.at("tile").get<int64_t>());
-  o.patch_mode = ev.value("patch_mode", std::string("auto"));
+  o.patch_mode = ev.at("patch_mode").get<std::string>();
   const int64_t eb = ev.at("batch").get<int64_t>();
   o.batch = static_cast<int>(eb > 0 ? eb : cfg.at("train").at("micro_batch").get<int64_t>());
   return o;

@@ -49,6 +49,9 @@ Tensor pool_phases(const Tensor& in_any, int64_t Ho, int64_t Wo) {
   return out;
 }
 
+// Widths of src/models/patch_cnn.cpp (stage 1 and 2 convolutions, FC layers).
+constexpr int64_t kC1 = 16, kC2 = 32, kFc = 64;
+
 Conv2dSpec valid_conv(int64_t in_c, int64_t out_c, int64_t k) {
   return Conv2dSpec{.in_c = in_c, .out_c = out_c, .kernel = k, .stride = 1, .padding = 0};
 }
@@ -105,6 +108,11 @@ PatchGeometry PatchGeometry::of(const Model& model) {
   return g;
 }
 
+double PatchGeometry::dense_macs_per_pixel() const {
+  return 9.0 * static_cast<double>(3 * kC1 + kC1 * kC1 + kC1 * kC2 + kC2 * kC2) +
+         static_cast<double>(kC2 * p2 * p2 * kFc + kFc * kFc + kFc * window());
+}
+
 DensePatchPredictor::DensePatchPredictor(Model& model, int64_t band_pixels)
     : geo_(PatchGeometry::of(model)), band_pixels_(std::max<int64_t>(band_pixels, 16)) {
   if (model.output != Model::Output::patch) throw Error("DensePatchPredictor: " + model.name + " is not a patch model");
@@ -117,21 +125,21 @@ DensePatchPredictor::DensePatchPredictor(Model& model, int64_t band_pixels)
     throw InputError("eval.patch_mode=dense runs on CPU backends; use eval.patch_mode=patch on " + be->name());
   // Mirrors src/models/patch_cnn.cpp's node names so weights copy by name.
   NodeId x = convs1_.input();
-  x = convs1_.add("conv1_1", valid_conv(3, 16, 3), {x});
+  x = convs1_.add("conv1_1", valid_conv(3, kC1, 3), {x});
   x = convs1_.add("conv1_1.relu", ReluSpec{}, {x});
-  x = convs1_.add("conv1_2", valid_conv(16, 16, 3), {x});
+  x = convs1_.add("conv1_2", valid_conv(kC1, kC1, 3), {x});
   convs1_.set_output(convs1_.add("conv1_2.relu", ReluSpec{}, {x}));
   x = convs2_.input();
-  x = convs2_.add("conv2_1", valid_conv(16, 32, 3), {x});
+  x = convs2_.add("conv2_1", valid_conv(kC1, kC2, 3), {x});
   x = convs2_.add("conv2_1.relu", ReluSpec{}, {x});
-  x = convs2_.add("conv2_2", valid_conv(32, 32, 3), {x});
+  x = convs2_.add("conv2_2", valid_conv(kC2, kC2, 3), {x});
   convs2_.set_output(convs2_.add("conv2_2.relu", ReluSpec{}, {x}));
   x = head_.input();
-  x = head_.add("fc1", valid_conv(32, 64, geo_.p2), {x});
+  x = head_.add("fc1", valid_conv(kC2, kFc, geo_.p2), {x});
   x = head_.add("fc1.relu", ReluSpec{}, {x});
-  x = head_.add("fc2", valid_conv(64, 64, 1), {x});
+  x = head_.add("fc2", valid_conv(kFc, kFc, 1), {x});
   x = head_.add("fc2.relu", ReluSpec{}, {x});
-  head_.set_output(head_.add("fc3", valid_conv(64, geo_.window(), 1), {x}));
+  head_.set_output(head_.add("fc3", valid_conv(kFc, geo_.window(), 1), {x}));
   for (Graph* g : {&convs1_, &convs2_, &head_}) {
     g->instantiate(*be, 0);
     copy_weights(model.graph, *g);

@@ -58,6 +58,8 @@ struct PatchGeometry {
   int side = 27, before = 13;
   [[nodiscard]] static PatchGeometry of(const Model& model);
   [[nodiscard]] int window() const { return (2 * s + 1) * (2 * s + 1); }
+  // Multiply-adds per output pixel of DensePatchPredictor: every layer once per pixel.
+  [[nodiscard]] double dense_macs_per_pixel() const;
 };
 
 class DensePatchPredictor {
