@@ -5,6 +5,7 @@
 // checkpoint, which stays intact; result.json carries provenance and metrics.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -12,6 +13,7 @@
 #include "io/image/image.hpp"
 #include "src/checkpoint/checkpoint.hpp"
 #include "src/dist/mpi_communicator.hpp"
+#include "src/train/inference.hpp"
 #include "src/train/trainer.hpp"
 #include "support/paths.hpp"
 #include "support/train_fixture.hpp"
@@ -112,6 +114,19 @@ TEST(TrainLearns, PredictImagesWritesOnePanelPerImageAndEpoch) {
   EXPECT_FALSE(std::filesystem::exists(out / "predictions" / "val_2_epoch001.png"));
   // The probability panel changes as the network trains.
   EXPECT_GT(cv::norm(prob_panel[0], prob_panel[1], cv::NORM_L1), 0.0);
+  // The last epoch's probability panel is the trained model's prediction: the final
+  // checkpoint (same weights) through the Predictor gives the same gray levels.
+  auto loaded = train::load_model_from_checkpoint(out / "checkpoint.h5", "onednn");
+  train::Predictor predictor(*loaded.model, train::inference_options(cfg.values));
+  file.read_image(val[0], img.data());
+  std::vector<float> x(img.begin(), img.end());
+  for (auto& v : x) v /= 255.0f;
+  const std::vector<float> p = predictor.predict(x.data(), 64, 64);
+  for (int y = 0; y < 64; ++y)
+    for (int xx = 0; xx < 64; ++xx) {
+      const int want = static_cast<int>(std::lround(std::clamp(p[y * 64 + xx], 0.0f, 1.0f) * 255.0f));
+      ASSERT_LE(std::abs(prob_panel[1].at<cv::Vec3b>(y, xx)[0] - want), 1) << "probability panel at " << xx << "," << y;
+    }
   std::filesystem::remove_all(dir);
 }
 
