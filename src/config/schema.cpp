@@ -49,6 +49,7 @@ Schema Schema::standard() {
       string("train_split", "train", {}, "split used for training"),
       string("val_split", "val", {}, "split used for per-epoch validation (empty: none)"),
       string("test_split", "test", {}, "split used by the final evaluation (empty: none)"),
+      string("test_path", "", {}, "separate HDF5 dataset for the final test evaluation (its test_split); empty: data.path"),
       integer("crop", 256, 0, "random square training crop; 0 = whole image"),
       boolean("augment", true, "flips, rotation, scale, brightness/contrast, noise"),
       integer("patch_ratio", 3, 0, "patch CNN: background patches per crack patch (Fan et al. 1:3)"),
