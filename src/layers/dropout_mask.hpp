@@ -6,10 +6,12 @@
 // Why the salt sits in the key and not in the counter (salt * 2^32 + i, as first planned):
 // rng_word keeps only 32 bits of the block index i/4, which would leave 2 bits of the salt
 // and correlate the masks of different layers; the 64-bit key keeps all of it.
+// The (key, counter) rule itself lives in src/core/dropout_rng.hpp (host and device code).
 // An empty ctx.sample_ids means "item n is sample n" (unit tests, single-batch tools).
 #pragma once
 #include <cstdint>
 
+#include "src/core/dropout_rng.hpp"
 #include "src/core/error.hpp"
 #include "src/core/rng.hpp"
 #include "src/graph/layer.hpp"
@@ -24,12 +26,8 @@ namespace crackseg {
   return ctx.sample_ids[static_cast<std::size_t>(n)];
 }
 
-[[nodiscard]] constexpr uint64_t dropout_key(uint64_t seed, uint32_t salt) {
-  return seed ^ (static_cast<uint64_t>(salt) << 32);
-}
-
 [[nodiscard]] inline bool dropout_dropped(const StepContext& ctx, uint64_t sample, uint32_t salt, uint64_t i, float p) {
-  return rng_uniform(dropout_key(ctx.seed, salt), ctx.epoch, sample, Purpose::dropout, i) < p;
+  return dropout_drops(ctx.seed, salt, ctx.epoch, sample, i, p);
 }
 
 }  // namespace crackseg
