@@ -5,6 +5,7 @@
 #include <Kokkos_Core.hpp>
 
 #include "src/core/mpi_check.hpp"
+#include "src/core/node_rank.hpp"
 
 namespace crackseg {
 
@@ -21,6 +22,9 @@ Runtime::Runtime(int* argc, char*** argv, bool init_mpi) {
     CRACKSEG_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
     CRACKSEG_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
     CRACKSEG_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
+    // Every rank builds its Runtime here, so this collective is safe; the CUDA context
+    // picks its GPU from the node-local rank it records.
+    set_process_node_rank(node_rank(MPI_COMM_WORLD));
   }
   // Kokkos gets only the program name: it would otherwise consume subcommand options such as
   // `--threads 2` (its own flag) and reject their values. Threads come from OMP_NUM_THREADS.
