@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""PyTorch peer of `crackseg bench` (issue 15). Driven by scripts/bench-peer.sh.
+
+  peer_bench.py check --crackseg BIN [--case C ...] [--perturb N]
+      build each peer model and compare its parameter count and forward multiply-adds with
+      `crackseg models NAME k=v --json`; exit 1 on any mismatch (--perturb: build the peer
+      with N channels fewer in one layer, which must fail; used by the test).
+  peer_bench.py run --case C --mode eager|compile [--steps S] [--warmup W] [--threads T]
+      one JSON line: the same training step as `crackseg bench` (forward, BCE-with-logits,
+      backward, Adam lr 1e-4), channels_last, median step time over S steps after W untimed
+      ones, peak RSS the way crackseg measures it (VmHWM after /proc/self/clear_refs at case
+      start).
+  peer_bench.py table RESULTS.jsonl
+      the side-by-side table from the JSON lines the script collected (no torch needed).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def crackseg_model_info(binary, section):
+    args = [binary, "models", section["name"]] + [f"{k}={v}" for k, v in section.items() if k != "name"] + ["--json"]
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    rows = json.loads(out)
+    return rows[0]
+
+
+def cmd_check(a):
+    sys.path.insert(0, HERE)
+    import models  # noqa: E402  (torch is imported here, not at module load)
+
+    bad = 0
+    for name in a.case or list(models.CASES):
+        section, build, side, _batch, _out = models.CASES[name]
+        info = crackseg_model_info(a.crackseg, section)
+        m = build(a.perturb)
+        p = models.num_params(m)
+        macs = models.forward_macs_per_sample(m, side)
+        c_macs = info["forward_gmacs_per_sample"] * 1e9
+        ok_p = p == info["params"]
+        ok_m = abs(macs - c_macs) <= 1e-6 * max(c_macs, 1.0)
+        status = "ok" if ok_p and ok_m else "MISMATCH"
+        print(f"{name:11s} params crackseg {info['params']:>10,} peer {p:>10,}   forward MACs/sample crackseg "
+              f"{c_macs / 1e9:.4f} G peer {macs / 1e9:.4f} G   {status}")
+        bad += not (ok_p and ok_m)
+    if bad:
+        print(f"peer_bench check: {bad} model(s) differ from crackseg's; the peer would not be the same network",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def reset_peak_rss():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def cmd_run(a):
+    import torch
+
+    sys.path.insert(0, HERE)
+    import models
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(126)
+    section, build, side, batch, out_shape = models.CASES[a.case]
+    reset_peak_rss()
+    model = build(0).train()
+    x = torch.rand(batch, 3, side, side)
+    target = (torch.rand(batch, *out_shape) < 0.1).float()
+    if x.dim() == 4:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    try:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+        adam = "fused"
+    except (RuntimeError, TypeError, ValueError):
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4, foreach=True)
+        adam = "foreach"
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    fwd = torch.compile(model) if a.mode == "compile" else model
+
+    times = []
+    first_s = None
+    for s in range(a.warmup + a.steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        y = fwd(x)
+        loss = loss_fn(y, target)
+        loss.backward()
+        opt.step()
+        dt = time.perf_counter() - t0
+        if s == 0:
+            first_s = dt
+        if s >= a.warmup:
+            times.append(dt)
+    step = statistics.median(times)
+    print(json.dumps({
+        "side": "peer", "case": a.case, "mode": a.mode, "samples_per_s": batch / step, "step_ms": step * 1e3,
+        "first_step_s": first_s, "peak_rss_mb": peak_rss_mb(), "params": models.num_params(model),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "adam": adam, "batch": batch,
+        "steps": a.steps, "loss_last": float(loss.detach()),
+    }))
+    return 0
+
+
+def fmt_rate(v):
+    return f"{v:,.0f}" if v >= 100 else f"{v:.2f}"
+
+
+def cmd_table(a):
+    rows = [json.loads(l) for l in open(a.results) if l.strip().startswith("{")]
+    cases = [c for c in ("unet", "spiral_net", "patch_cnn") if any(r["case"] == c for r in rows)]
+    modes = [m for m in ("eager", "compile") if any(r.get("mode") == m for r in rows)]
+    unit = {"unet": "img/s", "spiral_net": "img/s", "patch_cnn": "patches/s"}
+    label = {"unet": "unet base=16 @400, batch 4", "spiral_net": "spiral_net width 0.25 @255, batch 4",
+             "patch_cnn": "patch_cnn 27x27, batch 128"}
+    for c in cases:  # both sides must have timed the same network
+        counts = {(r["side"], r.get("mode", "")): r["params"] for r in rows if r["case"] == c}
+        if len(set(counts.values())) > 1:
+            print(f"peer_bench table: {c}: parameter counts differ between runs: {counts}", file=sys.stderr)
+            return 1
+    peaks = [r["sgemm_peak_gflops"] for r in rows if r["side"] == "crackseg"]
+    peak = statistics.median(peaks) if peaks else 0.0
+    head = "| case | crackseg | " + " | ".join(f"PyTorch {m}" for m in modes) + \
+        " | vs strongest peer | % of sgemm peak (crackseg / " + " / ".join(modes) + ") | peak RSS MB (crackseg / " + \
+        " / ".join(modes) + ") |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    detail = []
+    for c in cases:
+        def sel(side, mode=None):
+            return [r for r in rows if r["case"] == c and r["side"] == side and (mode is None or r.get("mode") == mode)]
+        cs = sel("crackseg")
+        if not cs:
+            continue
+        c_rate = statistics.median(r["samples_per_s"] for r in cs)
+        c_rss = statistics.median(r["peak_rss_mb"] for r in cs)
+        gflop = cs[0]["gflop_per_sample_step"]
+        rates, pcts, rss = [], [f"{100 * gflop * c_rate / peak:.0f}%" if peak else "-"], [f"{c_rss:,.0f}"]
+        best = 0.0
+        for m in modes:
+            ps = sel("peer", m)
+            if not ps:
+                rates.append("-"), pcts.append("-"), rss.append("-")
+                continue
+            v = statistics.median(r["samples_per_s"] for r in ps)
+            best = max(best, v)
+            rates.append(fmt_rate(v))
+            pcts.append(f"{100 * gflop * v / peak:.0f}%" if peak else "-")
+            rss.append(f"{statistics.median(r['peak_rss_mb'] for r in ps):,.0f}")
+            detail.append(f"  {c} PyTorch {m}: " + ", ".join(fmt_rate(r["samples_per_s"]) for r in ps))
+        detail.append(f"  {c} crackseg: " + ", ".join(fmt_rate(r["samples_per_s"]) for r in cs))
+        ratio = f"**{c_rate / best:.2f}x**" if best else "-"
+        print(f"| {label[c]} | {fmt_rate(c_rate)} {unit[c]} | " + " | ".join(rates) + f" | {ratio} | " +
+              " / ".join(pcts) + " | " + " / ".join(rss) + " |")
+    print()
+    print(f"Medians over repetitions; sgemm peak (crackseg's dnnl_sgemm 2048^3, median): {peak:.1f} GFLOP/s. "
+          "Every run (samples/s):")
+    print("\n".join(detail))
+    return 0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("check")
+    c.add_argument("--crackseg", required=True)
+    c.add_argument("--case", action="append", choices=["patch_cnn", "unet", "spiral_net"])
+    c.add_argument("--perturb", type=int, default=0)
+    r = sub.add_parser("run")
+    r.add_argument("--case", required=True, choices=["patch_cnn", "unet", "spiral_net"])
+    r.add_argument("--mode", default="eager", choices=["eager", "compile"])
+    r.add_argument("--steps", type=int, default=10)
+    r.add_argument("--warmup", type=int, default=3)
+    r.add_argument("--threads", type=int, default=os.cpu_count())
+    t = sub.add_parser("table")
+    t.add_argument("results")
+    a = p.parse_args()
+    return {"check": cmd_check, "run": cmd_run, "table": cmd_table}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# crackseg against its strongest peer, side by side in one run (issue 15): the three
+# `crackseg bench` cases and the same networks in PyTorch (bench/peer/), eager with
+# channels_last and torch.compile, run ALTERNATELY (crackseg, peer, peer; the order flips
+# every repetition), each case in its own process. Prints the machine (CPU model, ISA flags,
+# threads, load), every run, and a markdown table of medians: samples/s, crackseg's ratio to
+# the stronger PyTorch mode, % of this machine's sgemm peak, peak RSS.
+#
+#   scripts/bench-peer.sh [--reps 3] [--steps 10] [--warmup 3] [--threads N] [--case C]...
+#                         [--modes "eager compile"] [--crackseg PATH] [--out results.jsonl]
+#   scripts/bench-peer.sh --check-only     # parameter counts and multiply-adds only
+#
+# PyTorch is a benchmark dependency only: on first use the script creates a virtual
+# environment ($CRACKSEG_PEER_VENV, default build/peer-venv) with `python3 -m venv` and
+# installs torch from PyPI into it (several GB with its CUDA wheels; minutes). Nothing in the
+# build, the tests or training needs it. Run on a quiet machine: check `uptime` first.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${CRACKSEG_PEER_VENV:-$root/build/peer-venv}"
+reps=3 steps=10 warmup=3 threads="$(nproc)" modes="eager compile" bin="${CRACKSEG_BIN:-}" out="" check_only=0
+cases=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --reps) reps="$2"; shift 2 ;;
+    --steps) steps="$2"; shift 2 ;;
+    --warmup) warmup="$2"; shift 2 ;;
+    --threads) threads="$2"; shift 2 ;;
+    --case) cases+=("$2"); shift 2 ;;
+    --modes) modes="$2"; shift 2 ;;
+    --crackseg) bin="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --check-only) check_only=1; shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) echo "bench-peer.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ ${#cases[@]} -gt 0 ] || cases=(unet spiral_net patch_cnn)
+
+if [ -z "$bin" ]; then
+  for c in "$root/build/cpu/crackseg" "$root/build/release/crackseg" "$root"/build/*/crackseg; do
+    [ -x "$c" ] && { bin="$c"; break; }
+  done
+fi
+[ -n "$bin" ] && [ -x "$bin" ] || { echo "bench-peer.sh: no crackseg binary; build it or pass --crackseg PATH" >&2; exit 2; }
+
+py="$venv/bin/python"
+if ! { [ -x "$py" ] && "$py" -c 'import torch' 2>/dev/null; }; then
+  echo "bench-peer.sh: creating $venv with torch from PyPI (first use only; large download)" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet torch numpy
+fi
+
+peer="$root/bench/peer/peer_bench.py"
+case_args=()
+for c in "${cases[@]}"; do case_args+=(--case "$c"); done
+"$py" "$peer" check --crackseg "$bin" "${case_args[@]}"
+[ "$check_only" = 1 ] && exit 0
+
+export OMP_NUM_THREADS="$threads"
+[ -n "$out" ] || out="$(mktemp /tmp/bench-peer-XXXXXX.jsonl)"
+: > "$out"
+flags="$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|fma|avx512f|avx512bw|avx512_vnni|avx512_bf16|amx_tile|amx_bf16|amx_int8)$' | tr '\n' ' ')"
+echo "# crackseg vs PyTorch, one run: $(date -u '+%Y-%m-%d %H:%M UTC')"
+cpuinfo_field() { grep -m1 "^$1" /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'; }
+echo "# CPU: $(cpuinfo_field 'model name') (family $(cpuinfo_field 'cpu family'), model $(cpuinfo_field 'model\s')), $(nproc) logical CPUs; ISA: ${flags:-none of avx2/avx512/amx}"
+echo "# threads: $threads; reps: $reps; steps: $steps (+$warmup untimed); torch $("$py" -c 'import torch; print(torch.__version__)'); crackseg: $bin"
+echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+run_crackseg() {
+  "$bin" bench --case "$1" --json --threads="$threads" --steps "$steps" --warmup "$warmup" |
+    "$py" -c 'import json,sys
+for l in sys.stdin:
+    if l.startswith("{"):
+        r = json.loads(l); r["side"] = "crackseg"; r["rep"] = int(sys.argv[1]); print(json.dumps(r))' "$2" |
+    tee -a "$out"
+}
+run_peer() {
+  "$py" "$peer" run --case "$1" --mode "$2" --threads "$threads" --steps "$steps" --warmup "$warmup" |
+    "$py" -c 'import json,sys
+for l in sys.stdin:
+    if l.startswith("{"):
+        r = json.loads(l); r["rep"] = int(sys.argv[1]); print(json.dumps(r))' "$3" |
+    tee -a "$out"
+}
+
+for ((rep = 1; rep <= reps; ++rep)); do
+  for c in "${cases[@]}"; do
+    if ((rep % 2)); then
+      run_crackseg "$c" "$rep"
+      for m in $modes; do run_peer "$c" "$m" "$rep"; done
+    else
+      for m in $modes; do run_peer "$c" "$m" "$rep"; done
+      run_crackseg "$c" "$rep"
+    fi
+  done
+done
+echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg); results: $out"
+echo
+"$py" "$peer" table "$out"
