@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <map>
 
 #include "src/checkpoint/checkpoint.hpp"
 #include "src/core/error.hpp"
@@ -34,7 +36,7 @@ bool resume_may_differ(const std::string& section, const std::string& key) {
   if (section == "train")
     return key == "out" || key == "epochs" || key == "steps" || key == "log_every" || key == "checkpoint_every" ||
            key == "threads" || key == "val_every" || key == "predict_images";
-  if (section == "data") return key == "prefetch" || key == "path";
+  if (section == "data") return key == "prefetch" || key == "path" || key == "stage" || key == "stage_dir";
   return section == "eval" || section == "early_stop";
 }
 
@@ -53,6 +55,27 @@ void check_resumable(const std::filesystem::path& path, const nlohmann::json& sa
   }
 }
 
+std::vector<std::pair<std::string, Tensor*>> named_tensors(const std::vector<Param*>& ps) {
+  std::vector<std::pair<std::string, Tensor*>> out;
+  for (Param* p : ps) out.emplace_back(p->name, &p->value);
+  return out;
+}
+
+// dst[name] = src[name] through `be` (host -> device), every tensor of dst named in src.
+void copy_by_name(Backend& be, const std::vector<std::pair<std::string, Tensor*>>& src,
+                  const std::vector<std::pair<std::string, Tensor*>>& dst, const char* what,
+                  const std::filesystem::path& path) {
+  std::map<std::string, Tensor*> by_name;
+  for (const auto& [n, t] : src) by_name[n] = t;
+  for (const auto& [n, t] : dst) {
+    const auto it = by_name.find(n);
+    if (it == by_name.end() || by_name.size() != dst.size())
+      throw Error("loading " + path.string() + " onto the " + be.name() + " backend: the host model's " + what +
+                  " do not match the device model's (no '" + n + "' or a different count)");
+    be.copy(*it->second, *t);
+  }
+}
+
 }  // namespace
 
 void save_train_state(const std::filesystem::path& path, const TrainState& st, const config::ResolvedConfig& cfg,
@@ -62,7 +85,11 @@ void save_train_state(const std::filesystem::path& path, const TrainState& st, c
   c.buffers = named(model.graph.buffers());
   c.optim = named(opt.state());
   c.optim_step = opt.step_count();
-  c.state["position"] = {{"epoch", st.epoch}, {"step_in_epoch", st.step_in_epoch}, {"global_step", st.global_step}};
+  c.state["position"] = {{"epoch", st.epoch},
+                         {"step_in_epoch", st.step_in_epoch},
+                         {"global_step", st.global_step},
+                         {"epoch_loss_sum", st.epoch_loss_sum},
+                         {"epoch_loss_steps", st.epoch_loss_steps}};
   c.state["best"] = {{"value", std::isfinite(st.best_value) ? nlohmann::json(st.best_value) : nlohmann::json()},
                      {"epoch", st.best_epoch},
                      {"metrics", st.best_metrics}};
@@ -91,6 +118,12 @@ TrainState load_train_state(const std::filesystem::path& path, const config::Res
     st.epoch = pos.at("epoch").get<int64_t>();
     st.step_in_epoch = pos.at("step_in_epoch").get<int64_t>();
     st.global_step = pos.at("global_step").get<int64_t>();
+    st.epoch_loss_sum = pos.value("epoch_loss_sum", 0.0);  // absent in older checkpoints
+    st.epoch_loss_steps = pos.value("epoch_loss_steps", int64_t{0});
+    if (st.epoch < 0 || st.step_in_epoch < 0 || st.global_step < st.step_in_epoch)
+      throw InputError("checkpoint " + path.string() + ": invalid position epoch " + std::to_string(st.epoch) +
+                       ", step " + std::to_string(st.step_in_epoch) + ", global step " +
+                       std::to_string(st.global_step) + " (negative, or fewer global steps than steps in the epoch)");
     const auto& best = c.state.at("best");
     st.best_value = best.at("value").is_number() ? best.at("value").get<double>() : NAN;
     st.best_epoch = best.at("epoch").get<int64_t>();
@@ -104,25 +137,47 @@ TrainState load_train_state(const std::filesystem::path& path, const config::Res
   return st;
 }
 
+std::string resolve_inference_backend(const std::string& requested, const nlohmann::json& cfg_values) {
+  if (requested != "auto") return requested;
+  std::string b = cfg_values.at("train").at("backend").get<std::string>();
+  if (b == "auto") b = cfg_values.at("train").at("device").get<std::string>() == "cuda" ? "cuda" : "onednn";
+  if (b == "cuda") {  // a GPU-trained model on a build without the cuda backend: run it on the CPU
+    const auto names = backend_names();
+    if (std::find(names.begin(), names.end(), "cuda") == names.end()) b = "onednn";
+  }
+  return b;
+}
+
 LoadedModel load_model_from_checkpoint(const std::filesystem::path& path, const std::string& backend) {
   if (!checkpoint::is_checkpoint(path)) throw InputError(path.string() + " is not a crackseg checkpoint");
   const checkpoint::Info info = checkpoint::read_info(path);
   LoadedModel out;
   out.cfg = config::from_resolved_json(nlohmann::json::parse(info.config_json), path.string());
-  std::string b = backend;
-  if (b == "auto") {
-    b = out.cfg.values.at("train").at("backend").get<std::string>();
-    if (b == "auto") b = out.cfg.values.at("train").at("device").get<std::string>() == "cuda" ? "cuda" : "onednn";
-  }
-  out.backend = make_backend(b);
+  out.backend = make_backend(resolve_inference_backend(backend, out.cfg.values));
   out.model = build_model(out.cfg.values.at("model"));
   out.model->graph.instantiate(*out.backend, 0);
-  checkpoint::Contents c;
-  c.params = named(out.model->graph.params());
-  c.buffers = named(out.model->graph.buffers());
   checkpoint::ReadOptions ro;
   ro.optim = false;
+  // Checkpoints hold host tensors. A model on another device (cuda) is read into a host copy
+  // of the model first and copied up through the backend, as TrainDevice::push does.
+  std::unique_ptr<Backend> host_backend;
+  std::unique_ptr<Model> host_model;
+  Model* target = out.model.get();
+  if (out.backend->device() != Device::cpu) {
+    host_backend = make_backend("onednn");
+    host_model = build_model(out.cfg.values.at("model"));
+    host_model->graph.instantiate(*host_backend, 0);
+    target = host_model.get();
+  }
+  checkpoint::Contents c;
+  c.params = named(target->graph.params());
+  c.buffers = named(target->graph.buffers());
   checkpoint::read_checkpoint(path, c, ro);
+  if (host_model) {
+    copy_by_name(*out.backend, named_tensors(host_model->graph.params()), named_tensors(out.model->graph.params()),
+                 "parameters", path);
+    copy_by_name(*out.backend, host_model->graph.buffers(), out.model->graph.buffers(), "buffers", path);
+  }
   out.model->graph.mark_params_changed();
   return out;
 }

@@ -29,6 +29,10 @@ struct TrainState {
   int64_t epoch = 0;          // the epoch training continues in
   int64_t step_in_epoch = 0;  // the global step within that epoch it continues from
   int64_t global_step = 0;    // optimizer steps done
+  // Sum of the step losses and their count in `epoch` before step_in_epoch, so that a resume
+  // mid-epoch reports the whole epoch's train_loss in metrics.csv (0 at an epoch boundary).
+  double epoch_loss_sum = 0;
+  int64_t epoch_loss_steps = 0;
   double best_value = NAN;    // best validation value of train.best_metric so far
   int64_t best_epoch = -1;
   nlohmann::json best_metrics;
@@ -50,8 +54,16 @@ void save_train_state(const std::filesystem::path& path, const TrainState& state
 [[nodiscard]] TrainState load_train_state(const std::filesystem::path& path, const config::ResolvedConfig& cfg,
                                           Model& model, Optimizer& opt, LrSchedule& schedule, EarlyStopping& early);
 
+// The backend eval/predict use for `requested` (--backend): itself unless "auto"; "auto" is
+// the checkpoint config's train.backend, or its device default (cuda for train.device =
+// "cuda", else onednn), falling back to onednn when cuda is asked for but this build has no
+// cuda backend registered.
+[[nodiscard]] std::string resolve_inference_backend(const std::string& requested, const nlohmann::json& cfg_values);
+
 // For eval/predict: the config stored in a checkpoint and its model, instantiated on
-// `backend` ("auto": the config's device default) with the checkpoint's weights.
+// `backend` (resolve_inference_backend) with the checkpoint's weights. A model on a device
+// backend is read into a host (oneDNN) copy first and copied up through Backend::copy, so a
+// GPU-trained checkpoint evaluates with default flags.
 struct LoadedModel {
   config::ResolvedConfig cfg;
   std::unique_ptr<Backend> backend;
