@@ -1,8 +1,88 @@
-# cuDNN and NCCL ship no CMake config in the CUDA toolkit tree: locate them next to it.
-find_library(CRACKSEG_CUDNN cudnn HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/local/cuda/lib64 REQUIRED)
-find_library(CRACKSEG_NCCL nccl HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/local/cuda/lib64 REQUIRED)
-find_path(CRACKSEG_CUDNN_INCLUDE cudnn.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/local/cuda/include REQUIRED)
-find_path(CRACKSEG_NCCL_INCLUDE nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/local/cuda/include REQUIRED)
+# cuDNN and NCCL: often installed apart from the toolkit (tarballs, modules, conda, pip
+# wheels). Search order: -DCUDNN_ROOT / $CUDNN_ROOT / $CUDNN_HOME (NCCL_ROOT / $NCCL_ROOT /
+# $NCCL_HOME likewise), then the toolkit's own directories, then the system paths.
+# The headers' versions are checked against the libraries found (a header from one install
+# and a library from another is the classic cluster failure: it links, then crashes).
+foreach(_dep CUDNN NCCL)
+  set(_hints_${_dep})
+  foreach(r "${${_dep}_ROOT}" "$ENV{${_dep}_ROOT}" "$ENV{${_dep}_HOME}" "$ENV{${_dep}_DIR}")
+    if(r)
+      list(APPEND _hints_${_dep} "${r}")
+    endif()
+  endforeach()
+endforeach()
+set(_tk_lib_hints ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_TARGET_DIR}/lib64 ${CUDAToolkit_TARGET_DIR}/lib)
+find_library(CRACKSEG_CUDNN cudnn HINTS ${_hints_CUDNN} PATH_SUFFIXES lib64 lib lib/x64 NO_DEFAULT_PATH)
+find_library(CRACKSEG_CUDNN cudnn HINTS ${_tk_lib_hints} REQUIRED)
+find_library(CRACKSEG_NCCL nccl HINTS ${_hints_NCCL} PATH_SUFFIXES lib64 lib NO_DEFAULT_PATH)
+find_library(CRACKSEG_NCCL nccl HINTS ${_tk_lib_hints} REQUIRED)
+find_path(CRACKSEG_CUDNN_INCLUDE cudnn_version.h HINTS ${_hints_CUDNN} PATH_SUFFIXES include NO_DEFAULT_PATH)
+find_path(CRACKSEG_CUDNN_INCLUDE cudnn_version.h HINTS ${CUDAToolkit_INCLUDE_DIRS} REQUIRED)
+find_path(CRACKSEG_NCCL_INCLUDE nccl.h HINTS ${_hints_NCCL} PATH_SUFFIXES include NO_DEFAULT_PATH)
+find_path(CRACKSEG_NCCL_INCLUDE nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} REQUIRED)
+
+# Header versions.
+file(STRINGS "${CRACKSEG_CUDNN_INCLUDE}/cudnn_version.h" _v REGEX "^#define CUDNN_(MAJOR|MINOR|PATCHLEVEL) ")
+string(REGEX REPLACE ".*CUDNN_MAJOR ([0-9]+).*" "\\1" CRACKSEG_CUDNN_HEADER_MAJOR "${_v}")
+string(REGEX REPLACE ".*CUDNN_MINOR ([0-9]+).*" "\\1" _minor "${_v}")
+set(CRACKSEG_CUDNN_HEADER_VERSION "${CRACKSEG_CUDNN_HEADER_MAJOR}.${_minor}")
+file(STRINGS "${CRACKSEG_NCCL_INCLUDE}/nccl.h" _v REGEX "^#define NCCL_(MAJOR|MINOR|PATCH) ")
+string(REGEX REPLACE ".*NCCL_MAJOR ([0-9]+).*" "\\1" CRACKSEG_NCCL_HEADER_MAJOR "${_v}")
+string(REGEX REPLACE ".*NCCL_MINOR ([0-9]+).*" "\\1" _minor "${_v}")
+set(CRACKSEG_NCCL_HEADER_VERSION "${CRACKSEG_NCCL_HEADER_MAJOR}.${_minor}")
+if(CRACKSEG_CUDNN_HEADER_MAJOR LESS 9)
+  message(FATAL_ERROR "cuDNN ${CRACKSEG_CUDNN_HEADER_VERSION} at ${CRACKSEG_CUDNN_INCLUDE}: crackseg needs cuDNN 9 "
+                      "(set CUDNN_ROOT to a cuDNN 9 install)")
+endif()
+
+# Library versions: the soname's major (libcudnn.so.9, libnccl.so.2) must match the header's.
+foreach(_dep CUDNN NCCL)
+  get_filename_component(_real "${CRACKSEG_${_dep}}" REALPATH)
+  get_filename_component(_name "${_real}" NAME)
+  if(_name MATCHES "\\.so\\.([0-9]+)")
+    if(NOT CMAKE_MATCH_1 STREQUAL CRACKSEG_${_dep}_HEADER_MAJOR)
+      message(FATAL_ERROR "${_dep}: the header ${CRACKSEG_${_dep}_INCLUDE} is version "
+                          "${CRACKSEG_${_dep}_HEADER_VERSION} but the library ${_real} is major ${CMAKE_MATCH_1}: "
+                          "point ${_dep}_ROOT at one install holding both")
+    endif()
+  endif()
+endforeach()
+# Finer (major.minor) check by asking the libraries themselves; this needs no GPU. Skipped
+# when cross-compiling or when the program cannot run here (a warning says so).
+if(NOT CMAKE_CROSSCOMPILING AND NOT DEFINED CRACKSEG_CUDA_LIB_VERSIONS)
+  set(_src "${CMAKE_BINARY_DIR}/CMakeFiles/crackseg_cuda_versions.cpp")
+  file(WRITE "${_src}" "#include <cstdio>\n#include <cudnn.h>\n#include <nccl.h>\nint main() {\n"
+                       "  int n = 0; ncclGetVersion(&n); const size_t c = cudnnGetVersion();\n"
+                       "  std::printf(\"%d.%d;%d.%d\", int(c / 10000), int(c % 10000 / 100), n / 10000, n % 10000 / 100);\n"
+                       "  return 0;\n}\n")
+  try_run(_run _compile "${CMAKE_BINARY_DIR}/CMakeFiles/crackseg_cuda_versions" "${_src}"
+          CMAKE_FLAGS "-DINCLUDE_DIRECTORIES=${CRACKSEG_CUDNN_INCLUDE};${CRACKSEG_NCCL_INCLUDE};${CUDAToolkit_INCLUDE_DIRS}"
+          LINK_LIBRARIES ${CRACKSEG_CUDNN} ${CRACKSEG_NCCL} CUDA::cudart
+          RUN_OUTPUT_VARIABLE _out)
+  if(_compile AND _run EQUAL 0 AND _out MATCHES "^([0-9]+\\.[0-9]+);([0-9]+\\.[0-9]+)$")
+    set(CRACKSEG_CUDA_LIB_VERSIONS "${_out}" CACHE INTERNAL "cuDNN;NCCL library versions")
+  else()
+    message(WARNING "could not run a program against cuDNN/NCCL to read their library versions; "
+                    "only the sonames were checked against the headers")
+    set(CRACKSEG_CUDA_LIB_VERSIONS "" CACHE INTERNAL "")
+  endif()
+endif()
+if(CRACKSEG_CUDA_LIB_VERSIONS)
+  list(GET CRACKSEG_CUDA_LIB_VERSIONS 0 _cudnn_lib)
+  list(GET CRACKSEG_CUDA_LIB_VERSIONS 1 _nccl_lib)
+  # cuDNN's minor versions are compatible upwards (a newer library runs older headers' code);
+  # an older library than the header is not. NCCL: the same rule.
+  if(_cudnn_lib VERSION_LESS CRACKSEG_CUDNN_HEADER_VERSION)
+    message(FATAL_ERROR "cuDNN library ${CRACKSEG_CUDNN} is ${_cudnn_lib}, older than its header "
+                        "${CRACKSEG_CUDNN_INCLUDE}/cudnn_version.h (${CRACKSEG_CUDNN_HEADER_VERSION})")
+  endif()
+  if(_nccl_lib VERSION_LESS CRACKSEG_NCCL_HEADER_VERSION)
+    message(FATAL_ERROR "NCCL library ${CRACKSEG_NCCL} is ${_nccl_lib}, older than its header "
+                        "${CRACKSEG_NCCL_INCLUDE}/nccl.h (${CRACKSEG_NCCL_HEADER_VERSION})")
+  endif()
+endif()
+message(STATUS "CUDA ${CUDAToolkit_VERSION} at ${CUDAToolkit_BIN_DIR}; cuDNN ${CRACKSEG_CUDNN_HEADER_VERSION} "
+               "(${CRACKSEG_CUDNN}); NCCL ${CRACKSEG_NCCL_HEADER_VERSION} (${CRACKSEG_NCCL})")
 
 # .cu files include the C++20 core headers (source_location, rng.hpp); rng.hpp's constexpr
 # Philox is called from device code as is (--expt-relaxed-constexpr), so the CPU and GPU
