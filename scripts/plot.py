@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """crackseg's plots (the only Python in the project; never on the training path).
 
-  plot.py curves RUN/metrics.csv OUT.png     learning curves of one run (`crackseg train`)
+  plot.py curves RUN/metrics.csv OUT.png [TRAIN_LOSS]   learning curves of one run (`crackseg train`)
   plot.py sweep DIR/plots/plot_input.json    sweep report plots (`crackseg sweep report`)
 
 The sweep input JSON (written by the report command) names results.csv, the sorting metric,
@@ -42,7 +42,17 @@ def read_csv(path):
     return cols
 
 
-def curves(csv_path, png_path):
+def loss_label(column, train_loss):
+    """Legend text saying which loss a metrics.csv column is: the training loss is the
+    configured one, the validation loss is always the per-pixel BCE of the probabilities."""
+    if column == "train_loss":
+        return "train loss (%s)" % train_loss if train_loss else "train loss"
+    if column == "val_loss":
+        return "validation loss (BCE of probabilities)"
+    return column
+
+
+def curves(csv_path, png_path, train_loss=""):
     global plt
     plt = _matplotlib()
     cols = read_csv(csv_path)
@@ -50,16 +60,16 @@ def curves(csv_path, png_path):
     wanted = ["val_f1", "val_iou", "val_precision", "val_recall", "val_map", "val_ods", "val_ois"]
     metrics = [k for k in wanted if k in cols]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for k in losses:
+    for k in losses:  # metrics.csv epochs are 1-based
         xs, ys = zip(*cols[k])
-        axes[0].plot([x + 1 for x in xs], ys, marker="o", label=k)
+        axes[0].plot(xs, ys, marker="o", label=loss_label(k, train_loss))
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("loss")
     axes[0].legend()
     axes[0].grid(alpha=0.3)
     for k in metrics:
         xs, ys = zip(*cols[k])
-        axes[1].plot([x + 1 for x in xs], ys, marker="o", label=k)
+        axes[1].plot(xs, ys, marker="o", label=k)
     axes[1].set_xlabel("epoch")
     axes[1].set_ylabel("validation metric")
     axes[1].set_ylim(0, 1)
@@ -185,7 +195,7 @@ def sweep(spec_path):
 
 def main(argv):
     if len(argv) >= 4 and argv[1] == "curves":
-        curves(argv[2], argv[3])
+        curves(argv[2], argv[3], argv[4] if len(argv) >= 5 else "")
         return 0
     if len(argv) == 3 and argv[1] == "sweep":
         sweep(argv[2])

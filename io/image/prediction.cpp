@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "io/image/image.hpp"
 
@@ -29,23 +33,37 @@ PredictionImages render_prediction(std::span<const uint8_t> rgb, std::span<const
 
 void save_prediction(const std::filesystem::path& base, const PredictionImages& p, int H, int W) {
   save_image_rgb(base.string() + "_prob.png", p.prob_rgb.data(), H, W);
-  save_mask01(base.string() + "_mask.png", p.mask.data(), H, W);
+  save_mask01(base.string() + "_pred_mask.png", p.mask.data(), H, W);
   save_image_rgb(base.string() + "_overlay.png", p.overlay.data(), H, W);
 }
 
+namespace {
+double label_scale(int W) { return std::clamp(W / 400.0, 0.3, 1.5); }
+}  // namespace
+
+int panel_label_height(int W) { return static_cast<int>(std::ceil(28 * label_scale(W))); }
+
 void save_prediction_panel(const std::filesystem::path& path, std::span<const uint8_t> rgb,
-                           std::span<const uint8_t> mask01, const PredictionImages& p, int H, int W) {
-  const int PW = 4 * W;
-  std::vector<uint8_t> panel(static_cast<std::size_t>(H) * PW * 3);
+                           std::span<const uint8_t> mask01, const PredictionImages& p, int H, int W,
+                           double threshold) {
+  const int PW = 4 * W, L = panel_label_height(W);
+  cv::Mat panel(H + L, PW, CV_8UC3, cv::Scalar(255, 255, 255));
   for (int y = 0; y < H; ++y) {
-    uint8_t* row = &panel[static_cast<std::size_t>(y) * PW * 3];
+    uint8_t* row = panel.ptr<uint8_t>(y);
     const std::size_t o = static_cast<std::size_t>(y) * W;
     std::memcpy(row, &rgb[o * 3], static_cast<std::size_t>(W) * 3);
     for (int x = 0; x < W; ++x) std::memset(row + (W + x) * 3, mask01[o + x] ? 255 : 0, 3);
     std::memcpy(row + 2 * W * 3, &p.prob_rgb[o * 3], static_cast<std::size_t>(W) * 3);
     std::memcpy(row + 3 * W * 3, &p.overlay[o * 3], static_cast<std::size_t>(W) * 3);
   }
-  save_image_rgb(path, panel.data(), H, PW);
+  char pred[48] = "prediction";
+  if (threshold >= 0) std::snprintf(pred, sizeof pred, "prediction p >= %.2f", threshold);
+  const char* labels[4] = {"photo", "ground truth", "probability", pred};
+  const double scale = label_scale(W);
+  for (int k = 0; k < 4; ++k)
+    cv::putText(panel, labels[k], cv::Point(k * W + 3, H + static_cast<int>(L * 0.72)), cv::FONT_HERSHEY_SIMPLEX,
+                0.5 * scale, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+  save_image_rgb(path, panel.data, H + L, PW);
 }
 
 }  // namespace crackseg::io

@@ -20,11 +20,17 @@ struct PredictionImages {
 [[nodiscard]] PredictionImages render_prediction(std::span<const uint8_t> rgb, std::span<const float> prob, int H,
                                                  int W, double threshold);
 
-// Writes <base>_prob.png, <base>_mask.png and <base>_overlay.png.
+// Writes <base>_prob.png, <base>_pred_mask.png and <base>_overlay.png (not <base>_mask.png:
+// several datasets name their ground truth that way, and a prediction must never overwrite
+// or be mistaken for it).
 void save_prediction(const std::filesystem::path& base, const PredictionImages& p, int H, int W);
 
-// One PNG, four panels left to right: photo, ground truth (white crack), probability, overlay.
+// One PNG, four panels left to right: photo, ground truth (white crack), probability, overlay;
+// rows [0, H) are the panels, below them a strip labels each ("photo", "ground truth",
+// "probability", "prediction p >= t" when threshold >= 0). panel_label_height(W) rows.
 void save_prediction_panel(const std::filesystem::path& path, std::span<const uint8_t> rgb,
-                           std::span<const uint8_t> mask01, const PredictionImages& p, int H, int W);
+                           std::span<const uint8_t> mask01, const PredictionImages& p, int H, int W,
+                           double threshold = -1);
+[[nodiscard]] int panel_label_height(int W);
 
 }  // namespace crackseg::io

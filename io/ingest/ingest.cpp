@@ -1,5 +1,7 @@
 #include "io/ingest/ingest.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <omp.h>
 
 #include <opencv2/core/utility.hpp>
@@ -190,6 +192,13 @@ IngestResult ingest(const IngestOptions& opt) {
                                 std::to_string(items.size()) + " skipped)");
   writer->set_attribute("origin", "crackseg ingest " + opt.dir.string() + " --layout " +
                                       (opt.layout == Layout::pairs ? "pairs" : opt.layout == Layout::cfd ? "cfd" : "crackseg9k"));
+  // Read back into every run's result.json (dataset.ingest.options); size 0 = kept.
+  writer->set_attribute("ingest_options",
+                        nlohmann::json{{"command", "ingest"}, {"dir", opt.dir.string()}, {"height", opt.height},
+                                       {"width", opt.width}, {"split", opt.split.fractions},
+                                       {"split_seed", opt.split.seed}, {"skip_bad", opt.skip_bad},
+                                       {"cfd_segments", opt.cfd_segments}}
+                            .dump());
 
   const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
   const size_t batch = static_cast<size_t>(std::max(8, 8 * threads));

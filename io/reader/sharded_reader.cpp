@@ -74,6 +74,8 @@ ShardedReader::ShardedReader(ReaderConfig cfg) : cfg_(std::move(cfg)) {
   if (cfg_.micro_batch < 1) throw InputError("reader: micro-batch must be >= 1, got " + s(cfg_.micro_batch));
   file_ = std::make_unique<DatasetFile>(cfg_.path);
   split_ = file_->split(cfg_.split);
+  if (cfg_.max_samples > 0 && static_cast<int64_t>(split_.size()) > cfg_.max_samples)
+    split_.resize(static_cast<size_t>(cfg_.max_samples));
   H_ = file_->height();
   W_ = file_->width();
   if (cfg_.mode == ReaderMode::train) {

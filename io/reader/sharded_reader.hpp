@@ -75,6 +75,8 @@ struct ReaderConfig {
   int micro_batch = 4;        // m
   AugmentConfig augment{};    // train only; eval never augments or crops
   int prefetch = 2;           // micro-batches ready or in preparation ahead of use (>= 1)
+  int64_t max_samples = 0;    // > 0: only the first max_samples of the split, in stored
+                              // order (data.max_train / max_val); 0 = the whole split
   int workers = 1;            // prefetch threads; each prepares whole micro-batches, and
                               // they come out in order whatever thread finished first.
                               // More than `prefetch` workers cannot all be busy.

@@ -1,5 +1,7 @@
 #include "io/synth/synth.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <omp.h>
 
 #include <opencv2/imgproc.hpp>
@@ -197,6 +199,11 @@ SynthResult write_synth_dataset(const SynthOptions& opt) {
   DatasetWriter writer(opt.out, opt.size, opt.size);
   writer.set_attribute("origin", "crackseg synth --count " + std::to_string(opt.count) + " --size " +
                                      std::to_string(opt.size) + " --seed " + std::to_string(opt.seed));
+  // Read back into every run's result.json (dataset.ingest.options).
+  writer.set_attribute("ingest_options",
+                       nlohmann::json{{"command", "synth"}, {"count", opt.count}, {"size", opt.size}, {"seed", opt.seed},
+                                      {"split", opt.split.fractions}, {"split_seed", opt.split.seed}}
+                           .dump());
   const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
   const uint32_t batch = static_cast<uint32_t>(std::max(8, 16 * threads));
   const size_t hw = static_cast<size_t>(opt.size) * static_cast<size_t>(opt.size);

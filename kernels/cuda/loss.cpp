@@ -29,6 +29,9 @@ DeviceLossSpec device_loss_spec(const nlohmann::json& s, const LossContext& ctx)
     d.w0 = 1.0 / (2.0 * (1.0 - f));
     d.w1 = 1.0 / (2.0 * f);
   }
+  if (d.name == "softmax_ce" && s.is_object() && s.contains("class_weights"))
+    throw InputError("[loss] class_weights: softmax_ce class weights are not implemented on the cuda device yet "
+                     "(train.device = \"cpu\" has them)");
   d.gamma = num(s, "gamma", 2.0);
   d.alpha = num(s, "alpha", 0.25);
   d.smooth = num(s, "smooth", 1.0);

@@ -1,5 +1,6 @@
 // `crackseg predict --checkpoint C.h5 IMAGE... --out DIR [--mask-dir DIR]`: probability,
-// binary mask and overlay PNGs per image, any size and format; metrics when masks are given.
+// binary mask (<stem>_pred_mask.png, never a ground-truth name) and overlay PNGs per image,
+// any size and format; metrics when masks are given.
 #include <cstdio>
 #include <fstream>
 
@@ -9,6 +10,7 @@
 #include "src/core/error.hpp"
 #include "launch/command.hpp"
 #include "src/metrics/metrics.hpp"
+#include "src/train/evaluate.hpp"
 #include "src/train/inference.hpp"
 #include "src/train/train_state.hpp"
 
@@ -31,11 +33,35 @@ std::filesystem::path find_mask(const std::filesystem::path& image) {
   return {};
 }
 
+// --threshold; else a fixed eval.threshold; else (tuned on the validation split) the threshold
+// the run recorded in result.json next to the checkpoint: best.val for best.h5, final.val
+// otherwise; else 0.5, said so.
+double prediction_threshold(const nlohmann::json& cfg) {
+  if (opts.threshold >= 0) return opts.threshold;
+  if (const auto t = crackseg::train::fixed_threshold(cfg)) return *t;
+  const std::filesystem::path ckpt = opts.checkpoint;
+  std::ifstream in(ckpt.parent_path() / "result.json");
+  if (in) {
+    const auto r = nlohmann::json::parse(in, nullptr, false);
+    const char* part = ckpt.filename() == "best.h5" ? "best" : "final";
+    if (!r.is_discarded() && r.contains(part) && r[part].contains("val") && r[part]["val"].is_object() &&
+        r[part]["val"].contains("threshold")) {
+      const double t = r[part]["val"]["threshold"].get<double>();
+      std::printf("threshold %.4f: chosen on the validation split (%s, %s.val)\n", t,
+                  (ckpt.parent_path() / "result.json").c_str(), part);
+      return t;
+    }
+  }
+  std::printf("threshold 0.5: eval.threshold is tuned on the validation split, but no result.json beside %s "
+              "records one (give --threshold)\n", ckpt.c_str());
+  return 0.5;
+}
+
 int run() {
   using namespace crackseg;
   auto loaded = train::load_model_from_checkpoint(opts.checkpoint, opts.backend);
   const auto& cfg = loaded.cfg.values;
-  const double thr = opts.threshold >= 0 ? opts.threshold : cfg.at("eval").at("threshold").get<double>();
+  const double thr = prediction_threshold(cfg);
   train::InferenceOptions io_opt = train::inference_options(cfg);
   if (opts.tile > 0) io_opt.tile = opts.tile;
   if (!opts.patch_mode.empty()) io_opt.patch_mode = opts.patch_mode;
@@ -75,7 +101,7 @@ int run() {
       line += buf;
       ++with_masks;
     }
-    std::printf("%s -> %s_{prob,mask,overlay}.png\n", line.c_str(), base.c_str());
+    std::printf("%s -> %s_{prob,pred_mask,overlay}.png\n", line.c_str(), base.c_str());
     ++image_no;
   }
   if (with_masks > 0) {
@@ -90,14 +116,15 @@ int run() {
 
 crackseg::cli::CommandRegistration reg{{
     .name = "predict",
-    .help = "crack probability, mask and overlay PNGs for images of any size",
+    .help = "crack probability, mask and overlay PNGs (<stem>_prob, _pred_mask, _overlay) for images of any size",
     .setup =
         [](CLI::App& app) {
           app.add_option("--checkpoint", opts.checkpoint, "checkpoint (checkpoint.h5 or best.h5)")->required()->check(CLI::ExistingFile);
           app.add_option("images", opts.images, "image files")->required()->check(CLI::ExistingFile);
           app.add_option("--out", opts.out, "output folder")->required();
           app.add_option("--mask-dir", opts.mask_dir, "ground-truth masks (same stem, or <stem>_mask) for metrics");
-          app.add_option("--threshold", opts.threshold, "probability threshold (default: the run's eval.threshold)");
+          app.add_option("--threshold", opts.threshold, "probability threshold (default: the run's eval.threshold; when that is tuned on the "
+                         "validation split, the value its result.json records)");
           app.add_option("--tile", opts.tile, "tile side for Spiral-Net/hourglass (default: eval.tile)");
           app.add_option("--patch-mode", opts.patch_mode, "patch CNN: auto | dense | patch (default: eval.patch_mode)")
               ->check(CLI::IsMember({"auto", "dense", "patch"}));

@@ -7,6 +7,7 @@
 #include "src/config/task.hpp"
 #include "src/dist/mpi_communicator.hpp"
 #include "src/train/signals.hpp"
+#include "src/train/run_checks.hpp"
 #include "src/train/trainer.hpp"
 
 namespace {
@@ -28,6 +29,9 @@ int run() {
   }
   all.insert(all.end(), opts.overrides.begin(), opts.overrides.end());
   const config::ResolvedConfig cfg = config::load_run_config(opts.config, all);
+  // Loss vs model, input size, data.path, empty evaluation splits, eval.threshold: named
+  // before any rank opens, stages or trains anything.
+  train::check_run_config(cfg.values);
   dist::MpiCommunicator comm(MPI_COMM_WORLD, cfg.values.at("dist").at("timeout_s").get<double>());
   install_stop_signal_handlers();
   train::TrainOptions to;

@@ -117,7 +117,10 @@ Schema Schema::standard() {
   };
   auto& eval = s.add_section("eval", "evaluation and prediction");
   eval.keys = {
-      number("threshold", 0.5, 0.0, "probability threshold of the binary mask"),
+      {"threshold", ValueType::any, "auto", {}, std::nullopt,
+       "probability threshold of the binary mask: a number in [0, 1]; \"val\" = the mean-F1-best threshold on "
+       "the validation split, applied to test; \"auto\" = \"val\" for patch_cnn (when there is a validation "
+       "split), 0.5 otherwise"},
       integer("batch", 0, 0, "images per evaluation forward; 0 = train.micro_batch"),
       integer("bins", 100, 2, "score histogram bins for AP and ODS/OIS"),
       integer("tile", 255, 0, "tile size for Spiral-Net/hourglass prediction; 0 = whole image"),

@@ -103,8 +103,23 @@ std::unique_ptr<Loss> make_loss(const nlohmann::json& sec, const LossContext& ct
     return lossimpl::make_pseudo_f1();
   }
   if (name == "softmax_ce") {
-    check_keys(sec, S, {"name"});
-    return lossimpl::make_softmax_ce();
+    check_keys(sec, S, {"name", "class_weights"});
+    std::vector<double> w;
+    if (sec.is_object() && sec.contains("class_weights") && sec["class_weights"].is_string()) {
+      if (sec["class_weights"].get<std::string>() != "balanced")
+        throw_bad_value(S, "class_weights", sec["class_weights"].dump(), "must be \"balanced\" or [w0, w1, ...]");
+      const double f = ctx.crack_fraction;
+      if (!(f > 0 && f < 1))
+        throw_bad_value(S, "class_weights", "\"balanced\"",
+                        "needs the training split's crack fraction in (0, 1) (the dataset has no such attribute): "
+                        "give [w0, w1]");
+      w = {1.0 / (2.0 * (1.0 - f)), 1.0 / (2.0 * f)};  // as weighted_bce: average 1 over the split
+    } else {
+      w = json_numbers(sec, S, "class_weights", {});
+      for (const double v : w)
+        if (!(v >= 0) || !std::isfinite(v)) throw_bad_value(S, "class_weights", std::to_string(v), "must be >= 0");
+    }
+    return lossimpl::make_softmax_ce(std::move(w));
   }
   throw_unknown_name(S, "loss name", name, loss_names());
 }

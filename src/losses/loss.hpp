@@ -90,7 +90,10 @@ class Loss {
 //                  background, w1 = 1/sum_pos(p) - 1/(N1 + sum(p)), w0 = 1/(N1 + sum(p)),
 //                  N1 = sum(y); soft targets mix both terms linearly. sum_pos(p) is floored at
 //                  1e-30 so the weights stay finite. extra: bce, f1 (eq. 6 without eps).
-//   softmax_ce:    (none).
+//   softmax_ce:    class_weights ([w_0, .., w_{C-1}], or "balanced" = weighted_bce's w0, w1 from
+//                  the training split's crack fraction; default all 1): pixel loss = w_label x
+//                  cross-entropy (soft targets: sum_c w_c t_c (lse - z_c)). Crack pixels are
+//                  rare: without weights a 2-class model can settle on all-background.
 [[nodiscard]] std::unique_ptr<Loss> make_loss(const nlohmann::json& loss_section, const LossContext& ctx = {});
 
 // Names make_loss accepts.

@@ -1,5 +1,6 @@
 // Constructors of the concrete losses (internal; users call make_loss).
 #pragma once
+#include <vector>
 #include <memory>
 
 #include "src/losses/loss.hpp"
@@ -15,6 +16,7 @@ namespace crackseg::lossimpl {
 [[nodiscard]] std::unique_ptr<Loss> make_dice(double smooth);
 [[nodiscard]] std::unique_ptr<Loss> make_bce_dice(double smooth, double bce_weight, double dice_weight);
 [[nodiscard]] std::unique_ptr<Loss> make_f1(double eps);
-[[nodiscard]] std::unique_ptr<Loss> make_softmax_ce();
+// class_weights: one per class (empty = all 1): pixel loss w_label * CE.
+[[nodiscard]] std::unique_ptr<Loss> make_softmax_ce(std::vector<double> class_weights = {});
 
 }  // namespace crackseg::lossimpl

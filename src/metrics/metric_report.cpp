@@ -92,6 +92,84 @@ MetricSummary summarize(const MetricCounts& counts, std::span<const int64_t> ima
   return out;
 }
 
+namespace {
+// Image i's confusion at bin edge k: pixels in bins >= k are predicted crack.
+Confusion confusion_at_bin(const MetricCounts& counts, int64_t i, int k) {
+  const auto pos = counts.pos_hist(i), neg = counts.neg_hist(i);
+  Confusion c;
+  for (std::size_t b = 0; b < pos.size(); ++b) {
+    const bool pred = static_cast<int>(b) >= k;
+    (pred ? c.tp : c.fn) += pos[b];
+    (pred ? c.fp : c.tn) += neg[b];
+  }
+  return c;
+}
+}  // namespace
+
+ImageScores image_scores(const MetricCounts& counts, int64_t i) {
+  ImageScores out;
+  out.counts = counts.confusion(i);
+  out.scores = scores_from(out.counts);
+  out.crack_pixels = out.counts.tp + out.counts.fn;
+  out.predicted_pixels = out.counts.tp + out.counts.fp;
+  // The same walk as summarize(), so the mean over images is its map exactly.
+  const int bins = counts.layout().bins;
+  const auto pos = counts.pos_hist(i), neg = counts.neg_hist(i);
+  int64_t n_pos = 0;
+  for (int64_t v : pos) n_pos += v;
+  int64_t tp = 0, fp = 0;
+  double ap = 0, prev_recall = 0;
+  for (int k = bins - 1; k >= 0; --k) {
+    tp += pos[static_cast<std::size_t>(k)];
+    fp += neg[static_cast<std::size_t>(k)];
+    if (n_pos > 0 && tp + fp > 0) {
+      const double recall = ratio(tp, n_pos);
+      ap += (recall - prev_recall) * ratio(tp, tp + fp);
+      prev_recall = recall;
+    }
+  }
+  out.has_ap = n_pos > 0;
+  out.ap = out.has_ap ? ap : 0.0;
+  return out;
+}
+
+int best_mean_f1_bin(const MetricCounts& counts) {
+  const int bins = counts.layout().bins;
+  std::vector<double> f_sum(static_cast<std::size_t>(bins), 0.0);
+  for (int64_t i = 0; i < counts.layout().num_images; ++i) {
+    if (counts.times_added(i) == 0) continue;
+    const auto pos = counts.pos_hist(i), neg = counts.neg_hist(i);
+    int64_t n_pos = 0;
+    for (int64_t v : pos) n_pos += v;
+    int64_t tp = 0, fp = 0;
+    for (int k = bins - 1; k >= 0; --k) {
+      tp += pos[static_cast<std::size_t>(k)];
+      fp += neg[static_cast<std::size_t>(k)];
+      f_sum[static_cast<std::size_t>(k)] += scores_from(Confusion{tp, fp, n_pos - tp, 0}).f1;
+    }
+  }
+  int best = 0;
+  for (int k = 1; k < bins; ++k)
+    if (f_sum[static_cast<std::size_t>(k)] > f_sum[static_cast<std::size_t>(best)]) best = k;
+  return best;
+}
+
+MetricCounts rethreshold(const MetricCounts& counts, int bin) {
+  MetricLayout layout = counts.layout();
+  if (bin < 0 || bin >= layout.bins)
+    throw Error("metrics: threshold bin " + std::to_string(bin) + " outside [0, " + std::to_string(layout.bins) + ")");
+  layout.threshold = static_cast<double>(bin) / layout.bins;
+  std::vector<int64_t> flat = counts.flat();
+  const int64_t stride = counts.stride();
+  for (int64_t i = 0; i < layout.num_images; ++i) {
+    if (counts.times_added(i) == 0) continue;
+    const Confusion c = confusion_at_bin(counts, i, bin);
+    int64_t* r = flat.data() + i * stride;
+    r[2] = c.tp, r[3] = c.fp, r[4] = c.fn, r[5] = c.tn;
+  }
+  return MetricCounts::from_flat(std::move(layout), std::move(flat));
+}
+
 MetricReport compute_metrics(const MetricCounts& counts) {
   const auto& layout = counts.layout();
   std::vector<int64_t> all;

@@ -133,6 +133,26 @@ struct MetricReport {
 
 // Throws Error when an image was counted more than once (duplicated across ranks).
 [[nodiscard]] MetricReport compute_metrics(const MetricCounts& counts);
+
+// One image's numbers at the layout's threshold (`crackseg eval --per-image`): its counts,
+// scores, AP (has_ap = false, ap = 0 when it has no crack pixel), crack pixels (TP + FN) and
+// predicted pixels (TP + FP). The mean of the per-image scores over the evaluated images is
+// MetricSummary::mean, and of ap over has_ap images MetricSummary::map, exactly.
+struct ImageScores {
+  Confusion counts;
+  Scores scores;
+  double ap = 0;
+  bool has_ap = false;
+  int64_t crack_pixels = 0, predicted_pixels = 0;
+};
+[[nodiscard]] ImageScores image_scores(const MetricCounts& counts, int64_t image);
+
+// eval.threshold = "val": the bin edge k (threshold k / bins) that maximises the mean
+// per-image F1 over the evaluated images, from the score histograms (ties: the lowest k).
+[[nodiscard]] int best_mean_f1_bin(const MetricCounts& counts);
+// The same counts with TP/FP/FN/TN re-derived from the histograms at threshold bin / bins
+// (pixels in bins >= `bin` are predicted crack): what counting at that threshold gives.
+[[nodiscard]] MetricCounts rethreshold(const MetricCounts& counts, int bin);
 // Summary over the given images (each evaluated exactly once).
 [[nodiscard]] MetricSummary summarize(const MetricCounts& counts, std::span<const int64_t> images);
 

@@ -31,6 +31,7 @@ class SegmentationBatches final : public TrainBatches {
     io::ReaderConfig rc;
     rc.path = data.at("path").get<std::string>();
     rc.split = data.at("train_split").get<std::string>();
+    rc.max_samples = data.at("max_train").get<int64_t>();  // the first N, as the patch CNN's images
     rc.mode = io::ReaderMode::train;
     rc.rank = l.rank;
     rc.world = l.world;

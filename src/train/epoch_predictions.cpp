@@ -4,6 +4,7 @@
 
 #include "io/dataset/dataset.hpp"
 #include "io/image/prediction.hpp"
+#include "src/train/evaluate.hpp"
 #include "src/train/inference.hpp"
 
 namespace crackseg::train {
@@ -19,7 +20,8 @@ int write_epoch_predictions(const nlohmann::json& cfg, Model& model, int64_t epo
   const std::filesystem::path dir = out / "predictions";
   std::filesystem::create_directories(dir);
   Predictor predictor(model, inference_options(cfg));
-  const double thr = cfg.at("eval").at("threshold").get<double>();
+  // The trainer passes the last validation's threshold when eval.threshold is tuned on it.
+  const double thr = fixed_threshold(cfg).value_or(0.5);
   const int H = file.height(), W = file.width();
   std::vector<uint8_t> img(file.image_bytes()), mask(file.mask_bytes());
   std::vector<float> x(img.size());
@@ -32,7 +34,7 @@ int write_epoch_predictions(const nlohmann::json& cfg, Model& model, int64_t epo
     const io::PredictionImages p = io::render_prediction(img, prob, H, W, thr);
     char name[96];
     std::snprintf(name, sizeof name, "%s_%zu_epoch%03lld.png", split.c_str(), k, static_cast<long long>(epoch));
-    io::save_prediction_panel(dir / name, img, mask, p, H, W);
+    io::save_prediction_panel(dir / name, img, mask, p, H, W, thr);
     ++written;
   }
   return written;

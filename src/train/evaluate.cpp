@@ -37,11 +37,69 @@ double EvalResult::lookup(const std::string& name) const {
   throw InputError("unknown metric '" + name + "' (known: " + known + ")");
 }
 
+std::optional<double> fixed_threshold(const nlohmann::json& cfg) {
+  const nlohmann::json& t = cfg.at("eval").at("threshold");
+  if (t.is_number()) {
+    const double v = t.get<double>();
+    if (!(v >= 0 && v <= 1)) throw InputError("eval.threshold = " + t.dump() + ": must be in [0, 1], \"val\" or \"auto\"");
+    return v;
+  }
+  const std::string s = t.is_string() ? t.get<std::string>() : std::string();
+  if (s == "val") return std::nullopt;
+  if (s == "auto") {
+    const bool patch_cnn = cfg.at("model").value("name", std::string()) == "patch_cnn";
+    const std::string val = cfg.at("data").at("val_split").get<std::string>();
+    if (patch_cnn && !val.empty()) {
+      // Away from the training data (predict on another machine): the run's recorded choice.
+      const std::filesystem::path data = cfg.at("data").at("path").get<std::string>();
+      if (!std::filesystem::exists(data)) return std::nullopt;
+      const io::DatasetFile file(data);
+      if (file.has_split(val) && !file.split(val).empty()) return std::nullopt;
+    }
+    return 0.5;
+  }
+  throw InputError("eval.threshold = " + t.dump() + ": must be a number in [0, 1], \"val\" or \"auto\"");
+}
+
+nlohmann::json with_val_threshold(const nlohmann::json& cfg, const nlohmann::json& val_summary) {
+  nlohmann::json out = cfg;
+  if (!fixed_threshold(cfg) && val_summary.is_object() && val_summary.contains("threshold")) {
+    out["eval"]["threshold"] = val_summary.at("threshold");
+    out["eval"]["threshold_from"] = "val split";  // recorded with the metrics
+  }
+  return out;
+}
+
+void require_images(const std::filesystem::path& data, const std::string& split, const std::string& what) {
+  const io::DatasetFile file(data);
+  if (!file.has_split(split))
+    throw InputError(what + " = \"" + split + "\": " + data.string() + " has no split '" + split + "'");
+  if (file.split(split).empty())
+    throw InputError(what + " = \"" + split + "\": split '" + split + "' of " + data.string() +
+                     " holds no images, so there is nothing to evaluate (give the split images when "
+                     "ingesting, or name another split)");
+}
+
 EvalResult evaluate_split(const nlohmann::json& cfg, Model& model, dist::Communicator& comm, const std::string& split,
                           int64_t max_images) {
   const io::DatasetFile file(cfg.at("data").at("path").get<std::string>());
   std::vector<uint32_t> idx = file.split(split);
   if (max_images > 0 && static_cast<int64_t>(idx.size()) > max_images) idx.resize(static_cast<std::size_t>(max_images));
+  if (idx.empty()) require_images(file.path(), split, "evaluation split");
+
+  // A tuned threshold: found on this split when it is the validation split, else taken from
+  // an evaluation of the validation split first.
+  const std::optional<double> fixed = fixed_threshold(cfg);
+  const std::string val_split = cfg.at("data").at("val_split").get<std::string>();
+  double threshold = fixed.value_or(0.5);
+  const bool tune_here = !fixed && split == val_split;
+  if (!fixed && !tune_here) {
+    if (val_split.empty())
+      throw InputError("eval.threshold = \"val\" needs a validation split, but data.val_split is empty");
+    require_images(file.path(), val_split, "data.val_split (for eval.threshold = \"val\")");
+    const EvalResult v = evaluate_split(cfg, model, comm, val_split, cfg.at("data").at("max_val").get<int64_t>());
+    threshold = v.summary.at("threshold").get<double>();
+  }
 
   // Every rank registers every source of the dataset in the same (sorted) order, and each image
   // has a record at its position in the split, so the flat count vectors line up for the
@@ -51,7 +109,7 @@ EvalResult evaluate_split(const nlohmann::json& cfg, Model& model, dist::Communi
   MetricLayout layout;
   layout.num_images = static_cast<int64_t>(idx.size());
   layout.bins = static_cast<int>(cfg.at("eval").at("bins").get<int64_t>());
-  layout.threshold = cfg.at("eval").at("threshold").get<double>();
+  layout.threshold = threshold;
   layout.sources = srcs;
   MetricCounts counts(layout);
   // io::eval_shard's rule: rank r scores split positions [r*n/R, (r+1)*n/R).
@@ -81,15 +139,23 @@ EvalResult evaluate_split(const nlohmann::json& cfg, Model& model, dist::Communi
   }
   comm.allreduce(std::span<int64_t>(counts.flat()), dist::ReduceOp::sum);
   loss_fixed = comm.allreduce_value(loss_fixed, dist::ReduceOp::sum);
+  // Every rank holds the summed counts now, so every rank picks the same bin.
+  if (tune_here) counts = rethreshold(counts, best_mean_f1_bin(counts));
 
   const MetricReport report = compute_metrics(counts);
   EvalResult res;
   res.summary = report.all.to_json();
   res.summary["by_source"] = nlohmann::json::object();
   for (const auto& [name, sm] : report.by_source) res.summary["by_source"][name] = sm.to_json();
-  res.summary["threshold"] = layout.threshold;
+  res.summary["threshold"] = counts.layout().threshold;
+  res.summary["threshold_from"] = fixed ? cfg.at("eval").value("threshold_from", std::string("fixed")) : "val split";
   res.summary["split"] = split;
-  res.summary["loss"] = n == 0 ? 0.0 : static_cast<double>(loss_fixed) / kLossScale / static_cast<double>(n);
+  res.summary["loss"] = static_cast<double>(loss_fixed) / kLossScale / static_cast<double>(n);
+  res.per_image.reserve(idx.size());
+  for (int64_t j = 0; j < n; ++j) {
+    const uint32_t i = idx[static_cast<std::size_t>(j)];
+    res.per_image.push_back({file.names()[i], file.sources()[i], image_scores(counts, j)});
+  }
   return res;
 }
 

@@ -73,7 +73,7 @@ void MetricsCsv::write() const {
   write_file_atomic(path_, out.str());
 }
 
-std::string plot_learning_curves(const std::filesystem::path& run_dir) {
+std::string plot_learning_curves(const std::filesystem::path& run_dir, const std::string& train_loss) {
   const std::filesystem::path script = std::filesystem::path(CRACKSEG_SCRIPTS_DIR) / "plot.py";
   if (!std::filesystem::exists(script)) return "plot script " + script.string() + " not found; no curves.png";
   // fork/exec, no shell: paths reach python as arguments, never as shell text.
@@ -85,8 +85,10 @@ std::string plot_learning_curves(const std::filesystem::path& run_dir) {
     const std::string csv = (run_dir / "metrics.csv").string(), png = (run_dir / "curves.png").string();
     // Debian's interpreter first: python3-matplotlib is installed for it, while a python3
     // earlier on PATH (pyenv, conda) may lack matplotlib.
-    execl("/usr/bin/python3", "python3", script.c_str(), "curves", csv.c_str(), png.c_str(), static_cast<char*>(nullptr));
-    execlp("python3", "python3", script.c_str(), "curves", csv.c_str(), png.c_str(), static_cast<char*>(nullptr));
+    execl("/usr/bin/python3", "python3", script.c_str(), "curves", csv.c_str(), png.c_str(), train_loss.c_str(),
+          static_cast<char*>(nullptr));
+    execlp("python3", "python3", script.c_str(), "curves", csv.c_str(), png.c_str(), train_loss.c_str(),
+           static_cast<char*>(nullptr));
     _exit(127);
   }
   int status = 0;

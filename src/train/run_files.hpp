@@ -36,8 +36,9 @@ class MetricsCsv {
   std::vector<std::map<std::string, double>> rows_;
 };
 
-// Runs the plot script on metrics.csv -> curves.png; returns a note when it could not.
-[[nodiscard]] std::string plot_learning_curves(const std::filesystem::path& run_dir);
+// Runs the plot script on metrics.csv -> curves.png (the legend names `train_loss`, the
+// configured training loss, beside the BCE validation loss); returns a note when it could not.
+[[nodiscard]] std::string plot_learning_curves(const std::filesystem::path& run_dir, const std::string& train_loss = "");
 
 // Rank 0 progress line: "epoch 2/10 step 37/120 loss 0.2314 lr 1.0e-03 41.2 samples/s ETA 3m12s".
 [[nodiscard]] std::string format_duration(double seconds);

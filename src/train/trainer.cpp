@@ -24,6 +24,7 @@
 #include "src/train/epoch_predictions.hpp"
 #include "src/train/evaluate.hpp"
 #include "src/train/provenance.hpp"
+#include "src/train/run_checks.hpp"
 #include "src/train/run_files.hpp"
 #include "src/train/sections.hpp"
 #include "src/train/signals.hpp"
@@ -37,6 +38,21 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+// Validations still to run from epoch `epoch` (0-based, in progress) on.
+int64_t validations_left(int64_t epoch, int64_t epochs, int64_t val_every, bool has_val) {
+  int64_t n = 0;
+  for (int64_t e = epoch; has_val && e < epochs; ++e) n += (e + 1) % val_every == 0 || e + 1 == epochs;
+  return n;
+}
+
+// Training time left plus the validations left at the mean time of those done so far
+// ("+ validation" while none has run yet).
+std::string eta_text(double train_s, int64_t vals_left, double val_s, int64_t val_runs) {
+  if (vals_left == 0) return format_duration(train_s);
+  if (val_runs == 0) return format_duration(train_s) + " + validation";
+  return format_duration(train_s + static_cast<double>(vals_left) * val_s / static_cast<double>(val_runs));
+}
+
 std::string backend_name(const nlohmann::json& train) {
   const std::string b = train.at("backend").get<std::string>();
   if (b != "auto") return b;
@@ -49,6 +65,9 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   const auto t_start = Clock::now();
   const nlohmann::json& cfg = rc.values;
   const auto& tr = cfg.at("train");
+  // Loss vs model, input size vs data.crop, data.path, evaluation splits, eval.threshold: one
+  // clear error before anything is built.
+  check_run_config(cfg);
   const int R = comm.size(), rank = comm.rank();
   const bool lead = rank == 0;
   const uint64_t seed = tr.at("seed").get<uint64_t>();
@@ -108,7 +127,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
     state = device.load(ckpt_path, rc, *model, *optimizer, *schedule, early);
     if (lead)
       std::printf("resuming from %s: epoch %lld, step %lld (global step %lld)\n", ckpt_path.c_str(),
-                  static_cast<long long>(state.epoch), static_cast<long long>(state.step_in_epoch),
+                  static_cast<long long>(state.epoch + 1), static_cast<long long>(state.step_in_epoch),
                   static_cast<long long>(state.global_step));
   } else {
     // Same seed gives the same init on every rank; broadcasting makes that a guarantee.
@@ -116,15 +135,15 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
     model->graph.mark_params_changed();
   }
   MetricsCsv csv(out / "metrics.csv");
-  if (lead) csv.load_existing(state.epoch);
+  if (lead) csv.load_existing(state.epoch + 1);  // rows of the epochs done (1-based)
 
   // Patch CNN epochs may differ in length (each epoch draws its own background pixels), so
   // this is refreshed after every start_epoch.
   uint64_t steps_per_epoch = batches->steps_per_epoch();
   if (lead && !opt.quiet)
-    std::printf("training %s (%lld parameters) on %d rank(s) x %d thread(s): batch %lld = %d x %lld x %lld, "
+    std::printf("training %s %s (%lld parameters) on %d rank(s) x %d thread(s): batch %lld = %d x %lld x %lld, "
                 "%llu steps/epoch, %s, determinism %s\n",
-                model->summary().c_str(), static_cast<long long>(model->graph.num_params()), R, omp_get_max_threads(),
+                model->name.c_str(), model->summary().c_str(), static_cast<long long>(model->graph.num_params()), R, omp_get_max_threads(),
                 static_cast<long long>(B), R, static_cast<long long>(m), static_cast<long long>(a),
                 static_cast<unsigned long long>(steps_per_epoch), backend->name().c_str(),
                 tr.at("determinism").get<std::string>().c_str());
@@ -132,11 +151,15 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   const int64_t log_every = tr.at("log_every").get<int64_t>();
   const int64_t ckpt_every = tr.at("checkpoint_every").get<int64_t>();
   const int64_t val_every = tr.at("val_every").get<int64_t>();
+  const bool has_val = !cfg.at("data").at("val_split").get<std::string>().empty() &&
+                       dataset.has_split(cfg.at("data").at("val_split").get<std::string>());
   TrainStatus status = TrainStatus::completed;
   Batch batch;
   Tensor dlogits;
   nlohmann::json last_val;
   double compute_s = 0, sync_s = 0;
+  double val_s = 0;  // validation time so far, for the ETA
+  int64_t val_runs = 0;
   int64_t samples_done = 0;
   const auto t_loop = Clock::now();
 
@@ -198,13 +221,15 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
       ++epoch_steps;
       samples_done += B;
       if (lead && !opt.quiet && (state.global_step % log_every == 0)) {
-        const double el = since(t_loop), rate = samples_done / el;
+        const double el = since(t_loop), rate = samples_done / std::max(1e-9, el - val_s);
         const double left_steps = static_cast<double>((epochs - state.epoch) * static_cast<int64_t>(steps_per_epoch) -
                                                       state.step_in_epoch);
         std::printf("epoch %lld/%lld step %lld/%llu loss %.4f lr %.2e %.1f samples/s ETA %s\n",
                     static_cast<long long>(state.epoch + 1), static_cast<long long>(epochs),
                     static_cast<long long>(state.step_in_epoch), static_cast<unsigned long long>(steps_per_epoch),
-                    loss_sum, optimizer->lr(), rate, format_duration(left_steps * B / rate).c_str());
+                    loss_sum, optimizer->lr(), rate,
+                    eta_text(left_steps * B / rate, validations_left(state.epoch, epochs, val_every, has_val), val_s,
+                             val_runs).c_str());
         std::fflush(stdout);
       }
       if (state.global_step == opt.raise_signal_at_step && rank == opt.raise_signal_rank) std::raise(SIGUSR1);
@@ -219,7 +244,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
     const bool stopped_by_steps = max_steps > 0 && state.global_step >= max_steps &&
                                   state.step_in_epoch < static_cast<int64_t>(steps_per_epoch);
     // ---- end of epoch: validation, schedule, early stop, checkpoints, curves ----
-    std::map<std::string, double> row{{"epoch", static_cast<double>(state.epoch)},
+    std::map<std::string, double> row{{"epoch", static_cast<double>(state.epoch + 1)},  // 1-based
                                       {"step", static_cast<double>(state.global_step)},
                                       {"lr", optimizer->lr()},
                                       {"train_loss", epoch_steps ? epoch_loss / epoch_steps : NAN},
@@ -228,7 +253,10 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
     bool stop = stopped_by_steps;
     if (!val_split.empty() && dataset.has_split(val_split) &&
         ((state.epoch + 1) % val_every == 0 || state.epoch + 1 == epochs || stop)) {
+      const auto t_val = Clock::now();
       EvalResult ev = device.evaluate(cfg, *model, comm, val_split, cfg.at("data").at("max_val").get<int64_t>());
+      val_s += since(t_val);
+      ++val_runs;
       last_val = ev.summary;
       for (const auto& [k, v] : ev.flat_metrics()) row["val_" + k] = v;
       std::map<std::string, double> vm;
@@ -248,7 +276,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
       }
     }
     if (lead) csv.append(row);
-    if (lead) write_epoch_predictions(cfg, *model, state.epoch + 1, out);  // train.predict_images
+    if (lead) write_epoch_predictions(with_val_threshold(cfg, last_val), *model, state.epoch + 1, out);  // train.predict_images
     if (lead && !opt.quiet) {
       std::printf("epoch %lld done: train_loss %.4f", static_cast<long long>(state.epoch + 1), row["train_loss"]);
       for (const char* k : {"val_loss", "val_f1", "val_iou", "val_map"})
@@ -277,6 +305,8 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   result["config"] = cfg;
   result["config_hash"] = rc.hash;
   result["versions"] = versions_json();
+  result["host"] = host_json();
+  result["launch"] = launch_json(R, omp_get_max_threads());
   result["world_size"] = R;
   result["threads_per_rank"] = omp_get_max_threads();
   result["device"] = tr.at("device");
@@ -285,6 +315,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   result["determinism"] = tr.at("determinism");
   result["dataset"] = {{"path", dataset.path().string()}, {"checksum", file_checksum(dataset.path())},
                        {"count", dataset.count()}, {"height", dataset.height()}, {"width", dataset.width()}};
+  result["dataset"]["ingest"] = dataset_ingest_json(dataset.path());
   result["parameters"] = model->graph.num_params();
   result["steps"] = state.global_step;
   result["epochs_done"] = state.epoch;
@@ -294,11 +325,12 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
                        {"grad_sync_wait_s", sync_s},
                        {"samples_per_s", samples_done / std::max(1e-9, since(t_loop))}};
   result["final"] = {{"val", last_val}};
-  result["best"] = {{"metric", tr.at("best_metric")}, {"value", state.best_value}, {"epoch", state.best_epoch},
+  result["best"] = {{"metric", tr.at("best_metric")}, {"value", state.best_value},
+                    {"epoch", state.best_epoch >= 0 ? nlohmann::json(state.best_epoch + 1) : nlohmann::json()},
                     {"val", state.best_metrics}};
   const std::string test_split = cfg.at("data").at("test_split").get<std::string>();
   if (!test_split.empty() && dataset.has_split(test_split)) {
-    EvalResult te = device.evaluate(cfg, *model, comm, test_split, 0);
+    EvalResult te = device.evaluate(with_val_threshold(cfg, last_val), *model, comm, test_split, 0);
     result["final"]["test"] = te.summary;
   }
   // Flat "metrics" for the sweep report: val_* of the last epoch, best_val_*, test_*.
@@ -314,7 +346,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   result["metrics"] = flat;
   if (lead) {
     write_file_atomic(out / "result.json", result.dump(2) + "\n");
-    const std::string note = plot_learning_curves(out);
+    const std::string note = plot_learning_curves(out, cfg.at("loss").at("name").get<std::string>());
     if (!note.empty() && !opt.quiet) std::printf("note: %s\n", note.c_str());
     if (!opt.quiet) std::printf("done: %s\n", (out / "result.json").c_str());
   }

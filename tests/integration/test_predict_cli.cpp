@@ -97,7 +97,7 @@ TEST(PredictCli, UnetWritesProbabilityMaskOverlayAndMetrics) {
   for (const auto& photo : photos) {
     const std::string base = (t / "pred" / photo.stem()).string();
     const cv::Mat prob = io::load_image_rgb(base + "_prob.png"), overlay = io::load_image_rgb(base + "_overlay.png");
-    const cv::Mat mask = cv::imread(base + "_mask.png", cv::IMREAD_GRAYSCALE) / 255, rgb = io::load_image_rgb(photo);
+    const cv::Mat mask = cv::imread(base + "_pred_mask.png", cv::IMREAD_GRAYSCALE) / 255, rgb = io::load_image_rgb(photo);
     ASSERT_EQ(prob.rows, 45);
     ASSERT_EQ(prob.cols, 61);
     ASSERT_EQ(mask.rows, 45);

@@ -11,6 +11,7 @@
 
 #include "io/dataset/dataset.hpp"
 #include "io/image/image.hpp"
+#include "io/image/prediction.hpp"
 #include "src/checkpoint/checkpoint.hpp"
 #include "src/dist/mpi_communicator.hpp"
 #include "src/train/inference.hpp"
@@ -99,7 +100,7 @@ TEST(TrainLearns, PredictImagesWritesOnePanelPerImageAndEpoch) {
       const auto path = out / "predictions" / ("val_" + std::to_string(k) + "_epoch00" + std::to_string(epoch) + ".png");
       ASSERT_TRUE(std::filesystem::exists(path)) << path;
       const cv::Mat panel = io::load_image_rgb(path);
-      ASSERT_EQ(panel.rows, 64);
+      ASSERT_EQ(panel.rows, 64 + io::panel_label_height(64));  // panels, then their labels
       ASSERT_EQ(panel.cols, 4 * 64);
       file.read_image(val[static_cast<std::size_t>(k)], img.data());
       file.read_mask(val[static_cast<std::size_t>(k)], mask.data());

@@ -48,7 +48,7 @@ TEST(Config, EmptyFileGivesEveryDefault) {
   EXPECT_EQ(cfg.values["train"]["seed"], 126);
   EXPECT_EQ(cfg.values["train"]["determinism"], "fast");
   EXPECT_EQ(cfg.values["model"]["name"], "unet");
-  EXPECT_EQ(cfg.values["eval"]["threshold"], 0.5);
+  EXPECT_EQ(cfg.values["eval"]["threshold"], "auto");  // 0.5, or tuned on val for the patch CNN
 }
 
 TEST(Config, FileValuesWinOverDefaults) {
