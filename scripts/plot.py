@@ -6,8 +6,11 @@
 
 The sweep input JSON (written by the report command) names results.csv, the sorting metric,
 the swept axes, the output folder and, for the best configurations, each seed's
-metrics.csv; it writes <out>/metric_vs_<axis>.png per axis (every task as a dot, the mean
-per value as a line) and <out>/curves_best.png (learning curves of the best configurations).
+metrics.csv; it writes <out>/metric_vs_<axis>.png per axis (every task as a faint dot; the
+mean per value with a sample-std error bar, joined by a line only on a numeric axis:
+categorical values are points) and <out>/curves_best.png (learning curves of the best
+configurations, legend = their swept values). Epochs are 1-based everywhere: metrics.csv
+rows carry the 1-based epoch (files from before that change start at 0 and are shifted).
 
 Exit code 3 when matplotlib is missing, so callers can say so and carry on.
 """
@@ -34,11 +37,12 @@ def _matplotlib():
 def read_csv(path):
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
+    shift = epoch_offset(rows, "epoch")
     cols = {}
     for r in rows:
         for k, v in r.items():
             if v not in ("", None):
-                cols.setdefault(k, []).append((float(r["epoch"]), float(v)))
+                cols.setdefault(k, []).append((float(r["epoch"]) + shift, float(v)))
     return cols
 
 
@@ -95,6 +99,12 @@ def safe_name(text):
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)
 
 
+def mean_std(ys):
+    m = sum(ys) / len(ys)
+    sd = math.sqrt(sum((y - m) ** 2 for y in ys) / (len(ys) - 1)) if len(ys) > 1 else 0.0
+    return m, sd
+
+
 def plot_axis(rows, axis, metric, out):
     pts = [(r[axis], as_number(r.get(metric))) for r in rows if r.get(axis, "") != ""]
     pts = [(x, y) for x, y in pts if y is not None]
@@ -104,29 +114,42 @@ def plot_axis(rows, axis, metric, out):
     fig, ax = plt.subplots(figsize=(5, 3.5))
     if numeric:
         xs = sorted({as_number(x) for x, _ in pts})
-        means = [sum(y for x, y in pts if as_number(x) == v) / sum(1 for x, _ in pts if as_number(x) == v) for v in xs]
-        ax.scatter([as_number(x) for x, _ in pts], [y for _, y in pts], s=12, alpha=0.6, label="tasks")
-        ax.plot(xs, means, "o-", color="C1", label="mean")
+        stats = [mean_std([y for x, y in pts if as_number(x) == v]) for v in xs]
+        ax.scatter([as_number(x) for x, _ in pts], [y for _, y in pts], s=12, alpha=0.35, color="C0", label="seeds")
+        ax.errorbar(xs, [m for m, _ in stats], yerr=[sd for _, sd in stats], fmt="o-", color="C1", capsize=3,
+                    label="mean ± std")
         positive = all(v > 0 for v in xs)
         if positive and len(xs) > 1 and max(xs) / min(xs) >= 100:
             ax.set_xscale("log")
     else:
+        # Categorical axis (loss names, models): points with error bars, no line between
+        # categories that have no order.
         cats = sorted({x for x, _ in pts})
         pos = {c: i for i, c in enumerate(cats)}
-        ax.scatter([pos[x] for x, _ in pts], [y for _, y in pts], s=12, alpha=0.6, label="tasks")
-        ax.plot(range(len(cats)), [sum(y for x, y in pts if x == c) / sum(1 for x, _ in pts if x == c) for c in cats],
-                "o-", color="C1", label="mean")
+        stats = [mean_std([y for x, y in pts if x == c]) for c in cats]
+        ax.scatter([pos[x] for x, _ in pts], [y for _, y in pts], s=12, alpha=0.35, color="C0", label="seeds")
+        ax.errorbar(range(len(cats)), [m for m, _ in stats], yerr=[sd for _, sd in stats], fmt="o", color="C1",
+                    capsize=4, label="mean ± std")
         ax.set_xticks(range(len(cats)))
-        ax.set_xticklabels(cats, rotation=20)
+        ax.set_xticklabels([c.strip('"') for c in cats], rotation=20)
+        ax.set_xlim(-0.5, len(cats) - 0.5)
     ax.set_xlabel(axis)
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     path = os.path.join(out, "metric_vs_%s.png" % safe_name(axis))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def epoch_offset(rows, xcol):
+    """1 for a metrics.csv whose epochs start at 0 (written before epochs became 1-based)."""
+    if xcol != "epoch" or not rows:
+        return 0
+    first = as_number(rows[0].get("epoch"))
+    return 1 if first == 0 else 0
 
 
 def read_curve(path, metric):
@@ -143,11 +166,12 @@ def read_curve(path, metric):
     if ycol is None:
         return None
     xs, ys = [], []
+    shift = epoch_offset(rows, xcol)
     for i, r in enumerate(rows):
         y = as_number(r.get(ycol))
         if y is None:
             continue
-        xs.append(as_number(r[xcol]) if xcol else i)
+        xs.append(as_number(r[xcol]) + shift if xcol else i + 1)
         ys.append(y)
     return xs, ys, xcol or "row", ycol
 

@@ -29,6 +29,9 @@ struct Opts {
   CLI::App *plan = nullptr, *submit = nullptr, *status = nullptr, *resubmit = nullptr, *report = nullptr;
 } o;
 
+  std::vector<std::string> columns;
+  std::string format = "md";
+  int compare = 3;
 fs::path self_exe() {
   std::error_code ec;
   auto p = fs::read_symlink("/proc/self/exe", ec);
@@ -107,14 +110,21 @@ int run_resubmit() {
 
 int run_report() {
   const fs::path dir = sweep_dir(false);
-  const auto r = build_report(dir, o.metric, o.ascending);
+  ReportOptions ro;
+  ro.metric = o.metric;
+  ro.ascending = o.ascending;
+  ro.columns = o.columns;
+  ro.compare_top = o.compare;
+  const auto format = parse_table_format(o.format);
+  const auto r = build_report(dir, ro);
   fs::path script;
   if (!o.no_plots)
     if (auto s = find_plot_script(self_exe())) script = *s;
   auto f = write_report(dir, r, script, std::cout);
   std::cout << r.tasks.size() << " of " << r.planned << " tasks have results, " << r.configs.size()
-            << " configurations" << (r.sort_metric.empty() ? "" : ", sorted by " + r.sort_metric) << "\n"
-            << "  " << f.csv.string() << "\n  " << f.md.string() << "\n";
+            << " configurations" << (r.sort_metric.empty() ? "" : ", ranked by " + r.sort_metric) << "\n"
+            << "  " << f.csv.string() << " (every task)\n  " << f.md.string() << "\n  " << f.summary_csv.string()
+            << "\n  " << f.tex.string() << "\n";
   if (o.no_plots) std::cout << "  plots skipped (--no-plots)\n";
   else if (f.plots.empty()) std::cout << "  plots skipped: " << f.plot_note << "\n";
   else std::cout << "  " << f.plots.string() << "/\n";
@@ -143,11 +153,21 @@ crackseg::cli::CommandRegistration reg{{
           o.resubmit = app.add_subcommand("resubmit", "submit only failed or missing tasks");
           o.resubmit->add_option("dir", o.target, "sweep folder (or sweep file)")->required();
           o.resubmit->add_flag("--dry-run", o.dry_run, "print the sbatch commands, submit nothing");
-          o.report = app.add_subcommand("report", "results.csv, results.md (mean ± std over seeds), plots");
+          o.report = app.add_subcommand("report", "results.csv, results.md / results_summary.csv / results.tex (mean ± std, 95% CI over seeds), paired comparison, plots");
           o.report->add_option("dir", o.target, "sweep folder (or sweep file)")->required();
-          o.report->add_option("--metric", o.metric, "metric to sort by (default: the sweep's, else val_f1)");
+          o.report->add_option("--metric", o.metric,
+                               "metric to rank by (default: the sweep's, else val_f1, at the best epoch: best_val_f1)");
+          o.report->add_option("--columns", o.columns,
+                               "table columns, comma separated (default: params, train_time_s, epochs, best_epoch, the "
+                               "ranking metric, test metrics of the best checkpoint)")
+              ->delimiter(',');
+          o.report->add_option("--format", o.format, "table printed: md | csv | tex (all three are written)")
+              ->capture_default_str();
+          o.report->add_option("--compare", o.compare, "configurations in the paired comparison (best vs the next ones)")
+              ->capture_default_str();
           o.report->add_flag("--ascending", o.ascending, "smaller is better (losses)");
           o.report->add_flag("--no-plots", o.no_plots, "skip the plots (scripts/plot.py)");
+  std::cout << format_table(r, format, dir.filename().string()) << "\n";
         },
     .run = []() -> int {
       if (o.plan->parsed()) return run_plan();

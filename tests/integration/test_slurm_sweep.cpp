@@ -230,8 +230,8 @@ TEST(SlurmSweep, CommandLinePlanSubmitStatusReport) {
   r = run_process({bin, "sweep", "report", s.dir.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto md = slurp(s.dir / "results.md");
-  EXPECT_NE(md.find("| 1 | 2 | 2 | 0.2150 ± 0.0071 |"), std::string::npos) << md;
-  EXPECT_NE(md.find("| 2 | 1 | 2 | 0.1150 ± 0.0071 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 1 | 2 | 2 | 0.2150 ± 0.0071 [0.1515, 0.2785] |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 2 | 1 | 2 | 0.1150 ± 0.0071 [0.0515, 0.1785] |"), std::string::npos) << md;
   if (r.out.find("plots skipped") == std::string::npos) {
     EXPECT_TRUE(fs::exists(s.dir / "plots" / "metric_vs_x.png")) << r.out;
     EXPECT_TRUE(fs::exists(s.dir / "plots" / "curves_best.png")) << r.out;

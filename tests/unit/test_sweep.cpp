@@ -315,8 +315,11 @@ TEST(Report, MeanAndSampleStdOverSeedsSortedByMetric) {
   EXPECT_EQ(csv.substr(0, csv.find('\n')), "id,seed,optim.lr,overrides,best.val_f1,final.loss,final.val_f1");
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 6);  // header + 5 tasks with results
   const auto md = slurp(files.md);
-  EXPECT_NE(md.find("| 1 | 0.2 | 2 | 1.0000 ± 0.0000 | 3.5000 ± 0.7071 | 0.8500 ± 0.0707 |"), std::string::npos) << md;
-  EXPECT_NE(md.find("| 2 | 0.1 | 3 | 1.0000 ± 0.0000 | 1.0000 ± 1.0000 | 0.6000 ± 0.1000 |"), std::string::npos) << md;
+  // Default columns: the ranking metric (no other default column is in these results);
+  // mean ± std [95% t interval: t(0.975, 1) = 12.7062, t(0.975, 2) = 4.3027].
+  EXPECT_NE(md.find("| rank | optim.lr | n | final.val_f1 |\n"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 1 | 0.2 | 2 | 0.8500 ± 0.0707 [0.2147, 1.4853] |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 2 | 0.1 | 3 | 0.6000 ± 0.1000 [0.3516, 0.8484] |"), std::string::npos) << md;
   EXPECT_NE(md.find("5 of 6 tasks have results"), std::string::npos);
   EXPECT_TRUE(files.plots.empty());  // no plot script given
 }
