@@ -59,7 +59,7 @@ class UNet(nn.Module):
         self.enc = nn.ModuleList()
         in_c = 3
         for level in range(depth):
-            c = (base << level) - (perturb if level == 0 else 0)
+            c = base << level
             self.enc.append(unet_block(in_c, c, slope, dropout))
             in_c = c
         self.pool = nn.MaxPool2d(2, 2)
@@ -70,8 +70,9 @@ class UNet(nn.Module):
         for level in reversed(range(depth)):
             c = base << level
             self.up.append(nn.ConvTranspose2d(in_c, c, 2, stride=2))
-            self.dec.append(unet_block(2 * c, c, slope, dropout))
-            in_c = c
+            out_c = c - (perturb if level == 0 else 0)
+            self.dec.append(unet_block(2 * c, out_c, slope, dropout))
+            in_c = out_c
         self.head = nn.Conv2d(in_c, 1, 1)
 
     def forward(self, x):

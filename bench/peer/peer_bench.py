@@ -24,8 +24,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def crackseg_model_info(binary, section):
-    args = [binary, "models", section["name"]] + [f"{k}={v}" for k, v in section.items() if k != "name"] + ["--json"]
+def crackseg_model_info(binary, section, side):
+    args = [binary, "models", section["name"]] + [f"{k}={v}" for k, v in section.items() if k != "name"] + \
+        ["--size", str(side), "--json"]
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
     rows = json.loads(out)
     return rows[0]
@@ -38,7 +39,7 @@ def cmd_check(a):
     bad = 0
     for name in a.case or list(models.CASES):
         section, build, side, _batch, _out = models.CASES[name]
-        info = crackseg_model_info(a.crackseg, section)
+        info = crackseg_model_info(a.crackseg, section, side)
         m = build(a.perturb)
         p = models.num_params(m)
         macs = models.forward_macs_per_sample(m, side)
