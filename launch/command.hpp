@@ -31,6 +31,9 @@ struct Command {
   std::function<void(CLI::App&)> setup;
   std::function<int()> run;
   bool needs_mpi = true;  // MPI_Init before run (train/eval/bench); cheap singleton otherwise
+  // SIGUSR1/SIGTERM set the preemption flag (src/train/signals.hpp) from the first line of
+  // main on (train); otherwise they keep their default action (end the process).
+  bool stop_signals = false;
 };
 
 std::vector<Command>& registry();

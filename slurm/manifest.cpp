@@ -5,6 +5,9 @@
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <string>
+
+#include <unistd.h>
 
 #include "src/core/error.hpp"
 
@@ -87,7 +90,7 @@ std::vector<ManifestTask> read_manifest(const std::filesystem::path& path) {
 
 void write_manifest(const std::filesystem::path& path, const std::vector<ManifestTask>& tasks) {
   // Write-then-rename: a running array task never sees a half-written manifest.
-  const auto tmp = path.string() + ".tmp";
+  const auto tmp = path.string() + ".tmp." + std::to_string(::getpid());
   {
     std::ofstream out(tmp, std::ios::trunc);
     if (!out) throw Error("cannot write " + tmp);

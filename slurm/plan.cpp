@@ -1,6 +1,7 @@
 #include "slurm/plan.hpp"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <map>
@@ -11,6 +12,25 @@
 
 namespace crackseg::sweep {
 namespace fs = std::filesystem;
+
+namespace {
+// Temp name unique to this process, then rename: a task starting meanwhile reads the old or
+// the new file, never half of one.
+void write_text_atomic(const fs::path& path, const std::string& text, bool executable) {
+  const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << text;
+    if (!f.flush()) {
+      std::error_code ec;
+      fs::remove(tmp, ec);
+      throw Error("cannot write " + tmp.string());
+    }
+  }
+  if (executable) fs::permissions(tmp, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add);
+  fs::rename(tmp, path);
+}
+}  // namespace
 
 bool task_done(const fs::path& dir, const ManifestTask& t) { return fs::exists(dir / t.dir / "result.json"); }
 
@@ -96,27 +116,38 @@ exit "$rc"
   return s.str();
 }
 
-PlanResult plan_sweep(const SweepSpec& spec, const fs::path& crackseg_exe) {
+PlanResult plan_sweep(const SweepSpec& spec, const fs::path& crackseg_exe, const TaskIdentity& task_identity) {
   const fs::path dir = spec.out_dir;
   fs::create_directories(dir / "logs");
-  std::map<std::string, int64_t> known;  // hash -> id from an earlier plan
+  std::map<std::string, int64_t> known, legacy;  // hash -> id from an earlier plan
   int64_t next_id = 0;
   if (fs::exists(manifest_path(dir)))
     for (const auto& t : read_manifest(manifest_path(dir))) {
-      known[t.hash] = t.id;
+      known.emplace(t.hash, t.id);
+      // Planned before tasks were identified by their resolved config: matched by overrides.
+      if (t.hash == task_hash(t.overrides, t.seed)) legacy.emplace(t.hash, t.id);
       next_id = std::max(next_id, t.id + 1);
     }
   PlanResult r;
   std::map<int64_t, ManifestTask> by_id;
+  std::map<std::string, int64_t> planned;  // hash -> id in this plan
   for (auto& p : expand(spec)) {
     ManifestTask t;
     t.overrides = std::move(p.overrides);
     t.seed = p.seed;
-    t.hash = task_hash(t.overrides, t.seed);
+    t.hash = task_identity ? task_identity(t.all_overrides()) : task_hash(t.overrides, t.seed);
+    // A repeat of a task already expanded in this plan: same task, whatever the manifest says.
+    if (auto it = planned.find(t.hash); it != planned.end()) {
+      r.duplicates.push_back(t.configuration() + " seed " + std::to_string(t.seed) + " = task " + std::to_string(it->second));
+      continue;
+    }
     if (auto it = known.find(t.hash); it != known.end()) t.id = it->second;
+    else if (auto lt = legacy.find(task_hash(t.overrides, t.seed)); lt != legacy.end()) t.id = lt->second;
     else t.id = known.empty() ? static_cast<int64_t>(by_id.size()) : next_id++;
+    // A fresh id never collides: known ids are < next_id, and first-plan ids count up.
+    while (by_id.count(t.id)) t.id = next_id++;
     t.dir = task_dir_name(t.id);
-    if (by_id.count(t.id)) throw InputError(spec.sweep_file.string() + ": two tasks with the same overrides and seed (" + t.configuration() + ")");
+    planned[t.hash] = t.id;
     by_id[t.id] = std::move(t);
   }
   for (auto& [id, t] : by_id) {
@@ -124,13 +155,8 @@ PlanResult plan_sweep(const SweepSpec& spec, const fs::path& crackseg_exe) {
     r.tasks.push_back(std::move(t));
   }
   write_manifest(manifest_path(dir), r.tasks);
-  {
-    std::ofstream f(script_path(dir), std::ios::trunc);
-    f << array_script(spec, crackseg_exe);
-    if (!f.flush()) throw Error("cannot write " + script_path(dir).string());
-  }
-  fs::permissions(script_path(dir), fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add);
-  std::ofstream(spec_path(dir), std::ios::trunc) << spec_to_json(spec).dump(2) << "\n";
+  write_text_atomic(script_path(dir), array_script(spec, crackseg_exe), true);
+  write_text_atomic(spec_path(dir), spec_to_json(spec).dump(2) + "\n", false);
   std::error_code ec;  // provenance copy of the sweep file; not fatal if it is the same file
   fs::copy_file(spec.sweep_file, dir / "sweep.toml", fs::copy_options::overwrite_existing, ec);
   return r;

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 
+#include "io/dataset/contents.hpp"
 #include "io/h5/util.hpp"
 
 namespace crackseg::io {
@@ -115,6 +116,7 @@ DatasetFile::DatasetFile(const std::filesystem::path& path) : path_(path), file_
   if (names_.size() != count_ || sources_.size() != count_)
     throw InputError(where + ": /names has " + std::to_string(names_.size()) + " and /sources " +
                      std::to_string(sources_.size()) + " entries for " + std::to_string(count_) + " images");
+  validate_contents(*this);  // element types uint8, sampled masks 0/1
 }
 
 bool DatasetFile::has_split(std::string_view name) const {

@@ -115,6 +115,9 @@ DatasetWriter::~DatasetWriter() {
 }
 
 void DatasetWriter::discard() noexcept {
+  // Empty the temporary file first: closing flushes what HDF5 still caches, and on a full disk
+  // a close that fails leaves HDF5 with a half-closed file that crashes the process at exit.
+  if (file_.get() >= 0) (void)::truncate(tmp_.c_str(), 0);
   images_.reset();
   masks_.reset();
   file_.reset();
@@ -204,6 +207,12 @@ std::array<std::vector<uint32_t>, 3> DatasetWriter::finish(const SplitSpec& spec
   masks_.reset();
   {
     auto guard = h5::lock();
+    // Flush before closing: a flush that fails (disk full) leaves the file open for discard().
+    if (H5Fflush(file_.get(), H5F_SCOPE_GLOBAL) < 0) {
+      const std::string stack = h5::error_stack();
+      discard();
+      throw Error("writing " + tmp_.string() + " (for " + out_.string() + ") failed: " + stack);
+    }
     const hid_t id = file_.release();
     if (H5Fclose(id) < 0) {
       const std::string stack = h5::error_stack();

@@ -4,13 +4,16 @@
 
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <thread>
 
 #include "launch/command.hpp"
 #include "slurm/plan.hpp"
 #include "slurm/queue.hpp"
 #include "slurm/report.hpp"
+#include "src/config/config.hpp"
 #include "src/core/error.hpp"
+#include "src/core/file_lock.hpp"
 
 namespace {
 namespace fs = std::filesystem;
@@ -32,6 +35,9 @@ struct Opts {
   std::vector<std::string> columns;
   std::string format = "md";
   int compare = 3;
+  CLI::App *plan = nullptr, *submit = nullptr, *status = nullptr, *resubmit = nullptr, *report = nullptr;
+} o;
+
 fs::path self_exe() {
   std::error_code ec;
   auto p = fs::read_symlink("/proc/self/exe", ec);
@@ -39,24 +45,55 @@ fs::path self_exe() {
   return p;
 }
 
+// A task's identity: the hash of its resolved config (base file contents, defaults, the
+// task's overrides and seed), without train.out (the task folder follows from the identity).
+crackseg::sweep::TaskIdentity resolved_identity(const SweepSpec& spec) {
+  return [base = spec.base_config](const std::vector<std::string>& overrides) {
+    try {
+      auto values = crackseg::config::load_run_config(base, overrides).values;
+      values["train"].erase("out");
+      return crackseg::config::config_hash(values);
+    } catch (const crackseg::InputError& e) {
+      std::string task;
+      for (const auto& ov : overrides) task += " " + ov;
+      throw crackseg::InputError("sweep task with" + task + " does not resolve against " + base.string() + ": " + e.what());
+    }
+  };
+}
+
+PlanResult plan(const SweepSpec& spec) {
+  auto r = plan_sweep(spec, self_exe(), resolved_identity(spec));
+  if (!r.duplicates.empty()) {
+    std::cout << r.duplicates.size() << " expanded point(s) repeat a task (same resolved config), planned once:\n";
+    for (const auto& d : r.duplicates) std::cout << "  " << d << "\n";
+  }
+  return r;
+}
+
 // The sweep folder: DIR itself, or the `out` of a sweep file (planned first when asked).
-fs::path sweep_dir(bool plan_if_file) {
+// With `lock`: the folder's lock is taken (before planning) and handed to the caller.
+fs::path sweep_dir(bool plan_if_file, std::unique_ptr<crackseg::FolderLock>* lock = nullptr,
+                   const char* what = "crackseg sweep") {
   if (fs::is_regular_file(o.target)) {
     auto spec = load_sweep(o.target, o.reduced, o.out);
+    if (lock) *lock = std::make_unique<crackseg::FolderLock>(spec.out_dir, what);
     if (plan_if_file) {
-      auto r = plan_sweep(spec, self_exe());
+      auto r = plan(spec);
       std::cout << "planned " << r.tasks.size() << " tasks in " << spec.out_dir.string() << " (" << r.done.size()
                 << " already done)\n";
     }
     return spec.out_dir;
   }
   if (!fs::is_directory(o.target)) throw crackseg::InputError("no such sweep file or folder: " + o.target);
-  return fs::absolute(o.target).lexically_normal();
+  const fs::path dir = fs::absolute(o.target).lexically_normal();
+  if (lock) *lock = std::make_unique<crackseg::FolderLock>(dir, what);
+  return dir;
 }
 
 int run_plan() {
   auto spec = load_sweep(o.target, o.reduced, o.out);
-  auto r = plan_sweep(spec, self_exe());
+  const crackseg::FolderLock lock(spec.out_dir, "crackseg sweep plan");
+  auto r = plan(spec);
   std::cout << "planned " << r.tasks.size() << " tasks: " << r.todo.size() << " to run, " << r.done.size()
             << " already done (result.json present, not run again)\n"
             << "  manifest     " << manifest_path(spec.out_dir).string() << "\n"
@@ -73,7 +110,8 @@ std::vector<int64_t> not_done(const fs::path& dir) {
 }
 
 int run_submit() {
-  const fs::path dir = sweep_dir(true);
+  std::unique_ptr<crackseg::FolderLock> lock;  // one submit at a time: never two array jobs
+  const fs::path dir = sweep_dir(true, &lock, "crackseg sweep submit");
   const auto spec = load_planned(dir);
   if (!o.dry_run)
     for (const auto& s : sweep_status(dir))

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <set>
+#include <vector>
 
 #include "crackseg/build_info.hpp"
 #include "io/h5/h5.hpp"
@@ -186,6 +187,33 @@ void fsync_path(const fs::path& p, bool directory) {
   if (rc != 0 && !directory) throw Error("checkpoint: fsync of " + p.string() + " failed: " + std::strerror(err));
 }
 
+// An HDF5 file that lives in memory only (`name` labels it in HDF5's messages).
+h5::File create_in_memory(const fs::path& name) {
+  auto lock = h5::lock();
+  h5::PropList fapl{CRACKSEG_H5_CHECK(H5Pcreate(H5P_FILE_ACCESS))};
+  CRACKSEG_H5_CHECK(H5Pset_fapl_core(fapl.get(), std::size_t{1} << 20, 0));
+  return h5::File{CRACKSEG_H5_CHECK(H5Fcreate(name.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()))};
+}
+
+// Writes `bytes` to a new file `path`; errors (ENOSPC, EDQUOT, EIO) name the file.
+void write_bytes(const fs::path& path, const std::vector<char>& bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error("cannot create " + path.string() + ": " + std::strerror(errno));
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;
+      ::close(fd);
+      throw Error("writing " + path.string() + " failed after " + std::to_string(done) + " of " +
+                  std::to_string(bytes.size()) + " bytes: " + std::strerror(err));
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::close(fd) != 0) throw Error("closing " + path.string() + " failed: " + std::strerror(errno));
+}
+
 }  // namespace
 
 void write_checkpoint(const fs::path& path, const Contents& contents, const WriteOptions& options) {
@@ -209,7 +237,11 @@ void write_checkpoint(const fs::path& path, const Contents& contents, const Writ
   } guard{tmp};
   with_context("writing checkpoint " + path.string() + " (via " + tmp.string() + ")", [&] {
     if (path.has_parent_path()) fs::create_directories(path.parent_path());
-    h5::File f{CRACKSEG_H5_CHECK(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT))};
+    // Built in memory (HDF5 core driver, no backing store), then written with write(2): HDF5
+    // never meets a full disk, whose failed close leaves a half-closed file that crashes the
+    // process at exit; ENOSPC becomes a message naming the file. Costs one transient copy of
+    // the checkpoint in memory.
+    h5::File f = create_in_memory(tmp);
     h5::write_attribute(f.get(), "kind", std::string_view("checkpoint"));
     h5::write_attribute(f.get(), "format_version", kFormatVersion);
     h5::write_attribute(f.get(), "crackseg", std::string_view(build_info::version));
@@ -234,8 +266,15 @@ void write_checkpoint(const fs::path& path, const Contents& contents, const Writ
       stage("config");
     }
     CRACKSEG_H5_CHECK(H5Fflush(f.get(), H5F_SCOPE_GLOBAL));
-    // Close explicitly: a failure here (disk full) must fail the write, not vanish in a destructor.
+    std::vector<char> image;
+    {
+      auto lock = h5::lock();
+      const ssize_t size = CRACKSEG_H5_CHECK(H5Fget_file_image(f.get(), nullptr, 0));
+      image.resize(static_cast<std::size_t>(size));
+      CRACKSEG_H5_CHECK(H5Fget_file_image(f.get(), image.data(), image.size()));
+    }
     CRACKSEG_H5_CHECK(H5Fclose(f.release()));
+    write_bytes(tmp, image);
     stage("closed");
     fsync_path(tmp, false);
     if (std::rename(tmp.c_str(), path.c_str()) != 0)

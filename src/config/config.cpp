@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdint>
 
 #include "src/config/toml_json.hpp"
 #include "src/core/error.hpp"
@@ -75,6 +76,11 @@ json check_element(const std::string& dotted, const std::string& where, const Ke
   switch (t) {
     case ValueType::integer:
       if (!v.is_number_integer()) break;
+      // The TOML reader saturates integers beyond 64 bits (a 23-digit seed read as 2^63 - 1).
+      if (v.is_number_unsigned() ? v.get<uint64_t>() >= uint64_t{INT64_MAX}
+                                 : v.get<int64_t>() == INT64_MAX || v.get<int64_t>() == INT64_MIN)
+        throw InputError("config key " + dotted + " (from " + where + "): integer out of range (at most " +
+                         std::to_string(INT64_MAX - 1) + " in magnitude)");
       check_min(dotted, where, spec, static_cast<double>(v.get<int64_t>()));
       return v.get<int64_t>();
     case ValueType::number:
@@ -197,6 +203,16 @@ Override parse_override(std::string_view text) {
 }
 
 void apply_override(RawConfig& cfg, const Override& o) {
+  // A table value sets each of its keys: `train={epochs=1}` is `train.epochs=1` and keeps
+  // the other [train] keys (replacing the whole table silently dropped them).
+  if (o.value.is_object() && !o.value.empty()) {
+    for (const auto& [k, v] : o.value.items()) {
+      Override sub{o.path, v, o.text};
+      sub.path.push_back(k);
+      apply_override(cfg, sub);
+    }
+    return;
+  }
   json* cur = &cfg.values;
   std::string dotted;
   for (std::size_t i = 0; i + 1 < o.path.size(); ++i) {

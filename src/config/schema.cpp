@@ -78,7 +78,7 @@ Schema Schema::standard() {
   };
   auto& train = s.add_section("train", "loop, batch layout, reproducibility, output");
   train.keys = {
-      integer("epochs", 10, 0, "epochs to train"),
+      integer("epochs", 10, 1, "epochs to train"),
       integer("steps", 0, 0, "stop after this many optimizer steps; 0 = epochs only"),
       integer("batch", 8, 1, "global batch = ranks x micro_batch x accumulation steps"),
       integer("micro_batch", 4, 1, "samples per forward/backward (the batchnorm group)"),

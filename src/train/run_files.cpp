@@ -17,14 +17,24 @@ namespace crackseg::train {
 
 void write_file_atomic(const std::filesystem::path& path, const std::string& text) {
   const auto tmp = path.string() + ".tmp." + std::to_string(getpid());
+  // A failed write (disk full) leaves the previous file and no temporary behind.
+  const auto fail = [&](const std::string& what, int err) {
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+    throw Error(what + " " + tmp + " (for " + path.string() + "): " + std::strerror(err));
+  };
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw Error("cannot write " + tmp + ": " + std::strerror(errno));
+    if (!f) fail("cannot write", errno);
     f << text;
     f.flush();
-    if (!f) throw Error("write failed on " + tmp + ": " + std::strerror(errno));
+    if (!f) fail("write failed on", errno);
+    f.close();
+    if (!f) fail("closing failed for", errno);
   }
-  std::filesystem::rename(tmp, path);
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) fail("cannot rename", ec.value());
 }
 
 MetricsCsv::MetricsCsv(std::filesystem::path path) : path_(std::move(path)) {}

@@ -1,5 +1,7 @@
 #include "src/train/signals.hpp"
 
+#include <pthread.h>
+
 #include <atomic>
 #include <csignal>
 #include <mutex>
@@ -28,6 +30,26 @@ void install_stop_signal_handlers() {
       if (sigaction(sig, &sa, nullptr) != 0)
         throw Error("sigaction(" + std::to_string(sig) + ") failed: cannot install the preemption handler");
   });
+}
+
+namespace {
+sigset_t stop_set() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+}  // namespace
+
+void block_stop_signals() {
+  const sigset_t set = stop_set();
+  if (pthread_sigmask(SIG_BLOCK, &set, nullptr) != 0) throw Error("pthread_sigmask(SIG_BLOCK) failed");
+}
+
+void unblock_stop_signals() {
+  const sigset_t set = stop_set();
+  if (pthread_sigmask(SIG_UNBLOCK, &set, nullptr) != 0) throw Error("pthread_sigmask(SIG_UNBLOCK) failed");
 }
 
 bool stop_requested() { return g_signal.load(std::memory_order_relaxed) != 0; }

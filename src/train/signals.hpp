@@ -16,6 +16,14 @@ class Communicator;
 // SLURM's SIGKILL after KillWait/GraceTime, or SIGINT, ends a rank that does not stop in time.
 void install_stop_signal_handlers();
 
+// Blocks SIGUSR1 and SIGTERM in the calling thread (call it first thing in main, before MPI,
+// OpenMP or Kokkos start threads, which inherit the mask): a stop request that arrives while
+// the process is still starting up stays pending instead of killing it. Then either
+// install_stop_signal_handlers() + unblock_stop_signals() (the pending request sets the flag),
+// or unblock_stop_signals() alone (default action: the process ends as before).
+void block_stop_signals();
+void unblock_stop_signals();
+
 // This process received SIGUSR1/SIGTERM since start (or since clear_stop_request()).
 [[nodiscard]] bool stop_requested();
 // The signal that set the flag (SIGUSR1, SIGTERM), or 0.

@@ -28,6 +28,8 @@
 #include "src/train/run_files.hpp"
 #include "src/train/sections.hpp"
 #include "src/train/signals.hpp"
+#include "src/train/data_stamp.hpp"
+#include "src/train/thread_cap.hpp"
 #include "src/train/train_device.hpp"
 #include "src/train/train_state.hpp"
 
@@ -76,7 +78,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   const int64_t M = B / m;  // micro-batches per global step, all ranks
   const int64_t epochs = tr.at("epochs").get<int64_t>(), max_steps = tr.at("steps").get<int64_t>();
   const std::filesystem::path out = tr.at("out").get<std::string>();
-  if (const int64_t threads = tr.at("threads").get<int64_t>(); threads > 0) omp_set_num_threads(static_cast<int>(threads));
+  if (const int64_t threads = tr.at("threads").get<int64_t>(); threads > 0) omp_set_num_threads(capped_threads(threads, lead));
   if (lead) std::filesystem::create_directories(out);
   install_stop_signal_handlers();
   // OpenCV (augmentation on the prefetch thread) would otherwise start a machine-sized
@@ -91,6 +93,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   std::unique_ptr<Model> model = build_model(cfg.at("model"));
   const bool patches = model->output == Model::Output::patch;
   io::DatasetFile dataset(cfg.at("data").at("path").get<std::string>());
+  const DataStamp data_opened = data_stamp(dataset.path());  // evaluations reopen the file
   const int64_t crop = cfg.at("data").at("crop").get<int64_t>();
   if (!patches) {
     const int64_t h = crop > 0 ? crop : dataset.height(), w = crop > 0 ? crop : dataset.width();
@@ -168,6 +171,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
     TrainState at = state;
     at.epoch = next_epoch;
     at.step_in_epoch = next_step;
+    if (next_step == 0) at.epoch_loss_sum = 0, at.epoch_loss_steps = 0;  // an epoch boundary
     if (lead) device.save(path, at, rc, *model, *optimizer, *schedule, early);
     comm.barrier();
   };
@@ -176,8 +180,9 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
     if (max_steps > 0 && state.global_step >= max_steps) break;
     batches->start_epoch(static_cast<uint64_t>(state.epoch), static_cast<uint64_t>(state.step_in_epoch));
     steps_per_epoch = batches->steps_per_epoch();
-    double epoch_loss = 0;
-    int64_t epoch_steps = 0;
+    // A resume mid-epoch carries on the epoch's loss average from the checkpoint.
+    double epoch_loss = state.step_in_epoch > 0 ? state.epoch_loss_sum : 0;
+    int64_t epoch_steps = state.step_in_epoch > 0 ? state.epoch_loss_steps : 0;
     const auto t_epoch = Clock::now();
     while (state.step_in_epoch < static_cast<int64_t>(steps_per_epoch)) {
       if (max_steps > 0 && state.global_step >= max_steps) break;
@@ -219,6 +224,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
       ++state.global_step;
       epoch_loss += loss_sum;
       ++epoch_steps;
+      state.epoch_loss_sum = epoch_loss, state.epoch_loss_steps = epoch_steps;  // for a checkpoint mid-epoch
       samples_done += B;
       if (lead && !opt.quiet && (state.global_step % log_every == 0)) {
         const double el = since(t_loop), rate = samples_done / std::max(1e-9, el - val_s);
@@ -254,6 +260,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
     if (!val_split.empty() && dataset.has_split(val_split) &&
         ((state.epoch + 1) % val_every == 0 || state.epoch + 1 == epochs || stop)) {
       const auto t_val = Clock::now();
+      check_same_data(dataset.path(), data_opened, "validation");
       EvalResult ev = device.evaluate(cfg, *model, comm, val_split, cfg.at("data").at("max_val").get<int64_t>());
       val_s += since(t_val);
       ++val_runs;
@@ -313,6 +320,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   result["backend"] = backend->name();
   result["seed"] = seed;
   result["determinism"] = tr.at("determinism");
+  check_same_data(dataset.path(), data_opened, "the test evaluation");
   result["dataset"] = {{"path", dataset.path().string()}, {"checksum", file_checksum(dataset.path())},
                        {"count", dataset.count()}, {"height", dataset.height()}, {"width", dataset.width()}};
   result["dataset"]["ingest"] = dataset_ingest_json(dataset.path());
