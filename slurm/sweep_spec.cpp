@@ -237,14 +237,29 @@ SweepSpec load_sweep(const fs::path& file_in, bool reduced, const fs::path& out_
 
   if (root.contains("resources")) {
     const auto& r = root.at("resources");
-    static const std::set<std::string> rk = {"ranks", "cpus_per_rank", "gpus", "time", "partition", "account",
+    static const std::set<std::string> rk = {"ranks", "cpus_per_rank", "gpus", "nodes", "ntasks_per_node", "time", "partition", "account",
                                              "extra_sbatch", "modules", "max_concurrent", "grace"};
     for (const auto& [k, v] : r.as_table())
-      if (!rk.count(k)) bad(file, "resources." + k, "unknown key (known: ranks cpus_per_rank gpus time partition account extra_sbatch modules max_concurrent grace)");
+      if (!rk.count(k)) bad(file, "resources." + k, "unknown key (known: ranks cpus_per_rank gpus nodes ntasks_per_node time partition account extra_sbatch modules max_concurrent grace)");
     auto& R = s.resources;
     R.ranks = static_cast<int>(get_or<int64_t>(file, r, "resources", "ranks", 1));
     R.cpus_per_rank = static_cast<int>(get_or<int64_t>(file, r, "resources", "cpus_per_rank", 1));
     R.gpus = static_cast<int>(get_or<int64_t>(file, r, "resources", "gpus", 0));
+    R.nodes = static_cast<int>(get_or<int64_t>(file, r, "resources", "nodes", 0));
+    R.ntasks_per_node = static_cast<int>(get_or<int64_t>(file, r, "resources", "ntasks_per_node", 0));
+    if (R.nodes < 0 || R.ntasks_per_node < 0) bad(file, "resources", "nodes and ntasks_per_node >= 0 (0 = not given)");
+    if (R.nodes > 0 && R.ntasks_per_node > 0) {
+      const int64_t total = int64_t{R.nodes} * R.ntasks_per_node;
+      if (r.contains("ranks") && total != R.ranks)
+        bad(file, "resources.ranks", std::to_string(R.ranks) + " != nodes x ntasks_per_node = " + std::to_string(R.nodes) +
+                                         " x " + std::to_string(R.ntasks_per_node) + " (leave ranks out)");
+      R.ranks = static_cast<int>(total);
+    } else if (R.ntasks_per_node > 0 && R.ranks % R.ntasks_per_node != 0) {
+      bad(file, "resources.ranks", std::to_string(R.ranks) + " is not a multiple of ntasks_per_node = " +
+                                       std::to_string(R.ntasks_per_node));
+    } else if (R.nodes > 0 && R.ranks < R.nodes) {
+      bad(file, "resources.ranks", std::to_string(R.ranks) + " ranks cannot span nodes = " + std::to_string(R.nodes));
+    }
     R.time = get_or<std::string>(file, r, "resources", "time", "");
     R.partition = get_or<std::string>(file, r, "resources", "partition", "");
     R.account = get_or<std::string>(file, r, "resources", "account", "");
@@ -316,7 +331,8 @@ std::vector<PlannedTask> expand(const SweepSpec& spec) {
 nlohmann::json spec_to_json(const SweepSpec& s) {
   nlohmann::ordered_json r;
   const auto& R = s.resources;
-  r = {{"ranks", R.ranks}, {"cpus_per_rank", R.cpus_per_rank}, {"gpus", R.gpus}, {"time", R.time},
+  r = {{"ranks", R.ranks}, {"cpus_per_rank", R.cpus_per_rank}, {"gpus", R.gpus}, {"nodes", R.nodes},
+       {"ntasks_per_node", R.ntasks_per_node}, {"time", R.time},
        {"partition", R.partition}, {"account", R.account}, {"extra_sbatch", R.extra_sbatch},
        {"modules", R.modules}, {"max_concurrent", R.max_concurrent}, {"grace", R.grace_s}};
   nlohmann::json j;
@@ -350,6 +366,8 @@ SweepSpec spec_from_json(const nlohmann::json& j) {
     R.ranks = r.at("ranks");
     R.cpus_per_rank = r.at("cpus_per_rank");
     R.gpus = r.at("gpus");
+    R.nodes = r.value("nodes", 0);  // absent in sweeps planned before multi-node resources
+    R.ntasks_per_node = r.value("ntasks_per_node", 0);
     R.time = r.at("time");
     R.partition = r.at("partition");
     R.account = r.at("account");

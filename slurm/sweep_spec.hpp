@@ -20,6 +20,7 @@
 //   "model.name" = { dist = "choice", values = ["unet", "spiral_net"] }
 //   [resources]
 //   ranks = 2; cpus_per_rank = 4; gpus = 0; time = "02:00:00"; partition = "gpu"
+//   nodes = 2; ntasks_per_node = 8         # tasks spanning nodes (ranks = nodes x per node)
 //   account = "proj"; extra_sbatch = ["--mem=16G"]; modules = ["openmpi/4.1"]
 //   max_concurrent = 8; grace = 300       # USR1 this many seconds before the time limit
 //   [reduced]                              # merged over the file by `plan --reduced`
@@ -42,7 +43,11 @@ namespace crackseg::sweep {
 struct Resources {
   int ranks = 1;
   int cpus_per_rank = 1;
-  int gpus = 0;  // per rank (--gpus-per-task)
+  int gpus = 0;  // per rank (--gpus-per-task): one rank per GPU with gpus = 1
+  // Tasks that span nodes: --nodes and --ntasks-per-node (0 = not given, SLURM decides).
+  // With both, ranks = nodes x ntasks_per_node; with one, ranks must be a multiple of it.
+  int nodes = 0;
+  int ntasks_per_node = 0;
   std::string time;
   std::string partition;
   std::string account;

@@ -6,8 +6,10 @@
 #include <cstring>
 #include <limits>
 
+#include "io/h5/open.hpp"
 #include "io/dataset/contents.hpp"
 #include "io/h5/util.hpp"
+#include "io/stage/node_stage.hpp"
 
 namespace crackseg::io {
 
@@ -15,22 +17,7 @@ namespace {
 
 std::string split_path(std::string_view name) { return "/splits/" + std::string(name); }
 
-h5::File open_read_only(const std::filesystem::path& path) {
-  if (!std::filesystem::exists(path)) throw InputError("dataset file " + path.string() + " does not exist");
-  if (!std::filesystem::is_regular_file(path)) throw InputError(path.string() + " is not a regular file");
-  htri_t is = -1;
-  {
-    auto guard = h5::lock();
-    is = H5Fis_hdf5(path.c_str());
-  }
-  if (is <= 0) throw InputError(path.string() + " is not an HDF5 file");
-  const hid_t id = [&] {
-    auto guard = h5::lock();
-    return H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  }();
-  if (id < 0) throw InputError("cannot open " + path.string() + " read-only: " + h5::error_stack());
-  return h5::File{id};
-}
+h5::File open_read_only(const std::filesystem::path& path) { return h5::open_read_only(path, "dataset"); }
 
 std::vector<hsize_t> dims_of(const h5::Dataset& d) {
   h5::Dataspace s{CRACKSEG_H5_CHECK(H5Dget_space(d.get()))};
@@ -76,9 +63,10 @@ std::string hdf5_file_kind(const std::filesystem::path& path) {
   return h5::read_string_attribute(f.get(), kKindAttribute);
 }
 
-DatasetFile::DatasetFile(const std::filesystem::path& path) : path_(path), file_(open_read_only(path)) {
+DatasetFile::DatasetFile(const std::filesystem::path& path)
+    : path_(redirected_dataset(path)), file_(open_read_only(path_)) {
   const hid_t f = file_.get();
-  const std::string where = "dataset file " + path.string();
+  const std::string where = "dataset file " + path_.string();
   if (h5::has_attribute(f, kKindAttribute)) {
     const std::string kind = h5::read_string_attribute(f, kKindAttribute);
     if (kind != "dataset")

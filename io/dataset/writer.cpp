@@ -10,6 +10,7 @@
 
 #include "crackseg/build_info.hpp"
 #include "io/dataset/dataset.hpp"
+#include "io/h5/open.hpp"
 #include "io/h5/util.hpp"
 #include "src/core/rng.hpp"
 
@@ -83,12 +84,11 @@ DatasetWriter::DatasetWriter(std::filesystem::path out, int height, int width, i
     throw InputError("output folder " + out_.parent_path().string() + " does not exist");
   tmp_ = out_;
   tmp_ += ".tmp." + std::to_string(getpid());
-  const hid_t f = [&] {
-    auto guard = h5::lock();
-    return H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  }();
-  if (f < 0) throw InputError("cannot create " + tmp_.string() + ": " + h5::error_stack());
-  file_ = h5::File{f};
+  try {
+    file_ = h5::create_truncate(tmp_, "dataset");
+  } catch (const Error& e) {
+    throw InputError(e.what());  // an output path the user chose
+  }
   try {
     const hsize_t H = static_cast<hsize_t>(height), W = static_cast<hsize_t>(width);
     auto make = [&](const char* path, int rank) {

@@ -1,10 +1,12 @@
 // `crackseg train CONFIG.toml [key=value ...] [--task MANIFEST:ID] [--no-resume]`:
 // data-parallel training under mpirun/srun (one process = one rank).
 #include <cstdio>
+#include <optional>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 
+#include "io/stage/node_stage.hpp"
 #include "io/dataset/dataset.hpp"
 #include "launch/command.hpp"
 #include "src/config/config.hpp"
@@ -141,6 +143,27 @@ int run() {
   train::TrainOptions to;
   to.resume = !opts.no_resume;
   to.quiet = opts.quiet;
+  // data.stage = "node": one rank per node copies the dataset to node-local storage; the copy
+  // is removed when `stage` goes out of scope (success, error, preemption).
+  std::optional<io::NodeStage> stage;
+  const auto& data = cfg.values.at("data");
+  if (data.at("stage").get<std::string>() == "node") {
+    io::StageOptions so;
+    so.dir = data.at("stage_dir").get<std::string>();
+    so.stop_requested = [] { return stop_requested(); };
+    stage.emplace(data.at("path").get<std::string>(), so, MPI_COMM_WORLD);
+    if (stage->stopped()) {
+      if (comm.rank() == 0)
+        std::fprintf(stderr, "crackseg train: %s received while staging the dataset; exiting %d so the "
+                             "job can be requeued\n", signal_text(stop_signal()), cli::kPreempted);
+      return cli::kPreempted;
+    }
+    to.extra_result["staging"] = stage->record().to_json();
+    if (comm.rank() == 0 && !opts.quiet)
+      std::printf("staged %s to %s on %d node(s): %.1f MB in %.2f s\n", data.at("path").get<std::string>().c_str(),
+                  stage->record().path.c_str(), stage->record().nodes, stage->record().bytes / 1e6,
+                  stage->record().copy_s);
+  }
   try {
     const auto outcome = train::run_training(cfg, comm, to);
     if (outcome.status == train::TrainStatus::preempted) {
@@ -156,6 +179,7 @@ int run() {
   } catch (const dist::CollectiveTimeout& e) {
     std::fprintf(stderr, "crackseg train: %s; aborting the job\n", e.what());
     std::fflush(stderr);
+    if (stage) stage->remove_now();  // MPI_Abort unwinds nothing
     MPI_Abort(MPI_COMM_WORLD, cli::kError);
   }
   return cli::kOk;

@@ -11,6 +11,7 @@
 
 #include "crackseg/build_info.hpp"
 #include "io/h5/h5.hpp"
+#include "io/h5/open.hpp"
 #include "io/h5/util.hpp"
 #include "src/core/error.hpp"
 
@@ -160,7 +161,7 @@ Info read_info_open(hid_t file, const std::string& file_name) {
 
 h5::File open_read(const fs::path& path) {
   if (!fs::exists(path)) throw InputError("checkpoint " + path.string() + " does not exist");
-  return h5::File{CRACKSEG_H5_CHECK(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT))};
+  return h5::open_read_only(path, "checkpoint");
 }
 
 // Runs `f`, prefixing library errors with what was being done to which file; keeps the type.
@@ -325,7 +326,7 @@ bool is_checkpoint(const fs::path& path) {
   try {
     if (!fs::is_regular_file(path)) return false;
     if (CRACKSEG_H5_CHECK(H5Fis_hdf5(path.c_str())) <= 0) return false;
-    h5::File f{CRACKSEG_H5_CHECK(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT))};
+    h5::File f = h5::open_read_only(path, "checkpoint");
     return h5::has_attribute(f.get(), "kind") && h5::read_string_attribute(f.get(), "kind") == "checkpoint";
   } catch (const Error&) {
     return false;

@@ -56,6 +56,8 @@ Schema Schema::standard() {
       integer("max_train", 0, 0, "use at most this many training images; 0 = all"),
       integer("max_val", 0, 0, "use at most this many validation images; 0 = all"),
       integer("prefetch", 2, 0, "micro-batches read ahead on the reader thread"),
+      string("stage", "none", {"none", "node"}, "node: one rank per node copies the file to node-local storage"),
+      string("stage_dir", "", {}, "node-local folder for data.stage = node (\"\" = $SLURM_TMPDIR, $TMPDIR, /tmp)"),
   };
   auto& model = s.add_section("model", "architecture; keys beyond name come from the model registry");
   model.open = true;

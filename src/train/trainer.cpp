@@ -324,6 +324,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   result["dataset"] = {{"path", dataset.path().string()}, {"checksum", file_checksum(dataset.path())},
                        {"count", dataset.count()}, {"height", dataset.height()}, {"width", dataset.width()}};
   result["dataset"]["ingest"] = dataset_ingest_json(dataset.path());
+  result.update(opt.extra_result);
   result["parameters"] = model->graph.num_params();
   result["steps"] = state.global_step;
   result["epochs_done"] = state.epoch;

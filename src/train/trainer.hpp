@@ -37,6 +37,8 @@ struct TrainOptions {
   // `raise_signal_at_step` completes (the real handler and the ranks' agreement then run).
   int64_t raise_signal_at_step = -1;
   int raise_signal_rank = 0;
+  // Extra top-level entries of result.json from the caller (e.g. "staging" from data.stage).
+  nlohmann::json extra_result = nlohmann::json::object();
 };
 
 struct TrainOutcome {

@@ -22,9 +22,10 @@ namespace crackseg::test {
 
 class LocalCluster {
  public:
-  explicit LocalCluster(std::vector<std::string> extra_conf = {}) {
+  // nodes > 1: compute nodes node1..nodeN on this host (local-cluster.sh --nodes).
+  explicit LocalCluster(std::vector<std::string> extra_conf = {}, int nodes = 1) {
     script_ = (source_dir() / "slurm" / "local-cluster.sh").string();
-    std::vector<std::string> argv = {"bash", script_, "start", dir_.path().string()};
+    std::vector<std::string> argv = {"bash", script_, "start", dir_.path().string(), "--nodes", std::to_string(nodes)};
     for (auto& e : extra_conf) {
       argv.push_back("--extra");
       argv.push_back(e);

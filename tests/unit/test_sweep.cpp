@@ -331,3 +331,81 @@ TEST(Report, SingleValueStatistics) {
   EXPECT_EQ(s.std, 0.0);
   EXPECT_EQ(mean_std({}).n, 0);
 }
+
+// Tasks that span nodes: the array script asks for the layout in #SBATCH lines and repeats it
+// on srun (which no longer inherits --cpus-per-task since SLURM 22.05); OpenMP threads are
+// pinned only inside a per-task CPU set; GPU tasks get one GPU per task.
+TEST(Plan, MultiNodeCpuAndGpuLayouts) {
+  test::TempDir tmp;
+  auto script = [&](const std::string& resources) {
+    auto f = make_sweep(tmp, "seeds = [1]\nname = \"multi\"\n[resources]\n" + resources);
+    (void)plan_sweep(load_sweep(f), "/bin/crackseg");
+    auto r = run_process({"bash", "-n", (tmp / "out" / "array.sbatch").string()});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return slurp(tmp / "out" / "array.sbatch");
+  };
+  auto s = script("nodes = 4\nntasks_per_node = 8\ncpus_per_rank = 4\n");
+  EXPECT_NE(s.find("#SBATCH --ntasks=32\n#SBATCH --nodes=4\n#SBATCH --ntasks-per-node=8\n#SBATCH --cpus-per-task=4\n"),
+            std::string::npos) << s;
+  EXPECT_EQ(s.find("--gpus-per-task"), std::string::npos) << s;
+  EXPECT_NE(s.find("export OMP_NUM_THREADS=4\n"), std::string::npos) << s;
+  EXPECT_NE(s.find("srun --mpi=pmix --ntasks=32 --nodes=4 --ntasks-per-node=8 --cpus-per-task=4 --cpu-bind=cores "),
+            std::string::npos) << s;
+  EXPECT_NE(s.find("export OMP_PROC_BIND=close OMP_PLACES=cores"), std::string::npos) << s;
+
+  s = script("nodes = 2\nntasks_per_node = 4\ncpus_per_rank = 8\ngpus = 1\n");
+  EXPECT_NE(s.find("#SBATCH --ntasks=8\n#SBATCH --nodes=2\n#SBATCH --ntasks-per-node=4\n#SBATCH --cpus-per-task=8\n"
+                   "#SBATCH --gpus-per-task=1\n"),
+            std::string::npos) << s;
+  EXPECT_NE(s.find("srun --mpi=pmix --ntasks=8 --nodes=2 --ntasks-per-node=4 --cpus-per-task=8 --gpus-per-task=1 "),
+            std::string::npos) << s;
+
+  // Only one of the two: ranks fixes the other.
+  s = script("ranks = 6\nntasks_per_node = 3\n");
+  EXPECT_NE(s.find("#SBATCH --ntasks=6\n#SBATCH --ntasks-per-node=3\n"), std::string::npos) << s;
+  EXPECT_EQ(s.find("#SBATCH --nodes="), std::string::npos) << s;
+  // A one-node sweep keeps its old script: no node lines.
+  s = script("ranks = 2\n");
+  EXPECT_EQ(s.find("--nodes"), std::string::npos) << s;
+  EXPECT_EQ(s.find("--ntasks-per-node"), std::string::npos) << s;
+
+  // The layout survives sweep.json (status/resubmit re-read it).
+  auto f = make_sweep(tmp, "seeds = [1]\n[resources]\nnodes = 3\nntasks_per_node = 2\n");
+  const auto back = spec_from_json(spec_to_json(load_sweep(f)));
+  EXPECT_EQ(back.resources.nodes, 3);
+  EXPECT_EQ(back.resources.ntasks_per_node, 2);
+  EXPECT_EQ(back.resources.ranks, 6);
+}
+
+TEST(Plan, MultiNodeResourceErrorsNameTheKey) {
+  test::TempDir tmp;
+  auto expect_error = [&](const std::string& body, const std::string& needle) {
+    auto f = make_sweep(tmp, "seeds = [1]\n[resources]\n" + body);
+    try {
+      (void)load_sweep(f);
+      ADD_FAILURE() << "no error for: " << body;
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error("ranks = 5\nnodes = 2\nntasks_per_node = 2\n", "resources.ranks");
+  expect_error("ranks = 5\nntasks_per_node = 2\n", "not a multiple of ntasks_per_node");
+  expect_error("ranks = 1\nnodes = 2\n", "cannot span nodes = 2");
+  expect_error("nodes = -1\n", "nodes and ntasks_per_node >= 0");
+  expect_error("ntasks_per_nodes = 2\n", "resources.ntasks_per_nodes");
+}
+
+// launch/scripts/train.sbatch, the template users copy: it parses, forwards USR1/TERM to the
+// step and requeues on 75, repeats the layout on srun, pins threads only inside a CPU set and
+// serves GPU jobs (one task per GPU) from the same script.
+TEST(TrainSbatch, TemplateCarriesTheMultiNodeLaunch) {
+  const auto path = test::source_dir() / "launch" / "scripts" / "train.sbatch";
+  const auto s = slurp(path);
+  auto r = run_process({"bash", "-n", path.string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  for (const char* needle :
+       {"#SBATCH --signal=B:USR1@", "#SBATCH --requeue", "srun --mpi=pmix", "--cpus-per-task=\"${SLURM_CPUS_PER_TASK:-1}\"",
+        "--cpu-bind=cores", "OMP_PROC_BIND=close OMP_PLACES=cores", "--gpus-per-task", "trap 'kill -USR1",
+        "scontrol requeue \"$SLURM_JOB_ID\"", "sbatch --nodes=2 --ntasks-per-node=", "data.stage=node"})
+    EXPECT_NE(s.find(needle), std::string::npos) << "train.sbatch lacks: " << needle;
+}

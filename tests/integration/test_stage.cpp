@@ -1,0 +1,178 @@
+// ctest-labels: mpi train
+// ctest-ranks: 2 4
+// ctest-timeout: 300
+// Node-local staging (data.stage = "node", issue 17 item 2) on 2 and 4 ranks of one node:
+// the dataset is copied once per node (one folder, one file, the source's bytes and
+// checksum), every rank's dataset opens read the copy, training on it gives bitwise the
+// weights and metrics of the unstaged run, and the copy is gone afterwards - also when
+// staging fails, when a stop signal arrives during the copy, and when training throws.
+// Two real nodes: test_slurm_two_nodes.cpp.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "io/dataset/dataset.hpp"
+#include "io/stage/node_stage.hpp"
+#include "src/dist/mpi_communicator.hpp"
+#include "src/train/train_state.hpp"
+#include "src/train/trainer.hpp"
+#include "support/train_fixture.hpp"
+
+using namespace crackseg;
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kUnet = R"(
+[data]
+crop = 0
+augment = true
+[model]
+name = "unet"
+base = 2
+depth = 1
+dropout = 0.1
+[optim]
+name = "adam"
+lr = 3e-3
+[train]
+epochs = 2
+batch = 8
+micro_batch = 2
+seed = 5
+determinism = "bitwise"
+log_every = 1000
+[eval]
+bins = 8
+)";
+
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+int world_size() {
+  int r = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+struct Fixture {
+  fs::path dir = test::shared_tmpdir("stage");
+  fs::path data = test::make_synth(dir, 16, 32);
+  fs::path stage_dir = dir / "stage";
+  Fixture() {
+    if (world_rank() == 0) fs::create_directories(stage_dir);
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+  ~Fixture() {
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (world_rank() == 0) fs::remove_all(dir);
+  }
+  // Entries in the staging folder, seen by rank 0 after every rank got here.
+  [[nodiscard]] std::size_t staged_entries() const {
+    MPI_Barrier(MPI_COMM_WORLD);
+    std::size_t n = 0;
+    if (world_rank() == 0)
+      for ([[maybe_unused]] const auto& e : fs::recursive_directory_iterator(stage_dir)) ++n;
+    return n;
+  }
+};
+
+train::TrainOutcome train_into(const Fixture& f, const fs::path& out) {
+  const auto cfg = test::tiny_config(kUnet, {"data.path=\"" + f.data.string() + "\"", "train.out=\"" + out.string() + "\""});
+  dist::MpiCommunicator comm(MPI_COMM_WORLD, 120.0);
+  train::TrainOptions opt;
+  opt.quiet = true;
+  return train::run_training(cfg, comm, opt);
+}
+
+TEST(NodeStage, CopiedOncePerNodeReadByEveryRankAndTrainsToTheUnstagedWeights) {
+  Fixture f;
+  const auto plain = train_into(f, f.dir / "plain");
+  uint64_t h_plain = 0, h_staged = 0;
+  if (world_rank() == 0) h_plain = test::checkpoint_weights_hash(f.dir / "plain" / "checkpoint.h5");
+  train::TrainOutcome staged;
+  {
+    io::StageOptions so;
+    so.dir = f.stage_dir;
+    io::NodeStage stage(f.data, so, MPI_COMM_WORLD);
+    ASSERT_FALSE(stage.stopped());
+    const auto& rec = stage.record();
+    EXPECT_EQ(rec.nodes, 1);  // mpiexec on one host: one node
+    EXPECT_EQ(rec.ranks_on_node, world_size());
+    EXPECT_EQ(rec.bytes, fs::file_size(f.data));
+    EXPECT_EQ(rec.checksum, train::file_checksum(f.data));
+    EXPECT_EQ(rec.path.parent_path().parent_path(), f.stage_dir);
+    EXPECT_EQ(train::file_checksum(rec.path), rec.checksum);
+    // Every rank's opens of the configured path read the node's one copy.
+    EXPECT_EQ(io::DatasetFile(f.data).path(), rec.path);
+    EXPECT_EQ(io::redirected_dataset(f.dir / "." / "synth.h5"), rec.path);  // same file, other spelling
+    if (world_rank() == 0) EXPECT_EQ(f.staged_entries(), 2u);  // one folder, one file
+    else (void)f.staged_entries();
+    EXPECT_EQ(rec.to_json().at("bytes"), rec.bytes);
+    staged = train_into(f, f.dir / "staged");
+    if (world_rank() == 0) {
+      EXPECT_EQ(staged.result.at("dataset").at("path"), rec.path.string());
+      EXPECT_EQ(staged.result.at("dataset").at("checksum"), rec.checksum);
+    }
+  }
+  EXPECT_EQ(io::DatasetFile(f.data).path(), f.data);  // the redirect ends with the stage
+  const auto left = f.staged_entries();
+  if (world_rank() == 0) {
+    EXPECT_EQ(left, 0u) << "the staged copy outlived its NodeStage";
+    h_staged = test::checkpoint_weights_hash(f.dir / "staged" / "checkpoint.h5");
+    EXPECT_NE(h_plain, 0u);
+    EXPECT_EQ(h_plain, h_staged);
+    EXPECT_EQ(plain.result.at("metrics"), staged.result.at("metrics"));
+    // The checkpoint's config names the real dataset, not the removed copy.
+    EXPECT_EQ(staged.result.at("config").at("data").at("path"), f.data.string());
+  }
+}
+
+TEST(NodeStage, FailureStopAndExceptionsLeaveNothingBehind) {
+  Fixture f;
+  io::StageOptions so;
+  so.dir = f.stage_dir;
+  // A source that does not exist: every rank throws, the leader's message names it.
+  try {
+    io::NodeStage s(f.dir / "absent.h5", so, MPI_COMM_WORLD);
+    ADD_FAILURE() << "staging a missing file succeeded";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_TRUE(what.find("absent.h5") != std::string::npos) << what;
+  }
+  EXPECT_EQ(f.staged_entries(), 0u);
+  // A staging folder that cannot be made (a file is in the way): the error says what to set.
+  if (world_rank() == 0) std::ofstream(f.dir / "blocker") << "x";
+  MPI_Barrier(MPI_COMM_WORLD);
+  io::StageOptions blocked;
+  blocked.dir = f.dir / "blocker" / "sub";
+  try {
+    io::NodeStage s(f.data, blocked, MPI_COMM_WORLD);
+    ADD_FAILURE() << "staging into a path under a file succeeded";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    if (world_rank() == 0) EXPECT_NE(what.find("data.stage_dir"), std::string::npos) << what;
+    else EXPECT_NE(what.find("data.stage = \"none\""), std::string::npos) << what;
+  }
+  // A stop signal during the copy: every rank learns it, nothing is redirected or left.
+  io::StageOptions stop = so;
+  stop.stop_requested = [] { return true; };
+  {
+    io::NodeStage s(f.data, stop, MPI_COMM_WORLD);
+    EXPECT_TRUE(s.stopped());
+    EXPECT_EQ(io::DatasetFile(f.data).path(), f.data);
+    EXPECT_EQ(f.staged_entries(), 0u);
+  }
+  // Training that throws unwinds through the stage, which removes the copy.
+  try {
+    io::NodeStage s(f.data, so, MPI_COMM_WORLD);
+    EXPECT_GT(f.staged_entries() + (world_rank() == 0 ? 0u : 1u), 0u);
+    throw std::runtime_error("training failed");
+  } catch (const std::runtime_error&) {
+  }
+  EXPECT_EQ(f.staged_entries(), 0u);
+}
+
+}  // namespace
