@@ -29,9 +29,6 @@ struct Opts {
   std::string metric;
   bool ascending = false;
   bool no_plots = false;
-  CLI::App *plan = nullptr, *submit = nullptr, *status = nullptr, *resubmit = nullptr, *report = nullptr;
-} o;
-
   std::vector<std::string> columns;
   std::string format = "md";
   int compare = 3;
@@ -137,7 +134,8 @@ int run_status() {
 }
 
 int run_resubmit() {
-  const fs::path dir = sweep_dir(false);
+  std::unique_ptr<crackseg::FolderLock> lock;
+  const fs::path dir = sweep_dir(false, &lock, "crackseg sweep resubmit");
   std::vector<int64_t> ids;
   for (const auto& s : sweep_status(dir))
     if (s.state == TaskState::failed || s.state == TaskState::missing) ids.push_back(s.task.id);
@@ -159,6 +157,7 @@ int run_report() {
   if (!o.no_plots)
     if (auto s = find_plot_script(self_exe())) script = *s;
   auto f = write_report(dir, r, script, std::cout);
+  std::cout << format_table(r, format, dir.filename().string()) << "\n";
   std::cout << r.tasks.size() << " of " << r.planned << " tasks have results, " << r.configs.size()
             << " configurations" << (r.sort_metric.empty() ? "" : ", ranked by " + r.sort_metric) << "\n"
             << "  " << f.csv.string() << " (every task)\n  " << f.md.string() << "\n  " << f.summary_csv.string()
@@ -205,7 +204,6 @@ crackseg::cli::CommandRegistration reg{{
               ->capture_default_str();
           o.report->add_flag("--ascending", o.ascending, "smaller is better (losses)");
           o.report->add_flag("--no-plots", o.no_plots, "skip the plots (scripts/plot.py)");
-  std::cout << format_table(r, format, dir.filename().string()) << "\n";
         },
     .run = []() -> int {
       if (o.plan->parsed()) return run_plan();
