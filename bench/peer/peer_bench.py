@@ -65,12 +65,20 @@ def reset_peak_rss():
         pass
 
 
-def peak_rss_mb():
+def status_mb(key):
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024.0
     return 0.0
+
+
+def peak_rss_mb():
+    return status_mb("VmHWM")
+
+
+def current_rss_mb():
+    return status_mb("VmRSS")
 
 
 def cmd_run(a):
@@ -83,6 +91,7 @@ def cmd_run(a):
     torch.manual_seed(126)
     section, build, side, batch, out_shape = models.CASES[a.case]
     reset_peak_rss()
+    base_rss = current_rss_mb()  # the interpreter and torch's libraries, before the model exists
     model = build(0).train()
     x = torch.rand(batch, 3, side, side)
     target = (torch.rand(batch, *out_shape) < 0.1).float()
@@ -115,7 +124,7 @@ def cmd_run(a):
     step = statistics.median(times)
     print(json.dumps({
         "side": "peer", "case": a.case, "mode": a.mode, "samples_per_s": batch / step, "step_ms": step * 1e3,
-        "first_step_s": first_s, "peak_rss_mb": peak_rss_mb(), "params": models.num_params(model),
+        "first_step_s": first_s, "peak_rss_mb": peak_rss_mb(), "base_rss_mb": base_rss, "params": models.num_params(model),
         "threads": torch.get_num_threads(), "torch": torch.__version__, "adam": adam, "batch": batch,
         "steps": a.steps, "loss_last": float(loss.detach()),
     }))
@@ -167,7 +176,9 @@ def cmd_table(a):
             rates.append(fmt_rate(v))
             pcts.append(f"{100 * gflop * v / peak:.0f}%" if peak else "-")
             rss.append(f"{statistics.median(r['peak_rss_mb'] for r in ps):,.0f}")
-            detail.append(f"  {c} PyTorch {m}: " + ", ".join(fmt_rate(r["samples_per_s"]) for r in ps))
+            detail.append(f"  {c} PyTorch {m}: " + ", ".join(fmt_rate(r["samples_per_s"]) for r in ps) +
+                          f" (RSS before the model: {statistics.median(r.get('base_rss_mb', 0) for r in ps):,.0f} MB"
+                          f"; first step {statistics.median(r.get('first_step_s', 0) for r in ps):.1f} s)")
         detail.append(f"  {c} crackseg: " + ", ".join(fmt_rate(r["samples_per_s"]) for r in cs))
         ratio = f"**{c_rate / best:.2f}x**" if best else "-"
         print(f"| {label[c]} | {fmt_rate(c_rate)} {unit[c]} | " + " | ".join(rates) + f" | {ratio} | " +
