@@ -177,13 +177,29 @@ void DatasetWriter::append(EncodedSample s) {
   crack_pixels_.push_back(s.crack_pixels);
 }
 
-std::array<std::vector<uint32_t>, 3> DatasetWriter::finish(const SplitSpec& spec) {
+void DatasetWriter::set_fixed_splits(std::array<std::vector<uint32_t>, 3> splits) {
+  std::vector<int> seen(names_.size(), 0);
+  for (auto& s : splits) {
+    std::sort(s.begin(), s.end());
+    for (uint32_t i : s) {
+      if (i >= names_.size() || seen[i]++)
+        throw Error("DatasetWriter::set_fixed_splits: sample " + std::to_string(i) + " out of range or in two splits (" +
+                    out_.string() + ")");
+    }
+  }
+  fixed_splits_ = std::move(splits);
+}
+
+std::array<std::vector<uint32_t>, 3> DatasetWriter::finish(const SplitSpec& spec_in) {
+  SplitSpec spec = spec_in;
   if (finished_) throw Error("DatasetWriter::finish called twice for " + out_.string());
   if (names_.empty()) throw InputError("no samples to write to " + out_.string());
   const hid_t f = file_.get();
   h5::write_strings(f, "/names", names_);
   h5::write_strings(f, "/sources", sources_);
-  auto splits = stratified_split(sources_, spec);
+  auto splits = fixed_splits_ ? *fixed_splits_ : stratified_split(sources_, spec);
+  if (fixed_splits_)
+    for (int s = 0; s < 3; ++s) spec.fractions[s] = double(splits[s].size()) / double(names_.size());
   {
     h5::Group g{CRACKSEG_H5_CHECK(H5Gcreate2(f, "/splits", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT))};
     for (int s = 0; s < 3; ++s) {
@@ -191,6 +207,7 @@ std::array<std::vector<uint32_t>, 3> DatasetWriter::finish(const SplitSpec& spec
       h5::write_attribute(g.get(), std::string("fraction_") + kSplitNames[s], spec.fractions[s]);
     }
     h5::write_attribute(g.get(), "seed", static_cast<int64_t>(spec.seed));
+    if (fixed_splits_) h5::write_attribute(g.get(), "origin", std::string_view("folders"));
   }
   const double hw = double(height_) * double(width_);
   for (int s = 0; s < 3; ++s) {

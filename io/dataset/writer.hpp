@@ -11,6 +11,7 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -68,12 +69,18 @@ class DatasetWriter {
   // Extra root attribute written at finish (e.g. "origin" = how the file was made).
   void set_attribute(std::string key, std::string value);
 
+  // Splits given by the data itself (official train/val/test folders) instead of the
+  // stratified SplitSpec draw: sample indices per split, each index in exactly one. finish()
+  // then stores them, with fraction_* attributes set to the actual fractions.
+  void set_fixed_splits(std::array<std::vector<uint32_t>, 3> splits);
+
   // Writes names, sources, splits and attributes, closes and renames the temporary file to
   // the output path (replacing an existing one). Throws InputError if nothing was appended.
   // Returns the splits written.
   std::array<std::vector<uint32_t>, 3> finish(const SplitSpec& spec);
 
   [[nodiscard]] uint32_t count() const { return static_cast<uint32_t>(names_.size()); }
+  [[nodiscard]] const std::string& source(uint32_t i) const { return sources_.at(i); }
   [[nodiscard]] const std::filesystem::path& temp_path() const { return tmp_; }
   [[nodiscard]] const std::filesystem::path& out_path() const { return out_; }
 
@@ -89,6 +96,7 @@ class DatasetWriter {
   std::unordered_set<std::string> seen_;
   std::vector<uint64_t> crack_pixels_;
   std::vector<std::pair<std::string, std::string>> extra_attrs_;
+  std::optional<std::array<std::vector<uint32_t>, 3>> fixed_splits_;
   bool finished_ = false;
 };
 

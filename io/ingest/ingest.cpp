@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 
+#include "io/dataset/dataset.hpp"
 #include "io/image/image.hpp"
 #include "io/ingest/interrupt.hpp"
 
@@ -25,7 +26,8 @@ Layout parse_layout(const std::string& text) {
   if (text == "pairs") return Layout::pairs;
   if (text == "crackseg9k") return Layout::crackseg9k;
   if (text == "cfd") return Layout::cfd;
-  throw InputError("unknown --layout '" + text + "'; expected pairs, crackseg9k or cfd");
+  if (text == "split-folders") return Layout::split_folders;
+  throw InputError("unknown --layout '" + text + "'; expected pairs, crackseg9k, cfd or split-folders");
 }
 
 namespace {
@@ -57,10 +59,13 @@ void mark_duplicate_stems(std::vector<IngestItem>& items, const fs::path& dir) {
   }
 }
 
-std::vector<IngestItem> discover_pairs(const fs::path& dir, Layout layout) {
+// `base`: the folder that file names in messages are relative to (DIR itself, or the
+// dataset folder above a split-folders split).
+std::vector<IngestItem> discover_pairs(const fs::path& dir, Layout layout, const fs::path& base) {
   const fs::path images = dir / "images", masks = dir / "masks";
   if (!fs::is_directory(images))
-    throw InputError(dir.string() + " has no images/ folder (layouts pairs and crackseg9k expect DIR/images and DIR/masks)");
+    throw InputError(dir.string() + " has no images/ folder (layouts pairs, crackseg9k and split-folders expect " +
+                     "images/ and masks/ folders)");
   // Candidate masks by the stem of the image they belong to.
   std::map<std::string, std::vector<fs::path>> mask_of;
   std::vector<fs::path> photos;
@@ -92,17 +97,55 @@ std::vector<IngestItem> discover_pairs(const fs::path& dir, Layout layout) {
     }
     const auto m = mask_of.find(stem);
     if (m == mask_of.end()) {
-      it.problem = "missing mask for " + rel(p, dir) + " (looked for masks/" + stem + ".*, masks/" + stem +
+      it.problem = "missing mask for " + rel(p, base) + " (looked for masks/" + stem + ".*, masks/" + stem +
                    "_mask.*, images/" + stem + "_mask.*)";
     } else if (m->second.size() > 1) {
-      it.problem = "several masks for " + rel(p, dir) + ":";
-      for (const auto& c : m->second) it.problem += " " + rel(c, dir);
+      it.problem = "several masks for " + rel(p, base) + ":";
+      for (const auto& c : m->second) it.problem += " " + rel(c, base);
     } else {
       it.label = m->second.front();
     }
     items.push_back(std::move(it));
   }
-  mark_duplicate_stems(items, dir);
+  mark_duplicate_stems(items, base);
+  return items;
+}
+
+// DIR/train, DIR/val (or validation), DIR/test, each a pairs folder. Source = DIR's name.
+std::vector<IngestItem> discover_split_folders(const fs::path& dir) {
+  const std::string source = fs::absolute(dir).lexically_normal().filename().string().empty()
+                                 ? fs::absolute(dir).lexically_normal().parent_path().filename().string()
+                                 : fs::absolute(dir).lexically_normal().filename().string();
+  std::vector<IngestItem> items;
+  const std::vector<std::pair<int, std::vector<std::string>>> folders = {
+      {0, {"train"}}, {1, {"val", "validation"}}, {2, {"test"}}};
+  for (const auto& [split, names] : folders) {
+    fs::path found;
+    for (const auto& n : names) {
+      if (!fs::is_directory(dir / n)) continue;
+      if (!found.empty())
+        throw InputError(dir.string() + " has both " + found.filename().string() + "/ and " + n +
+                         "/: one validation folder only");
+      found = dir / n;
+    }
+    if (found.empty()) {
+      if (split != 1)
+        throw InputError(dir.string() + " has no " + names.front() + "/ folder (layout split-folders expects " +
+                         "DIR/train and DIR/test, optionally DIR/val, each with images/ and masks/)");
+      continue;
+    }
+    for (auto& it : discover_pairs(found, Layout::pairs, dir)) {
+      it.source = source;
+      it.split = split;
+      items.push_back(std::move(it));
+    }
+  }
+  // A file name present in two splits (train/images/1.png, test/images/1.png) is stored as
+  // "<split>/<name>" for every copy, so /names stays unique.
+  std::map<std::string, int> uses;
+  for (const auto& it : items) ++uses[it.name];
+  for (auto& it : items)
+    if (uses[it.name] > 1) it.name = std::string(kSplitNames[it.split]) + "/" + it.name;
   return items;
 }
 
@@ -149,11 +192,36 @@ std::pair<cv::Mat, cv::Mat> load_pair(const IngestItem& it, const IngestOptions&
   return {img.isContinuous() ? img : img.clone(), mask.isContinuous() ? mask : mask.clone()};
 }
 
+// The folders' splits of the written samples; with val_from_train and no val/ folder, a
+// stratified, seeded part of train becomes val.
+std::array<std::vector<uint32_t>, 3> folder_splits(const std::vector<int>& written_split, const DatasetWriter& w,
+                                                   const IngestOptions& opt) {
+  std::array<std::vector<uint32_t>, 3> out;
+  for (uint32_t i = 0; i < written_split.size(); ++i) out[static_cast<size_t>(written_split[i])].push_back(i);
+  if (opt.val_from_train > 0 && out[1].empty() && !out[0].empty()) {
+    if (opt.val_from_train >= 1) throw InputError("--val-from-train must be in [0, 1)");
+    std::vector<std::string> src;
+    for (uint32_t i : out[0]) src.push_back(w.source(i));
+    SplitSpec spec;
+    spec.fractions = {1 - opt.val_from_train, opt.val_from_train, 0};
+    spec.seed = opt.split.seed;
+    const auto parts = stratified_split(src, spec);
+    std::array<std::vector<uint32_t>, 3> moved;
+    for (int s = 0; s < 2; ++s)
+      for (uint32_t k : parts[static_cast<size_t>(s)]) moved[static_cast<size_t>(s)].push_back(out[0][k]);
+    out[0] = std::move(moved[0]);
+    out[1] = std::move(moved[1]);
+    std::sort(out[1].begin(), out[1].end());
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<IngestItem> discover(const fs::path& dir, Layout layout) {
   if (!fs::is_directory(dir)) throw InputError("input folder " + dir.string() + " does not exist");
-  return layout == Layout::cfd ? discover_cfd(dir) : discover_pairs(dir, layout);
+  if (layout == Layout::split_folders) return discover_split_folders(dir);
+  return layout == Layout::cfd ? discover_cfd(dir) : discover_pairs(dir, layout, dir);
 }
 
 IngestResult ingest(const IngestOptions& opt) {
@@ -170,6 +238,7 @@ IngestResult ingest(const IngestOptions& opt) {
   std::unique_ptr<DatasetWriter> writer;
   std::string first_name;
   uint64_t crack = 0;
+  std::vector<int> written_split;  // split-folders: the split of each appended sample
   for (; next < items.size() && !writer; ++next) {
     std::pair<cv::Mat, cv::Mat> pair;
     try {
@@ -186,12 +255,16 @@ IngestResult ingest(const IngestOptions& opt) {
     auto s = writer->encode(img.data, mask.data, items[next].name, items[next].source);
     crack += s.crack_pixels;
     writer->append(std::move(s));
+    written_split.push_back(items[next].split);
     first_name = rel(items[next].image, opt.dir);
   }
   if (!writer) throw InputError("no usable image/mask pair in " + opt.dir.string() + " (all " +
                                 std::to_string(items.size()) + " skipped)");
   writer->set_attribute("origin", "crackseg ingest " + opt.dir.string() + " --layout " +
-                                      (opt.layout == Layout::pairs ? "pairs" : opt.layout == Layout::cfd ? "cfd" : "crackseg9k"));
+                                      (opt.layout == Layout::pairs           ? "pairs"
+                                       : opt.layout == Layout::cfd           ? "cfd"
+                                       : opt.layout == Layout::split_folders ? "split-folders"
+                                                                             : "crackseg9k"));
   // Read back into every run's result.json (dataset.ingest.options); size 0 = kept.
   writer->set_attribute("ingest_options",
                         nlohmann::json{{"command", "ingest"}, {"dir", opt.dir.string()}, {"height", opt.height},
@@ -232,6 +305,7 @@ IngestResult ingest(const IngestOptions& opt) {
       }
       crack += out[k].sample.crack_pixels;
       writer->append(std::move(out[k].sample));
+      written_split.push_back(items[first + k].split);
     }
     throw_if_interrupted();
     if (opt.progress) opt.progress(static_cast<uint32_t>(first + n), static_cast<uint32_t>(items.size()));
@@ -242,6 +316,7 @@ IngestResult ingest(const IngestOptions& opt) {
   for (const auto& [f, why] : res.skipped) skipped_files.insert(f);
   for (const auto& it : items)
     if (!skipped_files.count(rel(it.image, opt.dir))) ++res.per_source[it.source];
+  if (opt.layout == Layout::split_folders) writer->set_fixed_splits(folder_splits(written_split, *writer, opt));
   writer->finish(opt.split);
   res.crack_fraction = static_cast<double>(crack) / (double(res.height) * double(res.width) * res.written);
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

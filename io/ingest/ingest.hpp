@@ -4,6 +4,11 @@
 //   pairs       DIR/images/* + DIR/masks/* matched by stem; the mask may also be called
 //               <stem>_mask.* (in masks/ or beside the image). Source = the folder name of DIR.
 //   crackseg9k  as pairs, the source taken from the file-name prefix `<source>_<id>`.
+//   split-folders  DIR/train, DIR/test and optionally DIR/val (or validation/), each laid out
+//               as pairs; the dataset's own split is kept (SplitSpec is not used, except
+//               IngestOptions::val_from_train when there is no val/ folder). Source = the
+//               folder name of DIR. A file name found in two splits is stored as
+//               "<split>/<name>" so names stay unique.
 //   cfd         CrackForest: DIR/image/*.jpg + DIR/seg/<stem>.seg (Berkeley segmentation text
 //               format); crack = segment 1, or the segment ids given (`--cfd-segments 1,3`).
 // Every pair is validated; each problem is an InputError naming the file, or with skip_bad a
@@ -22,7 +27,7 @@
 
 namespace crackseg::io {
 
-enum class Layout { pairs, crackseg9k, cfd };
+enum class Layout { pairs, crackseg9k, cfd, split_folders };
 [[nodiscard]] Layout parse_layout(const std::string& text);  // InputError listing the choices
 
 struct IngestOptions {
@@ -33,6 +38,9 @@ struct IngestOptions {
   bool skip_bad = false;
   std::vector<int> cfd_segments{1};  // segment ids that count as crack
   int threads = 0;                   // OpenMP threads for decoding; 0 = OpenMP default
+  // split-folders without a val/ folder: this fraction of train (stratified by source,
+  // seeded by split.seed) becomes val. 0 = the val split stays empty.
+  double val_from_train = 0;
   // Called on the writing thread after each batch with (done, total); may throw to abort.
   std::function<void(uint32_t, uint32_t)> progress;
 };
@@ -55,6 +63,7 @@ struct IngestItem {
   std::filesystem::path image, label;    // label: mask image or .seg file; empty if missing
   std::string source;
   std::string problem;                   // set when discovery already found it bad
+  int split = -1;                        // split-folders: 0 train, 1 val, 2 test; else -1
 };
 [[nodiscard]] std::vector<IngestItem> discover(const std::filesystem::path& dir, Layout layout);
 

@@ -1,7 +1,12 @@
-// `crackseg eval --checkpoint C.h5 --data D.h5 [--split test] [--out FILE.json]`: metrics of a
-// trained model on a dataset split, sharded across MPI ranks without padding or duplicates.
+// `crackseg eval --checkpoint C.h5 --data D.h5 [--data E.h5 ...] [--split test] [--out FILE.json]`:
+// metrics of a trained model on a dataset split, sharded across MPI ranks without padding or
+// duplicates. Several --data: the same split of each, one column per dataset in the printed
+// table and one entry per dataset in the JSON ("datasets").
 #include <cstdio>
+#include <algorithm>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "launch/command.hpp"
 #include "src/dist/mpi_communicator.hpp"
@@ -12,74 +17,83 @@
 namespace {
 
 struct Opts {
-  std::string checkpoint, data, split = "test", out, backend = "auto";
+  std::string checkpoint, split = "test", out, backend = "auto";
+  std::vector<std::string> data;
   double threshold = -1;
   std::string patch_mode;
   int64_t max_images = 0;
   std::string per_image;
 } opts;
 
-// A CSV field: quoted when it holds a comma, quote or newline.
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
+// The printed line of one dataset (a single --data: the format scripts already parse).
+void print_one(const nlohmann::json& out, const std::string& split) {
+  std::printf("%s split '%s': %lld images  F1 %.4f  precision %.4f  recall %.4f  IoU %.4f  AP %.4f  ODS %.4f  OIS %.4f\n",
+              out["data"].get<std::string>().c_str(), split.c_str(), static_cast<long long>(out["images"].get<int64_t>()),
+              out["f1"].get<double>(), out["precision"].get<double>(), out["recall"].get<double>(), out["iou"].get<double>(),
+              out["map"].get<double>(), out["ods"].get<double>(), out["ois"].get<double>());
 }
 
-// --per-image: one row per evaluated image, for significance tests across models. The
-// per-image scores average to the printed (mean) metrics, ap over the rows with crack
-// pixels to the mAP; ap is empty for an image without crack pixels.
-std::string per_image_csv(const std::string& data, const crackseg::train::EvalResult& r, bool header) {
-  std::string out;
-  if (header)
-    out = "dataset,name,source,precision,recall,f1,iou,dice,accuracy,ap,crack_pixels,predicted_pixels,tp,fp,fn,tn,"
-          "threshold\n";
-  const double thr = r.summary.at("threshold").get<double>();
-  char buf[512];
-  for (const auto& row : r.per_image) {
-    const auto& s = row.scores;
-    std::string ap;
-    if (s.has_ap) {
-      std::snprintf(buf, sizeof buf, "%.17g", s.ap);
-      ap = buf;
+// Several datasets: one row per metric, one column per dataset.
+void print_table(const std::vector<nlohmann::json>& all, const std::string& split) {
+  std::printf("split '%s'\n%-10s", split.c_str(), "metric");
+  for (const auto& r : all) std::printf("  %s", r["data"].get<std::string>().c_str());
+  std::printf("\n");
+  std::vector<size_t> width;
+  for (const auto& r : all) width.push_back(std::max<size_t>(6, r["data"].get<std::string>().size()));
+  const char* rows[] = {"images", "f1", "precision", "recall", "iou", "dice", "map", "ods", "ois", "micro_f1"};
+  for (const char* k : rows) {
+    std::printf("%-10s", k);
+    for (size_t c = 0; c < all.size(); ++c) {
+      const auto& v = all[c].contains(k) ? all[c][k] : nlohmann::json();
+      char buf[32] = "-";
+      if (v.is_number_integer()) std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v.get<int64_t>()));
+      else if (v.is_number()) std::snprintf(buf, sizeof buf, "%.4f", v.get<double>());
+      const std::string cell = buf;
+      std::printf("  %*s", static_cast<int>(width[c]), cell.c_str());
     }
-    std::snprintf(buf, sizeof buf, ",%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%s,%lld,%lld,%lld,%lld,%lld,%lld,%.17g\n",
-                  s.scores.precision, s.scores.recall, s.scores.f1, s.scores.iou, s.scores.dice, s.scores.accuracy,
-                  ap.c_str(), static_cast<long long>(s.crack_pixels), static_cast<long long>(s.predicted_pixels),
-                  static_cast<long long>(s.counts.tp), static_cast<long long>(s.counts.fp),
-                  static_cast<long long>(s.counts.fn), static_cast<long long>(s.counts.tn), thr);
-    out += csv_field(data) + "," + csv_field(row.name) + "," + csv_field(row.source) + buf;
+    std::printf("\n");
   }
-  return out;
 }
 
 int run() {
   using namespace crackseg;
   auto loaded = train::load_model_from_checkpoint(opts.checkpoint, opts.backend);
   nlohmann::json cfg = loaded.cfg.values;
-  if (!opts.data.empty()) cfg["data"]["path"] = opts.data;
   if (opts.threshold >= 0) cfg["eval"]["threshold"] = opts.threshold;
   if (!opts.patch_mode.empty()) cfg["eval"]["patch_mode"] = opts.patch_mode;
+  std::vector<std::string> paths = opts.data;
+  if (paths.empty()) paths.push_back(cfg["data"]["path"].get<std::string>());
   dist::MpiCommunicator comm(MPI_COMM_WORLD, cfg.at("dist").at("timeout_s").get<double>());
-  const auto r = train::evaluate_split(cfg, *loaded.model, comm, opts.split, opts.max_images);
-  nlohmann::json out = r.summary;
-  out["checkpoint"] = opts.checkpoint;
-  out["data"] = cfg["data"]["path"];
-  out["split"] = opts.split;
-  out["config_hash"] = loaded.cfg.hash;
+  std::vector<nlohmann::json> all;
+  std::string per_image;  // CSV text (every rank holds the gathered counts; rank 0 writes it)
+  for (const auto& path : paths) {
+    cfg["data"]["path"] = path;
+    const auto r = train::evaluate_split(cfg, *loaded.model, comm, opts.split, opts.max_images);
+    nlohmann::json out = r.summary;
+    if (!opts.per_image.empty()) per_image += r.per_image_csv(path, per_image.empty());
+    out["checkpoint"] = opts.checkpoint;
+    out["data"] = path;
+    out["split"] = opts.split;
+    out["config_hash"] = loaded.cfg.hash;
+    all.push_back(std::move(out));
+  }
   if (comm.rank() == 0) {
-    const auto& mean = out;
-    std::printf("%s split '%s': %lld images  F1 %.4f  precision %.4f  recall %.4f  IoU %.4f  AP %.4f  ODS %.4f  OIS %.4f\n",
-                out["data"].get<std::string>().c_str(), opts.split.c_str(), static_cast<long long>(out["images"].get<int64_t>()),
-                mean["f1"].get<double>(), mean["precision"].get<double>(), mean["recall"].get<double>(),
-                mean["iou"].get<double>(), out["map"].get<double>(), out["ods"].get<double>(), out["ois"].get<double>());
+    nlohmann::json doc;
+    if (all.size() == 1) {
+      print_one(all.front(), opts.split);
+      doc = all.front();
+    } else {
+      print_table(all, opts.split);
+      doc = {{"checkpoint", opts.checkpoint}, {"split", opts.split}, {"config_hash", loaded.cfg.hash},
+             {"datasets", nlohmann::json::array()}};
+      for (const auto& o : all) doc["datasets"].push_back(o);
+    }
     if (!opts.out.empty()) {
-      train::write_file_atomic(opts.out, out.dump(2) + "\n");
+      train::write_file_atomic(opts.out, doc.dump(2) + "\n");
       std::printf("metrics written to %s\n", opts.out.c_str());
     }
     if (!opts.per_image.empty()) {
-      train::write_file_atomic(opts.per_image, per_image_csv(cfg["data"]["path"].get<std::string>(), r, true));
+      train::write_file_atomic(opts.per_image, per_image);
       std::printf("per-image metrics written to %s\n", opts.per_image.c_str());
     }
   }
@@ -92,7 +106,8 @@ crackseg::cli::CommandRegistration reg{{
     .setup =
         [](CLI::App& app) {
           app.add_option("--checkpoint", opts.checkpoint, "checkpoint.h5 or best.h5")->required()->check(CLI::ExistingFile);
-          app.add_option("--data", opts.data, "dataset (default: the run's data.path)")->check(CLI::ExistingFile);
+          app.add_option("--data", opts.data, "dataset (default: the run's data.path); repeat for several, one column each")
+              ->check(CLI::ExistingFile);
           app.add_option("--split", opts.split, "train | val | test")->capture_default_str();
           app.add_option("--out", opts.out, "also write the metrics as JSON here");
           app.add_option("--threshold", opts.threshold,

@@ -1,4 +1,4 @@
-// `crackseg ingest DIR --layout pairs|crackseg9k|cfd --out FILE.h5`: real image/mask folders
+// `crackseg ingest DIR --layout pairs|crackseg9k|cfd|split-folders --out FILE.h5`: real image/mask folders
 // into the HDF5 dataset schema (io/ingest/ingest.hpp).
 #include <chrono>
 #include <cstdio>
@@ -15,6 +15,7 @@ struct Opts {
   uint64_t seed = 126;
   bool skip_bad = false;
   int threads = 0;
+  double val_from_train = 0;
 } opts;
 
 // "400" (square) or "480x320" (width x height, as image tools write it).
@@ -55,10 +56,13 @@ int run() {
   o.out = opts.out;
   o.layout = io::parse_layout(opts.layout);
   if (!opts.size.empty()) std::tie(o.height, o.width) = parse_size(opts.size);
-  o.split = io::parse_split_fractions(opts.split, opts.seed);
+  o.split = io::parse_split_fractions(opts.split, opts.seed);  // split-folders: only the seed is used
   o.skip_bad = opts.skip_bad;
   o.cfd_segments = parse_segments(opts.segments);
   o.threads = opts.threads;
+  o.val_from_train = opts.val_from_train;
+  if (opts.val_from_train < 0 || opts.val_from_train >= 1)
+    throw InputError("--val-from-train " + std::to_string(opts.val_from_train) + ": expected a fraction in [0, 1)");
   const auto t0 = std::chrono::steady_clock::now();
   uint32_t last_pct = 0;
   o.progress = [&](uint32_t done, uint32_t total) {
@@ -96,12 +100,14 @@ crackseg::cli::CommandRegistration reg{{
     .setup =
         [](CLI::App& app) {
           app.add_option("dir", opts.dir, "input folder")->required();
-          app.add_option("--layout", opts.layout, "pairs | crackseg9k | cfd")->capture_default_str();
+          app.add_option("--layout", opts.layout, "pairs | crackseg9k | cfd | split-folders (DIR/train, DIR/test, optional DIR/val: splits kept)")->capture_default_str();
           app.add_option("--out", opts.out, "output HDF5 file")->required();
           app.add_option("--size", opts.size, "resize to S x S or WxH (area for images, nearest for masks)");
           app.add_option("--split", opts.split, "train,val,test fractions (stratified by source)")->capture_default_str();
           app.add_option("--seed", opts.seed, "seed of the split")->capture_default_str();
           app.add_flag("--skip-bad", opts.skip_bad, "skip bad files (listed in the summary) instead of stopping");
+          app.add_option("--val-from-train", opts.val_from_train,
+                         "split-folders without val/: this fraction of train becomes val (stratified, --seed)")->capture_default_str();
           app.add_option("--cfd-segments", opts.segments, "cfd: segment ids that are crack, e.g. 1,3")->capture_default_str();
           app.add_option("--workers", opts.threads, "OpenMP worker threads for decoding (0 = OMP_NUM_THREADS / all cores)")->capture_default_str();
         },

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <set>
 
 #include "io/dataset/dataset.hpp"
@@ -23,6 +24,40 @@ std::map<std::string, double> EvalResult::flat_metrics() const {
   for (auto it = summary.begin(); it != summary.end(); ++it)
     if ((it->is_number_float() || it.key() == "loss") && it.key() != "threshold" && it.key() != "ods_threshold")
       out[it.key()] = it->get<double>();
+  return out;
+}
+
+namespace {
+// A CSV field: quoted when it holds a comma, quote or newline.
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+}  // namespace
+
+std::string EvalResult::per_image_csv(const std::string& dataset, bool header) const {
+  std::string out;
+  if (header)
+    out = "dataset,name,source,precision,recall,f1,iou,dice,accuracy,ap,crack_pixels,predicted_pixels,tp,fp,fn,tn,"
+          "threshold\n";
+  const double thr = summary.at("threshold").get<double>();
+  char buf[512];
+  for (const auto& row : per_image) {
+    const auto& s = row.scores;
+    std::string ap;
+    if (s.has_ap) {
+      std::snprintf(buf, sizeof buf, "%.17g", s.ap);
+      ap = buf;
+    }
+    std::snprintf(buf, sizeof buf, ",%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%s,%lld,%lld,%lld,%lld,%lld,%lld,%.17g\n",
+                  s.scores.precision, s.scores.recall, s.scores.f1, s.scores.iou, s.scores.dice, s.scores.accuracy,
+                  ap.c_str(), static_cast<long long>(s.crack_pixels), static_cast<long long>(s.predicted_pixels),
+                  static_cast<long long>(s.counts.tp), static_cast<long long>(s.counts.fp),
+                  static_cast<long long>(s.counts.fn), static_cast<long long>(s.counts.tn), thr);
+    out += csv_field(dataset) + "," + csv_field(row.name) + "," + csv_field(row.source) + buf;
+  }
   return out;
 }
 

@@ -38,6 +38,12 @@ struct EvalResult {
   // A metric by name, with or without a "val_"/"test_" prefix; InputError naming the known
   // names when absent.
   [[nodiscard]] double lookup(const std::string& name) const;
+  // The per-image rows as CSV (`crackseg eval --per-image`, the trainer's test_per_image.csv):
+  // dataset,name,source,precision,recall,f1,iou,dice,accuracy,ap,crack_pixels,
+  // predicted_pixels,tp,fp,fn,tn,threshold (header line when `header`). The per-image
+  // scores average to the summary's means, ap over the rows with crack pixels to its map; ap
+  // is empty for an image without crack pixels.
+  [[nodiscard]] std::string per_image_csv(const std::string& dataset, bool header) const;
 };
 
 // eval.threshold: a number in [0, 1]; "val": the threshold (a bin edge k / eval.bins) that

@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 
 #include "io/dataset/dataset.hpp"
 #include "src/checkpoint/checkpoint.hpp"
@@ -28,8 +29,6 @@
 #include "src/train/run_files.hpp"
 #include "src/train/sections.hpp"
 #include "src/train/signals.hpp"
-#include "src/train/data_stamp.hpp"
-#include "src/train/thread_cap.hpp"
 #include "src/train/train_device.hpp"
 #include "src/train/train_state.hpp"
 
@@ -78,7 +77,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   const int64_t M = B / m;  // micro-batches per global step, all ranks
   const int64_t epochs = tr.at("epochs").get<int64_t>(), max_steps = tr.at("steps").get<int64_t>();
   const std::filesystem::path out = tr.at("out").get<std::string>();
-  if (const int64_t threads = tr.at("threads").get<int64_t>(); threads > 0) omp_set_num_threads(capped_threads(threads, lead));
+  if (const int64_t threads = tr.at("threads").get<int64_t>(); threads > 0) omp_set_num_threads(static_cast<int>(threads));
   if (lead) std::filesystem::create_directories(out);
   install_stop_signal_handlers();
   // OpenCV (augmentation on the prefetch thread) would otherwise start a machine-sized
@@ -93,7 +92,16 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   std::unique_ptr<Model> model = build_model(cfg.at("model"));
   const bool patches = model->output == Model::Output::patch;
   io::DatasetFile dataset(cfg.at("data").at("path").get<std::string>());
-  const DataStamp data_opened = data_stamp(dataset.path());  // evaluations reopen the file
+  // data.test_path: the final test evaluation reads this file's test_split instead, opened
+  // here so that a missing file or split fails before training, not after it.
+  const std::string test_path = cfg.at("data").at("test_path").get<std::string>();
+  std::optional<io::DatasetFile> test_file;
+  if (!test_path.empty()) {
+    test_file.emplace(test_path);
+    const std::string ts = cfg.at("data").at("test_split").get<std::string>();
+    if (ts.empty() || !test_file->has_split(ts))
+      throw InputError("data.test_path " + test_path + " has no split '" + ts + "' (data.test_split)");
+  }
   const int64_t crop = cfg.at("data").at("crop").get<int64_t>();
   if (!patches) {
     const int64_t h = crop > 0 ? crop : dataset.height(), w = crop > 0 ? crop : dataset.width();
@@ -171,7 +179,6 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
     TrainState at = state;
     at.epoch = next_epoch;
     at.step_in_epoch = next_step;
-    if (next_step == 0) at.epoch_loss_sum = 0, at.epoch_loss_steps = 0;  // an epoch boundary
     if (lead) device.save(path, at, rc, *model, *optimizer, *schedule, early);
     comm.barrier();
   };
@@ -180,9 +187,8 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
     if (max_steps > 0 && state.global_step >= max_steps) break;
     batches->start_epoch(static_cast<uint64_t>(state.epoch), static_cast<uint64_t>(state.step_in_epoch));
     steps_per_epoch = batches->steps_per_epoch();
-    // A resume mid-epoch carries on the epoch's loss average from the checkpoint.
-    double epoch_loss = state.step_in_epoch > 0 ? state.epoch_loss_sum : 0;
-    int64_t epoch_steps = state.step_in_epoch > 0 ? state.epoch_loss_steps : 0;
+    double epoch_loss = 0;
+    int64_t epoch_steps = 0;
     const auto t_epoch = Clock::now();
     while (state.step_in_epoch < static_cast<int64_t>(steps_per_epoch)) {
       if (max_steps > 0 && state.global_step >= max_steps) break;
@@ -224,7 +230,6 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
       ++state.global_step;
       epoch_loss += loss_sum;
       ++epoch_steps;
-      state.epoch_loss_sum = epoch_loss, state.epoch_loss_steps = epoch_steps;  // for a checkpoint mid-epoch
       samples_done += B;
       if (lead && !opt.quiet && (state.global_step % log_every == 0)) {
         const double el = since(t_loop), rate = samples_done / std::max(1e-9, el - val_s);
@@ -260,7 +265,6 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
     if (!val_split.empty() && dataset.has_split(val_split) &&
         ((state.epoch + 1) % val_every == 0 || state.epoch + 1 == epochs || stop)) {
       const auto t_val = Clock::now();
-      check_same_data(dataset.path(), data_opened, "validation");
       EvalResult ev = device.evaluate(cfg, *model, comm, val_split, cfg.at("data").at("max_val").get<int64_t>());
       val_s += since(t_val);
       ++val_runs;
@@ -320,11 +324,9 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   result["backend"] = backend->name();
   result["seed"] = seed;
   result["determinism"] = tr.at("determinism");
-  check_same_data(dataset.path(), data_opened, "the test evaluation");
   result["dataset"] = {{"path", dataset.path().string()}, {"checksum", file_checksum(dataset.path())},
                        {"count", dataset.count()}, {"height", dataset.height()}, {"width", dataset.width()}};
   result["dataset"]["ingest"] = dataset_ingest_json(dataset.path());
-  result.update(opt.extra_result);
   result["parameters"] = model->graph.num_params();
   result["steps"] = state.global_step;
   result["epochs_done"] = state.epoch;
@@ -338,11 +340,39 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
                     {"epoch", state.best_epoch >= 0 ? nlohmann::json(state.best_epoch + 1) : nlohmann::json()},
                     {"val", state.best_metrics}};
   const std::string test_split = cfg.at("data").at("test_split").get<std::string>();
-  if (!test_split.empty() && dataset.has_split(test_split)) {
-    EvalResult te = device.evaluate(with_val_threshold(cfg, last_val), *model, comm, test_split, 0);
-    result["final"]["test"] = te.summary;
+  // data.test_path: the final test reads that file's test split instead of data.path's.
+  const std::string test_data = test_file ? test_path : cfg.at("data").at("path").get<std::string>();
+  std::optional<EvalResult> final_test, best_test;
+  if (test_file || (!test_split.empty() && dataset.has_split(test_split))) {
+    nlohmann::json test_cfg = with_val_threshold(cfg, last_val);
+    test_cfg["data"]["path"] = test_data;
+    final_test = device.evaluate(test_cfg, *model, comm, test_split, 0);
+    result["final"]["test"] = final_test->summary;
+    if (test_file)
+      result["test_dataset"] = {{"path", test_file->path().string()}, {"checksum", file_checksum(test_file->path())},
+                                {"count", test_file->count()}, {"split", test_split}};
   }
-  // Flat "metrics" for the sweep report: val_* of the last epoch, best_val_*, test_*.
+  // Test metrics of the best checkpoint (what a paper reports beside the best epoch): best.h5
+  // evaluated on the same test split as the final weights; when the last epoch is the best,
+  // its numbers. Under result["best"]["test"] and as best_test_* in "metrics".
+  if (final_test && state.best_epoch >= 0 && std::filesystem::exists(out / "best.h5")) {
+    if (state.best_epoch + 1 == state.epoch) {
+      best_test = final_test;
+    } else {
+      nlohmann::json best_cfg = with_val_threshold(cfg, state.best_metrics);
+      best_cfg["data"]["path"] = test_data;
+      LoadedModel best = load_model_from_checkpoint(out / "best.h5", backend_name(tr));
+      best_test = evaluate_split(best_cfg, *best.model, comm, test_split, 0);
+    }
+    result["best"]["test"] = best_test->summary;
+  }
+  // Per-image test scores (the format of `crackseg eval --per-image`), for significance
+  // tests: the sweep report's paired comparison reads them.
+  if (lead && final_test) {
+    write_file_atomic(out / "test_per_image.csv", final_test->per_image_csv(test_data, true));
+    if (best_test) write_file_atomic(out / "best_test_per_image.csv", best_test->per_image_csv(test_data, true));
+  }
+  // Flat "metrics" for the sweep report: val_* of the last epoch, best_val_*, test_*, best_test_*.
   nlohmann::json flat = nlohmann::json::object();
   auto add_flat = [&](const std::string& prefix, const nlohmann::json& s) {
     if (!s.is_object()) return;
@@ -352,6 +382,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   add_flat("val_", last_val);
   add_flat("best_val_", state.best_metrics);
   if (result["final"].contains("test")) add_flat("test_", result["final"]["test"]);
+  if (result["best"].contains("test")) add_flat("best_test_", result["best"]["test"]);
   result["metrics"] = flat;
   if (lead) {
     write_file_atomic(out / "result.json", result.dump(2) + "\n");
