@@ -13,6 +13,9 @@
 //   - HDF5_USE_FILE_LOCKING in the environment wins over both, as HDF5 documents (TRUE/1:
 //     always lock, FALSE/0: never, BEST_EFFORT), so a site policy still applies.
 // When an open still fails, the error names the file, the OS error text and what to try.
+// Open crackseg files only through these: HDF5 1.10.8 refuses a second open of a file that is
+// already open in the process with other locking flags ("file locking flag values don't
+// match"), so one H5Fopen with H5P_DEFAULT next to a DatasetFile of the same file fails.
 #pragma once
 #include <filesystem>
 #include <string>
