@@ -300,6 +300,8 @@ std::map<std::string, double> read_per_image_f1(const fs::path& path) {
   return out;
 }
 
+// The trainer's per-image test scores: of the best checkpoint, else of the final weights.
+constexpr const char* kBestPerImageFile = "best_test_per_image.csv";
 constexpr const char* kPerImageFile = "test_per_image.csv";
 
 PairedTest compare(const fs::path& dir, const SweepReport& r, const ConfigRow& a, const ConfigRow& b) {
@@ -310,7 +312,11 @@ PairedTest compare(const fs::path& dir, const SweepReport& r, const ConfigRow& a
     std::map<uint64_t, std::map<std::string, double>> m;
     for (const auto& task : r.tasks)
       if (task.task.configuration() == c.configuration)
-        if (const fs::path f = dir / task.task.dir / kPerImageFile; fs::exists(f)) m[task.task.seed] = read_per_image_f1(f);
+        for (const char* name : {kBestPerImageFile, kPerImageFile})
+          if (const fs::path f = dir / task.task.dir / name; fs::exists(f)) {
+            m[task.task.seed] = read_per_image_f1(f);
+            break;
+          }
     return m;
   };
   const auto fa = per_seed(a), fb = per_seed(b);
@@ -326,7 +332,7 @@ PairedTest compare(const fs::path& dir, const SweepReport& r, const ConfigRow& a
       }
   }
   if (t.seeds == 0) {
-    t.note = std::string("no seed with ") + kPerImageFile + " for both";
+    t.note = std::string("no seed with ") + kBestPerImageFile + " or " + kPerImageFile + " for both";
     return t;
   }
   std::vector<double> diffs;
@@ -567,8 +573,8 @@ std::string format_table(const SweepReport& r, TableFormat f, const std::string&
   }
   if (!r.paired.empty()) {
     o << "\n## Paired comparison on the test images\n\n"
-      << "Per-image F1 of the best configuration minus each next one, from each task's " << kPerImageFile
-      << ", averaged over the seeds both ran; 95% paired bootstrap interval of the mean difference (10000 "
+      << "Per-image F1 of the best configuration minus each next one, from each task's " << kBestPerImageFile
+      << " (the best checkpoint; else " << kPerImageFile << "), averaged over the seeds both ran; 95% paired bootstrap interval of the mean difference (10000 "
          "resamples of the images, fixed seed) and the two-sided Wilcoxon signed-rank p.\n\n"
       << "| A | B | images | seeds | mean F1(A) - F1(B) | 95% bootstrap CI | Wilcoxon p |\n|---|---|---|---|---|---|---|\n";
     for (const auto& p : r.paired) {

@@ -5,8 +5,9 @@
 // best-epoch validation metric, the test metrics of the best checkpoint), each as mean ±
 // sample std with a 95% confidence interval (Student t, n-1 degrees of freedom), ranked by
 // the best-epoch value of the metric. The top configurations are compared pairwise over the
-// test images from the tasks' test_per_image.csv files (paired bootstrap CI of the mean
-// per-image F1 difference, fixed seed; Wilcoxon signed-rank p). Plots via scripts/plot.py.
+// test images from the tasks' best_test_per_image.csv (else test_per_image.csv) files
+// (paired bootstrap CI of the mean per-image F1 difference, fixed seed; Wilcoxon signed-rank
+// p). Plots via scripts/plot.py.
 #pragma once
 #include <cstdint>
 #include <filesystem>

@@ -238,6 +238,20 @@ TEST(SweepReport, PairedComparisonFromPerImageFiles) {
   const auto again = build_report(p.dir, ReportOptions{});
   EXPECT_EQ(again.paired[0].ci_lo, t.ci_lo);
   EXPECT_EQ(again.paired[0].ci_hi, t.ci_hi);
+
+  // The best checkpoint's scores (best_test_per_image.csv) are preferred where present: there
+  // dice leads bce by 0.5 on every image.
+  for (const auto& task : plan.tasks) {
+    const bool dice = task.overrides.at(0).find("dice") != std::string::npos;
+    std::string csv = "dataset,name,source,precision,recall,f1\n";
+    for (size_t i = 0; i < d.size(); ++i)
+      csv += "x.h5,img" + std::to_string(i) + ".png,planted,0.5,0.5," + std::to_string(dice ? 0.9 : 0.4) + "\n";
+    write(p.dir / task.dir / "best_test_per_image.csv", csv);
+  }
+  const auto best = build_report(p.dir, ReportOptions{});
+  EXPECT_NEAR(best.paired[0].mean_diff, 0.5, 1e-9);
+  EXPECT_NEAR(best.paired[0].ci_lo, 0.5, 1e-9);
+  EXPECT_NEAR(best.paired[0].ci_hi, 0.5, 1e-9);
 }
 
 TEST(PairedStatistics, ConstantDifferenceAndTies) {
@@ -259,5 +273,5 @@ TEST(SweepReport, MissingPerImageFilesAreNamedNotInvented) {
   ASSERT_EQ(r.paired.size(), 1u);
   EXPECT_NE(r.paired[0].note.find("test_per_image.csv"), std::string::npos);
   const std::string md = format_table(r, TableFormat::md, "planted");
-  EXPECT_NE(md.find("no seed with test_per_image.csv for both"), std::string::npos) << md;
+  EXPECT_NE(md.find("no seed with best_test_per_image.csv or test_per_image.csv for both"), std::string::npos) << md;
 }
