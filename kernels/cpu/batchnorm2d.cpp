@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/cpu/dnnl_common.hpp"
+#include "src/layers/running_stats.hpp"
 
 namespace crackseg::onednn {
 namespace {
@@ -12,15 +13,16 @@ using nf = dnnl::normalization_flags;
 
 class BatchNorm2d final : public DnnlLayer {
  public:
-  BatchNorm2d(const LayerSpec& s, const std::string& n, std::shared_ptr<Context> c) : DnnlLayer(s, n, std::move(c)) {
-    const int64_t C = as<BatchNorm2dSpec>().channels;
-    running_mean_ = Tensor::zeros({C});
-    running_var_ = Tensor::empty({C});
-    running_var_.fill_(1.0f);
-  }
+  BatchNorm2d(const LayerSpec& s, const std::string& n, std::shared_ptr<Context> c)
+      : DnnlLayer(s, n, std::move(c)),
+        stats_(std::get<BatchNorm2dSpec>(s).channels, std::get<BatchNorm2dSpec>(s).momentum) {}
   std::vector<std::pair<std::string, Tensor*>> buffers() override {
-    return {{name_ + ".running_mean", &running_mean_}, {name_ + ".running_var", &running_var_}};
+    return {{name_ + ".running_mean", &stats_.mean()}, {name_ + ".running_var", &stats_.var()}};
   }
+  std::size_t batch_stats_size() const override { return stats_.size(); }
+  void set_defer_running_stats(bool defer) override { stats_.set_defer(defer); }
+  void read_batch_stats(std::span<float> dst) const override { stats_.read(dst); }
+  void apply_batch_stats(std::span<const float> src) override { stats_.apply(src); }
 
   void plan(std::span<const Dims> in) override {
     const auto& s = as<BatchNorm2dSpec>();
@@ -54,14 +56,13 @@ class BatchNorm2d final : public DnnlLayer {
   }
 
   void forward(const StepContext& ctx, std::span<const Tensor* const> in, Tensor& out) override {
-    const auto& s = as<BatchNorm2dSpec>();
     bind(src_, *in[0]);
     bind(dst_, out);
     bind(scale_, params_[0].value);
     bind(shift_, params_[1].value);
     if (!ctx.training) {
-      bind(rmean_, running_mean_);
-      bind(rvar_, running_var_);
+      bind(rmean_, stats_.mean());
+      bind(rvar_, stats_.var());
       exec(infer_, iargs_, is_);
       wait();
       return;
@@ -69,15 +70,7 @@ class BatchNorm2d final : public DnnlLayer {
     exec(train_, targs_, ts_);
     wait();
     const Tensor& x = *in[0];
-    const double M = static_cast<double>(x.n() * x.h() * x.w());
-    float* rm = running_mean_.data<float>();
-    float* rv = running_var_.data<float>();
-    const float* m = mean_buf_.data<float>();
-    const float* v = var_buf_.data<float>();
-    for (int64_t c = 0; c < s.channels; ++c) {
-      rm[c] = static_cast<float>((1.0 - s.momentum) * rm[c] + s.momentum * m[c]);
-      rv[c] = static_cast<float>((1.0 - s.momentum) * rv[c] + s.momentum * v[c] * M / std::max(1.0, M - 1));
-    }
+    stats_.record(mean_buf_.data<float>(), var_buf_.data<float>(), static_cast<double>(x.n() * x.h() * x.w()));
   }
 
   void backward(const StepContext& ctx, std::span<const Tensor* const> in, const Tensor&, const Tensor& dout,
@@ -112,8 +105,8 @@ class BatchNorm2d final : public DnnlLayer {
     const float* xd = x.data<float>();
     const float* dy = dout.data<float>();
     const float* g = params_[0].value.data<float>();
-    const float* rm = running_mean_.data<float>();
-    const float* rv = running_var_.data<float>();
+    const float* rm = stats_.mean().data<float>();
+    const float* rv = stats_.var().data<float>();
     std::vector<double> sdy(static_cast<std::size_t>(C), 0.0), sdyx(static_cast<std::size_t>(C), 0.0);
     for (int64_t p = 0; p < P; ++p)
       for (int64_t c = 0; c < C; ++c) {
@@ -129,7 +122,8 @@ class BatchNorm2d final : public DnnlLayer {
     }
   }
 
-  Tensor running_mean_, running_var_, unused_din_;
+  RunningStats stats_;
+  Tensor unused_din_;
   dnnl::primitive train_, infer_, bwd_;
   dnnl::memory ts_, is_, bs_, src_, dst_, dout_, din_, scale_, shift_, rmean_, rvar_, mean_, var_, dscale_, dshift_;
   Tensor mean_buf_, var_buf_, dscale_buf_, dshift_buf_;

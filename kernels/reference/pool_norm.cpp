@@ -4,6 +4,7 @@
 #include <limits>
 #include <vector>
 
+#include "src/layers/running_stats.hpp"
 #include "kernels/reference/ref_layers.hpp"
 
 namespace crackseg::reference {
@@ -60,16 +61,16 @@ class MaxPool2d final : public LayerBase {
 
 class BatchNorm2d final : public LayerBase {
  public:
-  BatchNorm2d(const LayerSpec& s, const std::string& name) : LayerBase(s, name) {
-    const int64_t C = as<BatchNorm2dSpec>().channels;
-    running_mean_ = Tensor::zeros({C});
-    running_var_ = Tensor::empty({C});
-    running_var_.fill_(1.0f);
-  }
+  BatchNorm2d(const LayerSpec& s, const std::string& name)
+      : LayerBase(s, name), stats_(std::get<BatchNorm2dSpec>(s).channels, std::get<BatchNorm2dSpec>(s).momentum) {}
   void plan(std::span<const Dims>) override {}
   std::vector<std::pair<std::string, Tensor*>> buffers() override {
-    return {{name_ + ".running_mean", &running_mean_}, {name_ + ".running_var", &running_var_}};
+    return {{name_ + ".running_mean", &stats_.mean()}, {name_ + ".running_var", &stats_.var()}};
   }
+  std::size_t batch_stats_size() const override { return stats_.size(); }
+  void set_defer_running_stats(bool defer) override { stats_.set_defer(defer); }
+  void read_batch_stats(std::span<float> dst) const override { stats_.read(dst); }
+  void apply_batch_stats(std::span<const float> src) override { stats_.apply(src); }
 
   // Per-channel mean and biased variance of x over (N, H, W), in double.
   static void stats(const Tensor& x, std::vector<double>& mean, std::vector<double>& var) {
@@ -92,8 +93,8 @@ class BatchNorm2d final : public LayerBase {
 
   void used_stats(const StepContext& ctx, const Tensor& x, std::vector<double>& mean, std::vector<double>& var) {
     if (ctx.training) return stats(x, mean, var);
-    mean.assign(running_mean_.span<float>().begin(), running_mean_.span<float>().end());
-    var.assign(running_var_.span<float>().begin(), running_var_.span<float>().end());
+    mean.assign(stats_.mean().span<float>().begin(), stats_.mean().span<float>().end());
+    var.assign(stats_.var().span<float>().begin(), stats_.var().span<float>().end());
   }
 
   void forward(const StepContext& ctx, std::span<const Tensor* const> in, Tensor& out) override {
@@ -110,15 +111,8 @@ class BatchNorm2d final : public LayerBase {
           for (int64_t w = 0; w < x.w(); ++w)
             out.at(n, c, h, w) = static_cast<float>((x.at(n, c, h, w) - mean[c]) * inv * g[c] + b[c]);
     }
-    if (ctx.training) {  // PyTorch: running var takes the unbiased batch variance
-      const double M = static_cast<double>(x.n() * x.h() * x.w());
-      float* rm = running_mean_.data<float>();
-      float* rv = running_var_.data<float>();
-      for (int64_t c = 0; c < x.c(); ++c) {
-        rm[c] = static_cast<float>((1.0 - s.momentum) * rm[c] + s.momentum * mean[c]);
-        rv[c] = static_cast<float>((1.0 - s.momentum) * rv[c] + s.momentum * var[c] * M / std::max(1.0, M - 1));
-      }
-    }
+    // PyTorch: the running variance takes the unbiased batch variance.
+    if (ctx.training) stats_.record(mean.data(), var.data(), static_cast<double>(x.n() * x.h() * x.w()));
   }
 
   void backward(const StepContext& ctx, std::span<const Tensor* const> in, const Tensor&, const Tensor& dout,
@@ -157,7 +151,7 @@ class BatchNorm2d final : public LayerBase {
   }
 
  private:
-  Tensor running_mean_, running_var_;
+  RunningStats stats_;
 };
 
 }  // namespace

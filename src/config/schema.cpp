@@ -88,7 +88,13 @@ Schema Schema::standard() {
       string("determinism", "fast", {"fast", "bitwise"}, "gradient sum: bucketed overlap or fixed order"),
       string("device", "cpu", {"cpu", "cuda"}, "where tensors live"),
       string("backend", "auto", {"auto", "reference", "onednn", "cuda"}, "layer backend; auto = device default"),
+      string("precision", "fp32", {"fp32", "tf32"},
+             "cuda: tf32 lets convolutions and matmuls use TF32 tensor cores (10-bit mantissa products, "
+             "fp32 sums); not with determinism = bitwise; no effect on the CPU"),
       integer("threads", 0, 0, "OpenMP threads per rank; 0 = OMP_NUM_THREADS or the runtime default"),
+      string("parallel", "auto", {"auto", "intra", "batch"},
+             "threads of a rank: intra = inside each kernel, batch = one micro-batch per thread "
+             "(model replicas; bitwise results independent of threads); auto = batch in bitwise mode"),
       string("out", "runs/example", {}, "output folder: result.json, metrics.csv, checkpoints, plots"),
       integer("log_every", 10, 1, "progress line every this many steps (rank 0)"),
       integer("checkpoint_every", 0, 0, "checkpoint every this many steps; 0 = at epoch ends only"),

@@ -109,7 +109,17 @@ std::size_t GradientSync::started_buckets() const {
   return static_cast<std::size_t>(std::count_if(buckets_.begin(), buckets_.end(), [](const auto& b) { return b->started; }));
 }
 
-void GradientSync::stash_micro_batch(int64_t global_index) {
+void GradientSync::stash_micro_batch(int64_t global_index) { stash_micro_batch(global_index, params_); }
+
+void GradientSync::stash_micro_batch(int64_t global_index, std::span<Param* const> from) {
+  if (from.size() != params_.size())
+    throw Error("GradientSync::stash_micro_batch: " + std::to_string(from.size()) + " parameters for " +
+                std::to_string(params_.size()));
+  for (std::size_t i = 0; i < from.size(); ++i)
+    if (!from[i] || from[i]->grad.numel() != params_[i]->grad.numel() || from[i]->grad.dtype() != DType::f32 ||
+        from[i]->grad.device() != Device::cpu)
+      throw Error("GradientSync::stash_micro_batch: parameter " + params_[i]->name +
+                  " of the replica does not match the model's");
   if (options_.mode != Determinism::bitwise) throw Error("GradientSync::stash_micro_batch: only in bitwise mode");
   if (global_index < 0 || std::find(stashed_.begin(), stashed_.end(), global_index) != stashed_.end())
     throw Error("GradientSync::stash_micro_batch: micro-batch " + std::to_string(global_index) +
@@ -119,7 +129,7 @@ void GradientSync::stash_micro_batch(int64_t global_index) {
     bk->stash->resize((slot + 1) * bk->numel);
     float* dst = bk->stash->data() + slot * bk->numel;
     for (std::size_t j = 0; j < bk->params.size(); ++j) {
-      Tensor& g = params_[bk->params[j]]->grad;
+      Tensor& g = from[bk->params[j]]->grad;
       std::memcpy(dst + bk->offsets[j], g.data<float>(), g.nbytes());
       g.zero_();
     }

@@ -28,6 +28,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,9 @@ class GradientSync {
   // bitwise mode: file the current grads as micro-batch `global_index` of this step and
   // zero them.
   void stash_micro_batch(int64_t global_index);
+  // Same, from another parameter list of the same shapes (a model replica that computed the
+  // micro-batch: the trainer's micro-batch-parallel bitwise mode); zeroes those grads.
+  void stash_micro_batch(int64_t global_index, std::span<Param* const> from);
   // Completes the step: every rank's grads hold the global sum. Resets for the next step.
   void finish();
 

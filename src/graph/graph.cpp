@@ -385,6 +385,42 @@ void Graph::zero_grad() {
 
 void Graph::mark_params_changed() { impl_->params_dirty = true; }
 
+void Graph::defer_running_stats(bool defer) {
+  for (auto& l : impl_->layers)
+    if (l) l->set_defer_running_stats(defer);
+}
+
+std::size_t Graph::batch_stats_size() const {
+  std::size_t n = 0;
+  for (const auto& l : impl_->layers)
+    if (l) n += l->batch_stats_size();
+  return n;
+}
+
+void Graph::read_batch_stats(std::span<float> dst) const {
+  if (dst.size() != batch_stats_size())
+    throw Error("Graph::read_batch_stats: " + std::to_string(dst.size()) + " floats for " +
+                std::to_string(batch_stats_size()));
+  std::size_t at = 0;
+  for (const auto& l : impl_->layers)
+    if (l && l->batch_stats_size()) {
+      l->read_batch_stats(dst.subspan(at, l->batch_stats_size()));
+      at += l->batch_stats_size();
+    }
+}
+
+void Graph::apply_batch_stats(std::span<const float> src) {
+  if (src.size() != batch_stats_size())
+    throw Error("Graph::apply_batch_stats: " + std::to_string(src.size()) + " floats for " +
+                std::to_string(batch_stats_size()));
+  std::size_t at = 0;
+  for (auto& l : impl_->layers)
+    if (l && l->batch_stats_size()) {
+      l->apply_batch_stats(src.subspan(at, l->batch_stats_size()));
+      at += l->batch_stats_size();
+    }
+}
+
 void Graph::set_profiling(bool enabled) {
   impl_->profiling = enabled;
   impl_->fwd_s.assign(impl_->nodes.size(), 0.0);

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,13 @@ class Graph {
   [[nodiscard]] std::vector<Param*> params();
   [[nodiscard]] std::vector<std::pair<std::string, Tensor*>> buffers();
   void zero_grad();
+  // Batchnorm running statistics (Layer::batch_stats_size and friends) of every layer, in node
+  // order: a training forward records its batch statistics; with deferral on it leaves the
+  // running buffers alone and the trainer applies the step's micro-batches in global order.
+  void defer_running_stats(bool defer);
+  [[nodiscard]] std::size_t batch_stats_size() const;
+  void read_batch_stats(std::span<float> dst) const;  // dst: batch_stats_size() floats
+  void apply_batch_stats(std::span<const float> src);
 
   // ---- additions ----
   // Conv -> ReLU/LeakyReLU fusion (oneDNN post-ops) is on by default; call before

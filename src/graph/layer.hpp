@@ -74,6 +74,20 @@ class Layer {
   // such as oneDNN's blocked weights. The Graph calls it before the first forward after
   // instantiate, backward() or params().
   virtual void params_changed() {}
+
+  // Batchnorm running statistics, deferred (docs/ARCHITECTURE.md, distributed semantics):
+  // with deferral on, a training forward leaves the running buffers alone and keeps its
+  // batch's per-channel statistics; the trainer gathers those of every micro-batch of the
+  // global step and applies the momentum updates in global micro-batch order, so the buffers
+  // are a function of the global batch only (the same on every rank, for any rank or thread
+  // count). batch_stats_size() = floats per micro-batch (mean[C] then unbiased var[C]; 0 for
+  // layers without running statistics).
+  [[nodiscard]] virtual std::size_t batch_stats_size() const { return 0; }
+  virtual void set_defer_running_stats(bool /*defer*/) {}
+  // The last training forward's statistics into dst (batch_stats_size() floats).
+  virtual void read_batch_stats(std::span<float> /*dst*/) const {}
+  // One micro-batch's momentum update: running = (1 - momentum) * running + momentum * stats.
+  virtual void apply_batch_stats(std::span<const float> /*src*/) {}
 };
 
 // Creates layers for one device. Each backend registers its layer implementations here.

@@ -49,6 +49,9 @@ class HostSync final : public StepSync {
   }
   void mark_ready(std::size_t index) override { sync_.mark_ready(index); }
   void stash_micro_batch(int64_t global_index) override { sync_.stash_micro_batch(global_index); }
+  void stash_replica(int64_t global_index, std::span<Param* const> from) override {
+    sync_.stash_micro_batch(global_index, from);
+  }
   void finish() override { sync_.finish(); }
 
  private:

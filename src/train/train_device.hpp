@@ -83,6 +83,11 @@ class StepSync {
   virtual void broadcast_values(std::span<Param* const> params, int root) = 0;
   virtual void mark_ready(std::size_t index) = 0;
   virtual void stash_micro_batch(int64_t global_index) = 0;
+  // From a model replica's parameters (micro-batch-parallel bitwise mode, host models only).
+  virtual void stash_replica(int64_t global_index, std::span<Param* const> /*from*/) {
+    (void)global_index;
+    throw Error("stash_micro_batch from a replica: not supported by this device's gradient sync");
+  }
   virtual void finish() = 0;
 };
 

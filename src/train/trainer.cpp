@@ -21,14 +21,18 @@
 #include "src/optim/monitor.hpp"
 #include "src/optim/optimizer.hpp"
 #include "src/optim/schedule.hpp"
+#include "src/train/batch_stats_sync.hpp"
 #include "src/train/batches.hpp"
 #include "src/train/epoch_predictions.hpp"
 #include "src/train/evaluate.hpp"
 #include "src/train/provenance.hpp"
+#include "src/train/replicas.hpp"
 #include "src/train/run_checks.hpp"
 #include "src/train/run_files.hpp"
 #include "src/train/sections.hpp"
 #include "src/train/signals.hpp"
+#include "src/train/data_stamp.hpp"
+#include "src/train/thread_cap.hpp"
 #include "src/train/train_device.hpp"
 #include "src/train/train_state.hpp"
 
@@ -77,7 +81,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   const int64_t M = B / m;  // micro-batches per global step, all ranks
   const int64_t epochs = tr.at("epochs").get<int64_t>(), max_steps = tr.at("steps").get<int64_t>();
   const std::filesystem::path out = tr.at("out").get<std::string>();
-  if (const int64_t threads = tr.at("threads").get<int64_t>(); threads > 0) omp_set_num_threads(static_cast<int>(threads));
+  if (const int64_t threads = tr.at("threads").get<int64_t>(); threads > 0) omp_set_num_threads(capped_threads(threads, lead));
   if (lead) std::filesystem::create_directories(out);
   install_stop_signal_handlers();
   // OpenCV (augmentation on the prefetch thread) would otherwise start a machine-sized
@@ -92,6 +96,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   std::unique_ptr<Model> model = build_model(cfg.at("model"));
   const bool patches = model->output == Model::Output::patch;
   io::DatasetFile dataset(cfg.at("data").at("path").get<std::string>());
+  const DataStamp data_opened = data_stamp(dataset.path());  // evaluations reopen the file
   // data.test_path: the final test evaluation reads this file's test_split instead, opened
   // here so that a missing file or split fails before training, not after it.
   const std::string test_path = cfg.at("data").at("test_path").get<std::string>();
@@ -108,13 +113,18 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
     model->check_input_size(h, w);
   }
   model->graph.instantiate(*backend, seed);
+  // Running statistics follow the global batch: every micro-batch's batchnorm statistics are
+  // applied to the (master) model in global micro-batch order at the end of each step.
+  model->graph.defer_running_stats(true);
+  BatchStatsSync bn_sync(comm, model->graph);
   std::vector<Param*> params = model->graph.params();
   auto buffers = model->graph.buffers();
 
   BatchLayout layout{rank, R, seed, static_cast<int>(B), static_cast<int>(m)};
   auto batches = patches ? make_patch_batches(cfg, layout) : make_segmentation_batches(cfg, layout);
   const double crack_fraction = dataset.crack_fraction(cfg.at("data").at("train_split").get<std::string>());
-  auto loss = device.make_loss(cfg.at("loss"), LossContext{std::isfinite(crack_fraction) ? crack_fraction : -1.0});
+  const LossContext loss_ctx{std::isfinite(crack_fraction) ? crack_fraction : -1.0};
+  auto loss = device.make_loss(cfg.at("loss"), loss_ctx);
   auto optimizer = device.make_optimizer(parse_optim_config(optim_section(cfg.at("optim"))), params);
   auto schedule = make_schedule(schedule_section(cfg.at("schedule")), cfg.at("optim").at("lr").get<double>(),
                                 ScheduleContext{epochs, static_cast<int64_t>(batches->steps_per_epoch())});
@@ -124,9 +134,26 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   so.mode = dist::parse_determinism(tr.at("determinism").get<std::string>());
   so.bucket_bytes = static_cast<std::size_t>(cfg.at("dist").at("bucket_mb").get<double>() * (1 << 20));
   auto sync = device.make_sync(comm, params, so, a);
+  // Threads of a rank (train.parallel): inside each kernel, or one micro-batch per thread on
+  // model replicas (src/train/replicas.hpp), which makes bitwise mode independent of threads.
+  const int threads = omp_get_max_threads();
+  const std::string parallel_key = tr.at("parallel").get<std::string>();
+  const bool batch_parallel = parallel_key == "batch" || (parallel_key == "auto" && so.mode == dist::Determinism::bitwise &&
+                                                          backend->device() == Device::cpu);
+  std::unique_ptr<Replicas> replicas;
+  if (batch_parallel) {
+    if (backend->device() != Device::cpu)
+      throw InputError("train.parallel = \"batch\" runs model replicas on host backends; use \"intra\" with " +
+                       backend->name());
+    replicas = std::make_unique<Replicas>(static_cast<int>(std::min<int64_t>(threads, a)), backend->name(),
+                                          cfg.at("model"), seed, [&] { return device.make_loss(cfg.at("loss"), loss_ctx); });
+  } else if (so.mode == dist::Determinism::bitwise && threads > 1 && lead && !opt.quiet) {
+    std::printf("note: train.parallel = \"intra\" in bitwise mode: the bits depend on the %d threads per rank\n",
+                threads);
+  }
   // fast mode: the last micro-batch's backward hands each gradient to the sync as it completes.
   bool last_micro = false;
-  if (so.mode == dist::Determinism::fast)
+  if (so.mode == dist::Determinism::fast && !replicas)
     model->graph.set_grad_ready_hook([&](std::size_t i) {
       if (last_micro) sync->mark_ready(i);
     });
@@ -145,6 +172,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
     sync->broadcast_values(params, 0);
     model->graph.mark_params_changed();
   }
+  if (replicas) replicas->copy_params_from(model->graph);
   MetricsCsv csv(out / "metrics.csv");
   if (lead) csv.load_existing(state.epoch + 1);  // rows of the epochs done (1-based)
 
@@ -153,11 +181,11 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   uint64_t steps_per_epoch = batches->steps_per_epoch();
   if (lead && !opt.quiet)
     std::printf("training %s %s (%lld parameters) on %d rank(s) x %d thread(s): batch %lld = %d x %lld x %lld, "
-                "%llu steps/epoch, %s, determinism %s\n",
-                model->name.c_str(), model->summary().c_str(), static_cast<long long>(model->graph.num_params()), R, omp_get_max_threads(),
+                "%llu steps/epoch, %s, determinism %s, parallel %s\n",
+                model->name.c_str(), model->summary().c_str(), static_cast<long long>(model->graph.num_params()), R, threads,
                 static_cast<long long>(B), R, static_cast<long long>(m), static_cast<long long>(a),
                 static_cast<unsigned long long>(steps_per_epoch), backend->name().c_str(),
-                tr.at("determinism").get<std::string>().c_str());
+                tr.at("determinism").get<std::string>().c_str(), replicas ? "batch" : "intra");
 
   const int64_t log_every = tr.at("log_every").get<int64_t>();
   const int64_t ckpt_every = tr.at("checkpoint_every").get<int64_t>();
@@ -179,6 +207,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
     TrainState at = state;
     at.epoch = next_epoch;
     at.step_in_epoch = next_step;
+    if (next_step == 0) at.epoch_loss_sum = 0, at.epoch_loss_steps = 0;  // an epoch boundary
     if (lead) device.save(path, at, rc, *model, *optimizer, *schedule, early);
     comm.barrier();
   };
@@ -187,8 +216,9 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
     if (max_steps > 0 && state.global_step >= max_steps) break;
     batches->start_epoch(static_cast<uint64_t>(state.epoch), static_cast<uint64_t>(state.step_in_epoch));
     steps_per_epoch = batches->steps_per_epoch();
-    double epoch_loss = 0;
-    int64_t epoch_steps = 0;
+    // A resume mid-epoch carries on the epoch's loss average from the checkpoint.
+    double epoch_loss = state.step_in_epoch > 0 ? state.epoch_loss_sum : 0;
+    int64_t epoch_steps = state.step_in_epoch > 0 ? state.epoch_loss_steps : 0;
     const auto t_epoch = Clock::now();
     while (state.step_in_epoch < static_cast<int64_t>(steps_per_epoch)) {
       if (max_steps > 0 && state.global_step >= max_steps) break;
@@ -196,10 +226,35 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
       model->graph.zero_grad();
       optimizer->set_lr(schedule->lr_at_step(state.global_step, state.epoch));
       double step_loss = 0;
-      for (int64_t k = 0; k < a; ++k) {
-        if (!batches->next(batch))
-          throw Error("training data ran out in epoch " + std::to_string(state.epoch) + " step " +
-                      std::to_string(state.step_in_epoch));
+      const auto ran_out = [&] {
+        return Error("training data ran out in epoch " + std::to_string(state.epoch) + " step " +
+                     std::to_string(state.step_in_epoch));
+      };
+      // Micro-batch parallel: rounds of up to T micro-batches, one per replica; gradients and
+      // batch statistics are filed per micro-batch under its global index k * R + rank.
+      for (int64_t k0 = 0; replicas && k0 < a; k0 += replicas->size()) {
+        const int n = static_cast<int>(std::min<int64_t>(replicas->size(), a - k0));
+        for (int j = 0; j < n; ++j)
+          if (!batches->next(replicas->batch(j))) throw ran_out();
+        const std::vector<double> losses =
+            replicas->run(n, seed, static_cast<uint64_t>(state.epoch), 1.0 / static_cast<double>(M));
+        for (int j = 0; j < n; ++j) {
+          const int64_t g = (k0 + j) * R + rank;
+          step_loss += losses[static_cast<std::size_t>(j)];
+          bn_sync.stash(g, replicas->graph(j));
+          if (so.mode == dist::Determinism::bitwise) {
+            sync->stash_replica(g, replicas->params(j));
+          } else {  // fast: the step's gradient sum, replica by replica in order
+            auto& rp = replicas->params(j);
+            for (std::size_t i = 0; i < params.size(); ++i) {
+              backend->accumulate(params[i]->grad, rp[i]->grad);
+              rp[i]->grad.zero_();
+            }
+          }
+        }
+      }
+      for (int64_t k = 0; !replicas && k < a; ++k) {
+        if (!batches->next(batch)) throw ran_out();
         StepContext ctx{true, seed, static_cast<uint64_t>(state.epoch), batch.sample_ids};
         const Tensor& y = model->graph.forward(ctx, batch.images);
         if (!dlogits.defined() || dlogits.dims() != y.dims() || dlogits.format() != y.format())
@@ -210,10 +265,12 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
         step_loss += lo.loss;
         last_micro = k == a - 1;
         model->graph.backward(ctx, dlogits);
+        bn_sync.stash(k * R + rank, model->graph);
         if (so.mode == dist::Determinism::bitwise) sync->stash_micro_batch(k * R + rank);
       }
       const auto t_sync = Clock::now();
       sync->finish();
+      bn_sync.finish();
       sync_s += since(t_sync);
       const double loss_sum = comm.allreduce_value(step_loss, dist::ReduceOp::sum) / static_cast<double>(M);
       // Gradients are identical on every rank after the sync, so every rank decides alike.
@@ -225,11 +282,13 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
                             (std::filesystem::exists(ckpt_path) ? ckpt_path.string() : std::string("none")));
       }
       model->graph.mark_params_changed();
+      if (replicas) replicas->copy_params_from(model->graph);
       compute_s += since(t_step);
       ++state.step_in_epoch;
       ++state.global_step;
       epoch_loss += loss_sum;
       ++epoch_steps;
+      state.epoch_loss_sum = epoch_loss, state.epoch_loss_steps = epoch_steps;  // for a checkpoint mid-epoch
       samples_done += B;
       if (lead && !opt.quiet && (state.global_step % log_every == 0)) {
         const double el = since(t_loop), rate = samples_done / std::max(1e-9, el - val_s);
@@ -265,6 +324,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
     if (!val_split.empty() && dataset.has_split(val_split) &&
         ((state.epoch + 1) % val_every == 0 || state.epoch + 1 == epochs || stop)) {
       const auto t_val = Clock::now();
+      check_same_data(dataset.path(), data_opened, "validation");
       EvalResult ev = device.evaluate(cfg, *model, comm, val_split, cfg.at("data").at("max_val").get<int64_t>());
       val_s += since(t_val);
       ++val_runs;
@@ -308,6 +368,16 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
 
   TrainOutcome outcome;
   outcome.status = status;
+  if (backend->device() == Device::cpu) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    const auto mix = [&h](const Tensor& t) {
+      const auto* b = static_cast<const unsigned char*>(t.raw());
+      for (std::size_t i = 0; i < t.nbytes(); ++i) h = (h ^ b[i]) * 0x100000001b3ull;
+    };
+    for (const Param* p : params) mix(p->value);
+    for (const auto& [name, t] : model->graph.buffers()) mix(*t);
+    outcome.state_digest = h;
+  }
   if (status == TrainStatus::preempted) return outcome;
 
   // ---- final evaluation on the test split and result.json ----
@@ -319,14 +389,24 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   result["host"] = host_json();
   result["launch"] = launch_json(R, omp_get_max_threads());
   result["world_size"] = R;
-  result["threads_per_rank"] = omp_get_max_threads();
+  result["threads_per_rank"] = threads;
+  // What determines the bits of a bitwise run (with determinism, seed and versions above).
+  result["arithmetic"] = {{"parallel", replicas ? "batch" : "intra"},
+                          {"replicas_per_rank", replicas ? replicas->size() : 0},
+                          {"kernel_threads", replicas ? 1 : threads},
+                          {"micro_batch", m},
+                          {"micro_batches_per_step", M},
+                          {"accumulation_steps", a},
+                          {"thread_invariant", static_cast<bool>(replicas) || threads == 1}};
   result["device"] = tr.at("device");
   result["backend"] = backend->name();
   result["seed"] = seed;
   result["determinism"] = tr.at("determinism");
+  check_same_data(dataset.path(), data_opened, "the test evaluation");
   result["dataset"] = {{"path", dataset.path().string()}, {"checksum", file_checksum(dataset.path())},
                        {"count", dataset.count()}, {"height", dataset.height()}, {"width", dataset.width()}};
   result["dataset"]["ingest"] = dataset_ingest_json(dataset.path());
+  result.update(opt.extra_result);
   result["parameters"] = model->graph.num_params();
   result["steps"] = state.global_step;
   result["epochs_done"] = state.epoch;

@@ -44,6 +44,9 @@ struct TrainOptions {
 struct TrainOutcome {
   TrainStatus status = TrainStatus::completed;
   nlohmann::json result;     // what result.json holds (rank 0; others get the metrics only)
+  // FNV-1a over this rank's parameter values and buffers (batchnorm running statistics), in
+  // graph order (host models; 0 for device models): equal on every rank of a run.
+  uint64_t state_digest = 0;
 };
 
 [[nodiscard]] TrainOutcome run_training(const config::ResolvedConfig& cfg, dist::Communicator& comm,
