@@ -50,19 +50,29 @@ class CudaBackend final : public Backend {
   void copy(const Tensor& src, Tensor& dst) override {
     if (src.device() == Device::cpu && dst.device() == Device::cpu) {
       Backend::copy(src, dst);
+    } else if (src.device() == Device::cpu && same_layout(src, dst)) {  // pinned staging, no stream drain
+      upload_async(src, dst);
     } else if (same_layout(src, dst)) {
       cuda::copy(src, dst);
     } else if (src.device() == Device::cuda && dst.device() == Device::cuda) {
       convert_format(src, dst);
     } else if (src.device() == Device::cpu) {  // host -> device, converting on the device
-      Tensor staged = to_device(src);
-      convert_format(staged, dst);
+      // The device copy of the host layout is kept across calls (batches keep their shape):
+      // no allocation, and no free (which would wait for the device) per batch.
+      if (!staged_.defined() || staged_.dims() != src.dims() || staged_.format() != src.format() ||
+          staged_.dtype() != src.dtype())
+        staged_ = Tensor::empty(src.dims(), src.dtype(), src.format(), Device::cuda);
+      upload_async(src, staged_);
+      convert_format(staged_, dst);
     } else {  // device -> host, converting on the host
       dst.copy_from(to_host(src));
     }
   }
   void accumulate(Tensor& dst, const Tensor& src) override { cuda::accumulate(dst, src); }
   void zero(Tensor& t) override { cuda::zero(t); }
+
+ private:
+  Tensor staged_;  // host-layout device copy of the last converted upload
 };
 }  // namespace
 

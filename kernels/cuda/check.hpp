@@ -9,6 +9,7 @@
 #include <cudnn.h>
 #include <nccl.h>
 
+#include <atomic>
 #include <cstddef>
 #include <source_location>
 #include <string>
@@ -99,8 +100,8 @@ inline void destroy_act_desc(cudnnActivationDescriptor_t d) noexcept {
   (void)cudnnDestroyActivationDescriptor(d);
 }
 inline void destroy_cublas(cublasHandle_t h) noexcept { (void)cublasDestroy(h); }
-// ncclCommDestroy waits for outstanding work; on an error path ncclCommAbort would be
-// kinder, but a destructor cannot tell, and a clean shutdown is the common case.
+// Plain owner for tests and tools; NcclCommunicator manages its own communicator (abort on
+// failure or unwinding, finalise + destroy otherwise: nccl_comm.hpp).
 inline void destroy_nccl(ncclComm_t c) noexcept { (void)ncclCommDestroy(c); }
 }  // namespace detail
 
@@ -163,6 +164,21 @@ using NcclComm = Owner<ncclComm_t, &detail::destroy_nccl>;
   return CublasHandle(h);
 }
 
+// Frees device memory that kernels enqueued earlier may still read or write: the device is
+// synchronised first, explicitly (cudaFree would too, implicitly; with stream-ordered or
+// pooled allocators it does not, and the order should not rest on that).
+// After an NCCL abort (nccl_comm.hpp) the job is ending and device work may never finish:
+// frees are then skipped (cudaFree would synchronise too), leaving the memory to the driver.
+inline std::atomic<bool>& device_work_abandoned() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+inline void free_after_device_work(void* p) noexcept {
+  if (!p || device_work_abandoned().load()) return;
+  (void)cudaDeviceSynchronize();
+  (void)cudaFree(p);
+}
+
 // Move-only device allocation of `bytes` bytes (cudaMalloc'd, so 256-byte aligned).
 class DevicePtr {
  public:
@@ -170,15 +186,13 @@ class DevicePtr {
   explicit DevicePtr(std::size_t bytes) : bytes_(bytes) {
     if (bytes > 0) CRACKSEG_CUDA_CHECK(cudaMalloc(&p_, bytes));
   }
-  ~DevicePtr() {
-    if (p_) (void)cudaFree(p_);
-  }
+  ~DevicePtr() { free_after_device_work(p_); }
   DevicePtr(const DevicePtr&) = delete;
   DevicePtr& operator=(const DevicePtr&) = delete;
   DevicePtr(DevicePtr&& o) noexcept : p_(std::exchange(o.p_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
   DevicePtr& operator=(DevicePtr&& o) noexcept {
     if (this != &o) {
-      if (p_) (void)cudaFree(p_);
+      free_after_device_work(p_);
       p_ = std::exchange(o.p_, nullptr);
       bytes_ = std::exchange(o.bytes_, 0);
     }

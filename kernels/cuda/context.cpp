@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "src/core/node_rank.hpp"
 #include "src/tensor/tensor.hpp"
 
 namespace crackseg::cuda {
@@ -18,7 +19,7 @@ Context::Context() {
   if (n == 0)
     throw Error("device = \"cuda\" was asked for, but no CUDA device is visible to this process (" +
                 where_am_i() + "); `crackseg info --devices` lists what the runtime sees");
-  device_ = local_rank_from_env() % n;
+  device_ = device_for_local_rank(process_local_rank(), n);
   CRACKSEG_CUDA_CHECK(cudaSetDevice(device_));
   stream_ = make_stream();
   cudnn_ = make_cudnn();
@@ -34,7 +35,7 @@ Context::Context() {
                           CRACKSEG_CUDA_CHECK(cudaMalloc(&p, bytes));
                           return p;
                         },
-                        [](void* p) { (void)cudaFree(p); }});
+                        [](void* p) { free_after_device_work(p); }});
 }
 
 void Context::set_options(CudaOptions o) {

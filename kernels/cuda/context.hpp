@@ -27,6 +27,11 @@ class Context {
   void set_options(CudaOptions o);
   [[nodiscard]] bool tf32() const { return options_.tf32 && !options_.deterministic; }
   void synchronize() const;
+  // The shared cuDNN workspace (convolutions; compute stream only): grows, never shrinks,
+  // to the largest size asked for (growing frees the old buffer after the device is idle).
+  void reserve_workspace(std::size_t bytes) { workspace_.reserve(bytes); }
+  [[nodiscard]] void* workspace() const { return workspace_.get(); }
+  [[nodiscard]] std::size_t workspace_bytes() const { return workspace_.bytes(); }
 
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
@@ -38,6 +43,7 @@ class Context {
   CudnnHandle cudnn_;
   CublasHandle cublas_;
   CudaOptions options_;
+  DevicePtr workspace_;
 };
 
 }  // namespace crackseg::cuda

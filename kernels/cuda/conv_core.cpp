@@ -121,21 +121,21 @@ void ConvCore::plan(const Dims& x, const Dims& w, const Dims& y, int64_t padding
     std::lock_guard lock(g_cache_mutex);
     algo_cache()[key] = a;
   }
-  workspace_.reserve(algos_.workspace);
+  ctx.reserve_workspace(algos_.workspace);
 }
 
 void ConvCore::forward(const float* x, const float* w, float* y, float beta) {
   auto& ctx = Context::get();
   CRACKSEG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_.get(), algos_.fwd_math));
   CRACKSEG_CUDNN_CHECK(cudnnConvolutionForward(ctx.cudnn(), &kOne, x_.get(), x, w_.get(), w, conv_.get(), algos_.fwd,
-                                               workspace_.get(), workspace_.bytes(), &beta, y_.get(), y));
+                                               ctx.workspace(), ctx.workspace_bytes(), &beta, y_.get(), y));
 }
 
 void ConvCore::backward_data(const float* dy, const float* w, float* dx, float beta) {
   auto& ctx = Context::get();
   CRACKSEG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_.get(), algos_.bwd_data_math));
   CRACKSEG_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx.cudnn(), &kOne, w_.get(), w, y_.get(), dy, conv_.get(),
-                                                    algos_.bwd_data, workspace_.get(), workspace_.bytes(), &beta,
+                                                    algos_.bwd_data, ctx.workspace(), ctx.workspace_bytes(), &beta,
                                                     x_.get(), dx));
 }
 
@@ -143,7 +143,7 @@ void ConvCore::backward_filter(const float* x, const float* dy, float* dw, float
   auto& ctx = Context::get();
   CRACKSEG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_.get(), algos_.bwd_filter_math));
   CRACKSEG_CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx.cudnn(), &kOne, x_.get(), x, y_.get(), dy, conv_.get(),
-                                                      algos_.bwd_filter, workspace_.get(), workspace_.bytes(), &beta,
+                                                      algos_.bwd_filter, ctx.workspace(), ctx.workspace_bytes(), &beta,
                                                       w_.get(), dw));
 }
 

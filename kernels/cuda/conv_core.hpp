@@ -6,8 +6,10 @@
 //
 // Algorithms come from cuDNN's v7 heuristics, filtered by the workspace limit and, in
 // deterministic mode, by CUDNN_DETERMINISTIC; the choice is cached per geometry and
-// numerics (process-wide, so layers of the same shape share it) and the workspace is
-// allocated once in plan().
+// numerics (process-wide, so layers of the same shape share it). The workspace is the
+// context's one shared buffer, grown in plan() to the largest need: every convolution runs
+// in program order on the one compute stream, so they can all use the same memory (one
+// buffer of the largest size instead of one per layer, up to 1 GiB each).
 #pragma once
 #include <string>
 
@@ -41,7 +43,6 @@ class ConvCore {
   FilterDesc w_;
   ConvDesc conv_;
   ConvAlgos algos_;
-  DevicePtr workspace_;
 };
 
 }  // namespace crackseg::cuda

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "src/core/node_rank.hpp"
+
 namespace crackseg::cuda {
 
 int cuda_device_count() noexcept {
@@ -31,6 +33,26 @@ std::vector<DeviceInfo> cuda_devices() {
     out.push_back({i, p.name, p.major, p.minor, p.totalGlobalMem, p.multiProcessorCount});
   }
   return out;
+}
+
+std::string cuda_device_uuid(int device) noexcept {
+  try {
+    cudaDeviceProp p{};
+    if (cudaGetDeviceProperties(&p, device) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return "";
+    }
+    static const char* hex = "0123456789abcdef";
+    std::string s;
+    for (char b : p.uuid.bytes) {
+      const auto u = static_cast<unsigned char>(b);
+      s += hex[u >> 4];
+      s += hex[u & 15];
+    }
+    return s;
+  } catch (...) {
+    return "";
+  }
 }
 
 std::string describe_cuda_devices() {
@@ -58,15 +80,6 @@ std::string describe_cuda_devices() {
   return s;
 }
 
-int local_rank_from_env() {
-  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"}) {
-    if (const char* v = std::getenv(var); v != nullptr && *v != '\0') {
-      char* end = nullptr;
-      const long r = std::strtol(v, &end, 10);
-      if (end != v && r >= 0) return static_cast<int>(r);
-    }
-  }
-  return 0;
-}
+int local_rank_from_env() { return process_local_rank(); }
 
 }  // namespace crackseg::cuda

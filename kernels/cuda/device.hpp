@@ -21,12 +21,16 @@ struct DeviceInfo {
 [[nodiscard]] int cuda_device_count() noexcept;
 // One entry per device (empty when cuda_device_count() == 0).
 [[nodiscard]] std::vector<DeviceInfo> cuda_devices();
+// The device's UUID as 32 hex digits (the same for one physical GPU whatever
+// CUDA_VISIBLE_DEVICES numbers it), or "" when the runtime cannot say. Never throws.
+[[nodiscard]] std::string cuda_device_uuid(int device) noexcept;
 // Lines for `crackseg info --devices`: runtime/driver/cuDNN/NCCL versions and one line per
 // GPU, or a line saying there is none (and why, when the runtime says).
 [[nodiscard]] std::string describe_cuda_devices();
 
-// This process's local rank on its node: OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID or
-// MPI_LOCALRANKID (MPICH/Intel MPI), else 0. One rank per GPU: device = local rank % count.
+// This process's local rank on its node: src/core/node_rank.hpp's process_local_rank()
+// (MPI_Comm_split_type(MPI_COMM_TYPE_SHARED), recorded by Runtime after MPI_Init; launcher
+// environment variables only before MPI). One rank per GPU: device = local rank % count.
 [[nodiscard]] int local_rank_from_env();
 
 // Numerics switches. `tf32` lets cuDNN and cuBLAS use TF32 tensor cores for fp32 data

@@ -30,9 +30,10 @@ DeviceOptimizer::DeviceOptimizer(OptimConfig cfg, std::vector<Param*> params)
 
 StepInfo DeviceOptimizer::step() {
   StepInfo info;
-  double sq = 0;
-  for (Param* p : params_) sq += sum_of_squares(p->grad.data<float>(), p->grad.numel());  // parameter order
-  info.grad_norm = std::sqrt(sq);
+  std::vector<const float*> grads;
+  std::vector<int64_t> counts;
+  for (Param* p : params_) grads.push_back(p->grad.data<float>()), counts.push_back(p->grad.numel());
+  info.grad_norm = std::sqrt(sum_of_squares_all(grads, counts));  // parameter order, one read back
   if (!std::isfinite(info.grad_norm)) return info;
   if (cfg_.clip_norm > 0 && info.grad_norm > cfg_.clip_norm) {
     const double coef = cfg_.clip_norm / (info.grad_norm + 1e-6);

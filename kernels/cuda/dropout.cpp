@@ -13,7 +13,7 @@ class Dropout final : public CudaLayer {
 
   void plan(std::span<const Dims> in) override {
     (void)output_dims(in);
-    ids_.reserve(sizeof(uint64_t) * static_cast<std::size_t>(std::max<int64_t>(in[0][0], 1)));
+    if (in[0][0] > kDropoutInlineIds) ids_.reserve(sizeof(uint64_t) * static_cast<std::size_t>(in[0][0]));
   }
 
   void apply(const StepContext& ctx, const Tensor& src, Tensor& dst) {
@@ -36,17 +36,23 @@ class Dropout final : public CudaLayer {
       a.nhwc = false;
     }
     const uint64_t* ids = nullptr;
+    DropoutIds inline_ids;
     if (!ctx.sample_ids.empty()) {
       if (ctx.sample_ids.size() < static_cast<std::size_t>(a.n))
         throw Error("dropout '" + name_ + "': StepContext.sample_ids has " + std::to_string(ctx.sample_ids.size()) +
                     " ids but the batch has " + std::to_string(a.n) + " items");
-      ids_.reserve(sizeof(uint64_t) * static_cast<std::size_t>(a.n));
-      // Pageable source: the copy is staged before the call returns, so the span may die.
-      CRACKSEG_CUDA_CHECK(cudaMemcpyAsync(ids_.get(), ctx.sample_ids.data(), sizeof(uint64_t) * a.n,
-                                          cudaMemcpyHostToDevice, ctx_.stream()));
-      ids = ids_.as<uint64_t>();
+      if (a.n <= kDropoutInlineIds) {  // in the launch arguments: no copy, no stream drain
+        inline_ids.count = a.n;
+        for (int64_t k = 0; k < a.n; ++k) inline_ids.ids[k] = ctx.sample_ids[static_cast<std::size_t>(k)];
+      } else {
+        ids_.reserve(sizeof(uint64_t) * static_cast<std::size_t>(a.n));
+        // Pageable source: the copy is staged before the call returns, so the span may die.
+        CRACKSEG_CUDA_CHECK(cudaMemcpyAsync(ids_.get(), ctx.sample_ids.data(), sizeof(uint64_t) * a.n,
+                                            cudaMemcpyHostToDevice, ctx_.stream()));
+        ids = ids_.as<uint64_t>();
+      }
     }
-    dropout_apply(a, ids, src.data<float>(), dst.data<float>());
+    dropout_apply(a, inline_ids, ids, src.data<float>(), dst.data<float>());
   }
 
   void forward(const StepContext& ctx, std::span<const Tensor* const> in, Tensor& out) override {

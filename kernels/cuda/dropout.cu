@@ -1,26 +1,27 @@
 // Dropout on the device with the very Philox the CPU uses (src/core/rng.hpp is constexpr
-// and compiled for the device with --expt-relaxed-constexpr), so masks agree bit for bit.
+// and compiled for the device with --expt-relaxed-constexpr), keyed by the same
+// src/core/dropout_rng.hpp functions the CPU kernels call, so masks agree bit for bit.
+// Sample ids of up to kDropoutInlineIds items travel in the kernel's arguments (no upload,
+// no host synchronisation); larger batches read them from a device array.
 #include "kernels/cuda/context.hpp"
 #include "kernels/cuda/elementwise.hpp"
 #include "kernels/cuda/launch.cuh"
-#include "src/core/rng.hpp"
+#include "src/core/dropout_rng.hpp"
 
 namespace crackseg::cuda {
 namespace {
 
-__global__ void k_dropout(DropoutArgs a, const uint64_t* sample_ids, const float* src, float* dst) {
+__global__ void k_dropout(DropoutArgs a, DropoutIds inline_ids, const uint64_t* sample_ids, const float* src,
+                          float* dst) {
   const int64_t per = a.c * a.h * a.w, total = a.n * per;
   const double scale = a.p >= 1.0f ? 0.0 : 1.0 / (1.0 - static_cast<double>(a.p));
   CRACKSEG_GRID_STRIDE(off, total) {
     const int64_t n = off / per, r = off % per;
-    int64_t i = r;  // logical (c, h, w) index
-    if (a.nhwc) {
-      const int64_t c = r % a.c, hw = r / a.c;
-      i = c * (a.h * a.w) + hw;
-    }
-    const uint64_t sample = sample_ids ? sample_ids[n] : static_cast<uint64_t>(n);
-    const float u = rng_uniform(a.seed, a.epoch, sample, Purpose::dropout,
-                                (static_cast<uint64_t>(a.salt) << 32) + static_cast<uint64_t>(i));
+    const uint64_t i = dropout_logical_index(r, a.c, a.h, a.w, a.nhwc);
+    const uint64_t sample = sample_ids          ? sample_ids[n]
+                            : inline_ids.count ? inline_ids.ids[n]
+                                               : static_cast<uint64_t>(n);
+    const float u = dropout_uniform(a.seed, a.salt, a.epoch, sample, i);
     dst[off] = u < a.p ? 0.0f : static_cast<float>(src[off] * scale);
   }
 }
@@ -33,10 +34,11 @@ __global__ void k_words(uint64_t seed, uint64_t epoch, uint64_t sample, uint64_t
 
 }  // namespace
 
-void dropout_apply(const DropoutArgs& a, const uint64_t* sample_ids, const float* src, float* dst) {
+void dropout_apply(const DropoutArgs& a, const DropoutIds& inline_ids, const uint64_t* sample_ids, const float* src,
+                   float* dst) {
   const int64_t total = a.n * a.c * a.h * a.w;
   if (total == 0) return;
-  k_dropout<<<grid_for(total), kThreads, 0, Context::get().stream()>>>(a, sample_ids, src, dst);
+  k_dropout<<<grid_for(total), kThreads, 0, Context::get().stream()>>>(a, inline_ids, sample_ids, src, dst);
   CRACKSEG_CUDA_CHECK_LAUNCH("dropout_apply");
 }
 

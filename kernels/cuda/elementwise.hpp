@@ -22,7 +22,17 @@ struct DropoutArgs {
   int64_t n = 0, c = 0, h = 0, w = 0;
   bool nhwc = true;
 };
-void dropout_apply(const DropoutArgs& a, const uint64_t* sample_ids, const float* src, float* dst);
+// Sample ids passed by value in the launch (kernel parameters, 8 + 8 * 64 bytes): no copy
+// from pageable memory, hence no stream drain, for batches of up to kDropoutInlineIds.
+inline constexpr int kDropoutInlineIds = 64;
+struct DropoutIds {
+  int64_t count = 0;  // 0: not used
+  uint64_t ids[kDropoutInlineIds] = {};
+};
+// Sample of item n: sample_ids[n] (device array) when not null, else inline_ids.ids[n] when
+// inline_ids.count > 0, else n.
+void dropout_apply(const DropoutArgs& a, const DropoutIds& inline_ids, const uint64_t* sample_ids, const float* src,
+                   float* dst);
 // The raw 32-bit words rng_word(seed, epoch, sample, Purpose::dropout, i) for i in
 // [first, first + count), computed on the device (test of CPU/GPU agreement).
 void dropout_rng_words(uint64_t seed, uint64_t epoch, uint64_t sample, uint64_t first, int64_t count,
@@ -33,5 +43,18 @@ void dropout_rng_words(uint64_t seed, uint64_t epoch, uint64_t sample, uint64_t 
 void batchnorm_fixed_backward(const float* x, const float* dy, const float* scale, const float* mean,
                               const float* var, float eps, int64_t rows, int64_t channels, float* dx,
                               float* dscale, float* dshift);
+
+// dst[r * dst_pitch + c] = src[r * src_pitch + c] for r < rows, c < width (floats): the
+// channel slices of a concat, nhwc.
+void copy_columns(float* dst, int64_t dst_pitch, const float* src, int64_t src_pitch, int64_t width, int64_t rows);
+
+// Training batch statistics, nhwc x (rows = N*H*W rows of C), one block per channel in a
+// fixed order (deterministic), in double: out[c] = mean, out[C + c] = biased variance *
+// var_factor (the caller passes unbiased_variance(1, rows) of src/layers/running_stats.hpp).
+void batchnorm_batch_stats(const float* x, int64_t rows, int64_t channels, float var_factor, float* out);
+// running_mean = (1 - momentum) * running_mean + momentum * stats[c], running_var likewise
+// with stats[C + c] (in double, rounded once, as the CPU backends do).
+void batchnorm_running_update(const float* stats, int64_t channels, float momentum, float* running_mean,
+                              float* running_var);
 
 }  // namespace crackseg::cuda

@@ -35,6 +35,11 @@ class Labelled final : public Layer {
   std::vector<std::pair<std::string, Tensor*>> buffers() override { return inner_->buffers(); }
   bool fuse_activation(const LayerSpec& a) override { return inner_->fuse_activation(a); }
   void params_changed() override { inner_->params_changed(); }
+  // Every Layer hook must be forwarded (a missing one silently takes the no-op default).
+  std::size_t batch_stats_size() const override { return inner_->batch_stats_size(); }
+  void set_defer_running_stats(bool defer) override { inner_->set_defer_running_stats(defer); }
+  void read_batch_stats(std::span<float> dst) const override { inner_->read_batch_stats(dst); }
+  void apply_batch_stats(std::span<const float> src) override { inner_->apply_batch_stats(src); }
 
  private:
   std::unique_ptr<Layer> inner_;

@@ -19,4 +19,8 @@ std::unique_ptr<Layer> make_flatten(const LayerSpec& s, const std::string& name)
 std::unique_ptr<Layer> make_concat(const LayerSpec& s, const std::string& name);
 std::unique_ptr<Layer> make_add(const LayerSpec& s, const std::string& name);
 
+// InputError naming `layer` unless eps > 0 and eps >= CUDNN_BN_MIN_EPSILON (0.0 in cuDNN 9,
+// so the header's constant alone would accept eps = 0).
+void check_batchnorm_eps(double eps, const std::string& layer);
+
 }  // namespace crackseg::cuda

@@ -1,6 +1,7 @@
 #include "kernels/cuda/nccl_comm.hpp"
 
 #include <chrono>
+#include <exception>
 #include <thread>
 
 #include "kernels/cuda/context.hpp"
@@ -50,8 +51,9 @@ class NcclPending final : public dist::PendingOp {
 
 }  // namespace
 
-NcclCommunicator::NcclCommunicator(MPI_Comm parent, double timeout_s) : timeout_s_(timeout_s) {
-  auto& ctx = Context::get();  // selects this rank's GPU from its local rank
+NcclCommunicator::NcclCommunicator(MPI_Comm parent, double timeout_s)
+    : timeout_s_(timeout_s), uncaught_at_construction_(std::uncaught_exceptions()) {
+  auto& ctx = Context::get();  // selects this rank's GPU from its node-local rank
   CRACKSEG_MPI_CHECK(MPI_Comm_dup(parent, &mpi_));
   CRACKSEG_MPI_CHECK(MPI_Comm_set_errhandler(mpi_, MPI_ERRORS_RETURN));
   CRACKSEG_MPI_CHECK(MPI_Comm_rank(mpi_, &rank_));
@@ -60,24 +62,82 @@ NcclCommunicator::NcclCommunicator(MPI_Comm parent, double timeout_s) : timeout_
   if (rank_ == 0) CRACKSEG_NCCL_CHECK(ncclGetUniqueId(&id));
   CRACKSEG_MPI_CHECK(MPI_Bcast(&id, static_cast<int>(sizeof(id)), MPI_BYTE, 0, mpi_));
   CRACKSEG_CUDA_CHECK(cudaSetDevice(ctx.device()));
-  ncclComm_t c{};
-  CRACKSEG_NCCL_CHECK(ncclCommInitRank(&c, size_, id, rank_));
-  comm_ = NcclComm(c);
   stream_ = make_stream();
   ready_ = make_event();
   done_ = make_event();
+  // Non-blocking: a peer that never arrives cannot hang the constructor (settle's deadline).
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  const ncclResult_t rc = ncclCommInitRankConfig(&comm_, size_, id, rank_, &config);
+  if (rc != ncclSuccess && rc != ncclInProgress) {
+    abort();
+    CRACKSEG_NCCL_CHECK(rc);
+  }
+  try {
+    settle("communicator initialisation (ncclCommInitRankConfig) of " + std::to_string(size_) + " ranks");
+  } catch (...) {
+    abort();  // the destructor does not run for a throwing constructor
+    stream_.reset();
+    MPI_Comm_free(&mpi_);
+    throw;
+  }
 }
 
 NcclCommunicator::~NcclCommunicator() {
-  // Order matters: finish NCCL (its destroy flushes outstanding operations) and the stream
-  // before the buffers abandoned operations kept alive are released. Errors are ignored:
-  // there is nothing to do with them in a destructor.
-  comm_.reset();
-  if (stream_) (void)cudaStreamSynchronize(stream_.get());
+  // Errors are ignored: there is nothing to do with them in a destructor.
+  const bool unwinding = std::uncaught_exceptions() > uncaught_at_construction_;
+  if (comm_ && !aborted_ && !unwinding) {
+    // Clean shutdown: finalise (flushes this rank's outstanding operations), polled under the
+    // deadline, then destroy; a finalise that fails or times out falls back to abort.
+    try {
+      CRACKSEG_NCCL_CHECK(ncclCommFinalize(comm_));
+      settle("communicator finalisation (ncclCommFinalize)");
+      (void)ncclCommDestroy(comm_);
+      comm_ = nullptr;
+    } catch (...) {
+      abort();
+    }
+  } else {
+    abort();
+  }
+  // After an abort the stream may hold cancelled work: no synchronisation, which could wait
+  // on it. On a clean shutdown, every kernel that reads the abandoned operations' buffers is
+  // finished before they are released: explicitly, not through cudaFree's implicit sync.
+  if (stream_ && !aborted_) (void)cudaStreamSynchronize(stream_.get());
   abandoned_.clear();
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized && mpi_ != MPI_COMM_NULL) MPI_Comm_free(&mpi_);
+}
+
+void NcclCommunicator::abort() noexcept {
+  device_work_abandoned() = true;  // no frees that would wait on the cancelled work
+  if (comm_) (void)ncclCommAbort(comm_);
+  comm_ = nullptr;
+  aborted_ = true;
+}
+
+void NcclCommunicator::settle(const std::string& what) {
+  if (aborted_ || !comm_) throw Error("NCCL " + what + ": the communicator was aborted after an earlier failure (" +
+                                      where_am_i() + ")");
+  const auto t0 = std::chrono::steady_clock::now();
+  for (;;) {
+    ncclResult_t state = ncclSuccess;
+    const ncclResult_t rc = ncclCommGetAsyncError(comm_, &state);
+    if (rc != ncclSuccess) state = rc;
+    if (state == ncclSuccess) return;
+    if (state != ncclInProgress) {
+      abort();
+      CRACKSEG_NCCL_CHECK(state);
+    }
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (timeout_s_ > 0 && waited > timeout_s_) {
+      abort();
+      throw dist::CollectiveTimeout("NCCL " + what + " did not complete within dist.timeout_s = " +
+                                    std::to_string(timeout_s_) + " s (" + where_am_i() + ")");
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
 }
 
 void NcclCommunicator::enter() {
@@ -91,18 +151,29 @@ void NcclCommunicator::leave(cudaEvent_t done) {
 }
 
 void NcclCommunicator::wait(cudaEvent_t done, const std::string& what) {
+  if (aborted_) throw Error("NCCL " + what + ": the communicator was aborted after an earlier failure (" +
+                            where_am_i() + ")");
   const auto t0 = std::chrono::steady_clock::now();
   for (;;) {
     const cudaError_t rc = cudaEventQuery(done);
     if (rc == cudaSuccess) return;
-    if (rc != cudaErrorNotReady) CRACKSEG_CUDA_CHECK(rc);
+    if (rc != cudaErrorNotReady) {
+      abort();  // before throwing: unwinding must not wait on the stuck collective
+      CRACKSEG_CUDA_CHECK(rc);
+    }
     ncclResult_t async = ncclSuccess;
-    CRACKSEG_NCCL_CHECK(ncclCommGetAsyncError(comm_.get(), &async));
-    if (async != ncclSuccess && async != ncclInProgress) CRACKSEG_NCCL_CHECK(async);
+    const ncclResult_t q = ncclCommGetAsyncError(comm_, &async);
+    if (q != ncclSuccess) async = q;
+    if (async != ncclSuccess && async != ncclInProgress) {
+      abort();
+      CRACKSEG_NCCL_CHECK(async);
+    }
     const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (timeout_s_ > 0 && waited > timeout_s_)
+    if (timeout_s_ > 0 && waited > timeout_s_) {
+      abort();
       throw dist::CollectiveTimeout("NCCL " + what + " did not complete within dist.timeout_s = " +
                                     std::to_string(timeout_s_) + " s (" + where_am_i() + ")");
+    }
     std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
 }
@@ -115,7 +186,8 @@ void NcclCommunicator::barrier() { CRACKSEG_MPI_CHECK(MPI_Barrier(mpi_)); }
 
 void NcclCommunicator::broadcast(std::span<float> buf, int root) {
   enter();
-  CRACKSEG_NCCL_CHECK(ncclBroadcast(buf.data(), buf.data(), buf.size(), ncclFloat32, root, comm_.get(), stream_.get()));
+  CRACKSEG_NCCL_CHECK(ncclBroadcast(buf.data(), buf.data(), buf.size(), ncclFloat32, root, comm_, stream_.get()));
+  settle("broadcast enqueue");
   leave(done_.get());
   wait(done_.get(), "broadcast of " + std::to_string(buf.size()) + " floats from rank " + std::to_string(root));
 }
@@ -126,7 +198,8 @@ void NcclCommunicator::broadcast_bytes(std::span<std::byte> buf, int root) {
 
 void NcclCommunicator::allreduce_sum(std::span<float> buf) {
   enter();
-  CRACKSEG_NCCL_CHECK(ncclAllReduce(buf.data(), buf.data(), buf.size(), ncclFloat32, ncclSum, comm_.get(), stream_.get()));
+  CRACKSEG_NCCL_CHECK(ncclAllReduce(buf.data(), buf.data(), buf.size(), ncclFloat32, ncclSum, comm_, stream_.get()));
+  settle("allreduce enqueue");
   leave(done_.get());
   wait(done_.get(), "allreduce of " + std::to_string(buf.size()) + " floats");
 }
@@ -160,15 +233,16 @@ void NcclCommunicator::allgatherv(std::span<const int64_t> send, std::span<int64
 }
 
 void NcclCommunicator::enqueue_allgatherv(const float* send, float* recv, std::span<const int64_t> counts) {
-  CRACKSEG_NCCL_CHECK(ncclGroupStart());
+  NcclGroup group;
   int64_t off = 0;
   for (int r = 0; r < size_; ++r) {
     const auto n = static_cast<std::size_t>(counts[static_cast<std::size_t>(r)]);
-    CRACKSEG_NCCL_CHECK(ncclBroadcast(r == rank_ ? send : recv + off, recv + off, n, ncclFloat32, r, comm_.get(),
+    CRACKSEG_NCCL_CHECK(ncclBroadcast(r == rank_ ? send : recv + off, recv + off, n, ncclFloat32, r, comm_,
                                       stream_.get()));
     off += static_cast<int64_t>(n);
   }
-  CRACKSEG_NCCL_CHECK(ncclGroupEnd());
+  group.end();
+  settle("allgatherv enqueue");
 }
 
 std::unique_ptr<dist::PendingOp> NcclCommunicator::start_allreduce_sum(std::span<float> buf,
@@ -176,7 +250,8 @@ std::unique_ptr<dist::PendingOp> NcclCommunicator::start_allreduce_sum(std::span
                                                                        std::string what) {
   Event done = make_event();
   enter();
-  CRACKSEG_NCCL_CHECK(ncclAllReduce(buf.data(), buf.data(), buf.size(), ncclFloat32, ncclSum, comm_.get(), stream_.get()));
+  CRACKSEG_NCCL_CHECK(ncclAllReduce(buf.data(), buf.data(), buf.size(), ncclFloat32, ncclSum, comm_, stream_.get()));
+  settle("allreduce enqueue (" + what + ")");
   leave(done.get());
   return std::make_unique<NcclPending>(*this, std::move(keepalive), std::move(done), std::move(what));
 }

@@ -11,6 +11,18 @@
 // Waits have the dist.timeout_s deadline: a blocking float collective waits on its event
 // with the deadline; a PendingOp's wait() likewise; a miss throws CollectiveTimeout (main
 // aborts the job). NCCL's asynchronous errors are checked while waiting.
+//
+// Failure and shutdown (a stuck or failed NCCL must end the job, never hang it):
+//   - the communicator is created non-blocking (ncclCommInitRankConfig, blocking = 0) and
+//     its initialisation, like every later call that answers ncclInProgress (connection
+//     set-up is lazy), is polled through ncclCommGetAsyncError under the same deadline;
+//   - a timeout, an NCCL asynchronous error or a CUDA error while waiting calls
+//     ncclCommAbort BEFORE throwing: the stuck kernels end, and nothing later waits on them;
+//   - the destructor aborts (no ncclCommDestroy, which would flush the stuck operation, and
+//     no stream synchronisation) after an abort or while an exception is unwinding; only a
+//     clean shutdown finalises (ncclCommFinalize, polled under the deadline) and destroys;
+//   - the exception then reaches main(), which MPI_Aborts a multi-rank job, so a failure on
+//     one rank ends every rank instead of leaving its peers to wait out the timeout.
 #pragma once
 #include <mpi.h>
 
@@ -19,6 +31,28 @@
 #include <vector>
 
 #include "kernels/cuda/check.hpp"
+
+// ncclGroupStart .. ncclGroupEnd as a scope: the group is closed on every path (an enqueue
+// that throws in between would otherwise leave NCCL's thread-local group open, and the next
+// collective of any communicator would join it).
+namespace crackseg::cuda {
+class NcclGroup {
+ public:
+  NcclGroup() { CRACKSEG_NCCL_CHECK(ncclGroupStart()); }
+  ~NcclGroup() {
+    if (open_) (void)ncclGroupEnd();
+  }
+  NcclGroup(const NcclGroup&) = delete;
+  NcclGroup& operator=(const NcclGroup&) = delete;
+  void end() {
+    open_ = false;
+    CRACKSEG_NCCL_CHECK(ncclGroupEnd());
+  }
+
+ private:
+  bool open_ = true;
+};
+}  // namespace crackseg::cuda
 #include "src/dist/communicator.hpp"
 
 namespace crackseg::cuda {
@@ -34,7 +68,14 @@ class NcclCommunicator final : public dist::Communicator {
   [[nodiscard]] std::string name() const override { return "nccl"; }
   [[nodiscard]] double timeout_s() const override { return timeout_s_; }
   void set_timeout_s(double t) { timeout_s_ = t; }
-  [[nodiscard]] ncclComm_t get() const { return comm_.get(); }
+  [[nodiscard]] ncclComm_t get() const { return comm_; }
+  // ncclCommAbort now (idempotent, never throws): pending NCCL work is cancelled.
+  void abort() noexcept;
+  [[nodiscard]] bool aborted() const { return aborted_; }
+  // Polls ncclCommGetAsyncError until the communicator is no longer ncclInProgress (a
+  // non-blocking call's background work done): returns on ncclSuccess, aborts and throws on
+  // an error or after the deadline (CollectiveTimeout naming `what`).
+  void settle(const std::string& what);
   [[nodiscard]] cudaStream_t stream() const { return stream_.get(); }
 
   void barrier() override;
@@ -73,7 +114,9 @@ class NcclCommunicator final : public dist::Communicator {
   double timeout_s_ = 600.0;
   MPI_Comm mpi_ = MPI_COMM_NULL;
   Stream stream_;
-  NcclComm comm_;
+  ncclComm_t comm_ = nullptr;  // owned: finalised + destroyed, or aborted (see the header)
+  bool aborted_ = false;
+  int uncaught_at_construction_ = 0;
   Event ready_, done_;
   struct Abandoned {
     std::shared_ptr<void> keepalive;

@@ -1,4 +1,5 @@
 #include <cmath>
+#include <vector>
 
 #include "kernels/cuda/context.hpp"
 #include "kernels/cuda/launch.cuh"
@@ -97,6 +98,33 @@ double sum_of_squares(const float* x, int64_t count) {
   double s = 0;
   for (double h : host) s += h;  // fixed order
   return s;
+}
+
+double sum_of_squares_all(std::span<const float* const> xs, std::span<const int64_t> counts) {
+  if (xs.size() != counts.size()) throw Error("sum_of_squares_all: " + std::to_string(xs.size()) + " arrays, " +
+                                              std::to_string(counts.size()) + " counts");
+  if (xs.empty()) return 0.0;
+  auto& ctx = Context::get();
+  static DevicePtr* partial = new DevicePtr();  // grows to the largest model; never freed
+  static std::vector<double>* host = new std::vector<double>();
+  const std::size_t n = sizeof(double) * kBlocks * xs.size();
+  if (partial->bytes() < n) {
+    ctx.synchronize();  // the old buffer is no longer read by any kernel
+    partial->reserve(n);
+  }
+  for (std::size_t i = 0; i < xs.size(); ++i)
+    k_sumsq<<<kBlocks, kThreads, 0, ctx.stream()>>>(xs[i], counts[i], partial->as<double>() + i * kBlocks);
+  CRACKSEG_CUDA_CHECK_LAUNCH("sum_of_squares_all");
+  host->resize(kBlocks * xs.size());
+  CRACKSEG_CUDA_CHECK(cudaMemcpyAsync(host->data(), partial->get(), n, cudaMemcpyDeviceToHost, ctx.stream()));
+  ctx.synchronize();
+  double total = 0;
+  for (std::size_t i = 0; i < xs.size(); ++i) {  // the same sums in the same order as per-array calls
+    double s = 0;
+    for (int b = 0; b < kBlocks; ++b) s += (*host)[i * kBlocks + static_cast<std::size_t>(b)];
+    total += s;
+  }
+  return total;
 }
 
 }  // namespace crackseg::cuda

@@ -7,6 +7,7 @@
 // ulps, not bit for bit.
 #pragma once
 #include <cstdint>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,6 +36,10 @@ void scale_in_place(float* x, double scale, int64_t count);      // x = float(do
 void clamp_in_place(float* x, float max_abs, int64_t count);     // clip_value
 // Sum of squares in double (gradient norm), fixed reduction order; blocks the host.
 [[nodiscard]] double sum_of_squares(const float* x, int64_t count);
+// Sum over arrays of sum_of_squares(xs[i], counts[i]), the same numbers in the same order,
+// with one device array of partial sums and ONE read back (one host round trip per
+// optimizer step instead of one per parameter tensor).
+[[nodiscard]] double sum_of_squares_all(std::span<const float* const> xs, std::span<const int64_t> counts);
 
 class DeviceOptimizer {
  public:

@@ -1,5 +1,7 @@
 #include "kernels/cuda/tensor_ops.hpp"
 
+#include <array>
+#include <cstring>
 #include <string>
 
 #include "kernels/cuda/context.hpp"
@@ -80,6 +82,43 @@ void copy(const Tensor& src, Tensor& dst) {
   CRACKSEG_CUDA_CHECK(cudaMemcpyAsync(dst.raw(), src.raw(), src.nbytes(), kind, ctx.stream()));
   // Host memory here is pageable and may be freed by the caller right after: finish now.
   if (kind != cudaMemcpyDeviceToDevice) ctx.synchronize();
+}
+
+namespace {
+struct Staging {
+  void* p = nullptr;
+  std::size_t bytes = 0;
+  Event done;  // recorded after the DMA that reads p
+};
+constexpr int kStaging = 4;  // image + target of two micro-batches in flight
+}  // namespace
+
+void upload_async(const Tensor& host, Tensor& dst) {
+  expect_same(host, dst, "cuda::upload_async");
+  if (host.device() != Device::cpu || dst.device() != Device::cuda)
+    throw Error("cuda::upload_async: needs a host source and a cuda destination");
+  if (!same_layout(host, dst))
+    throw Error(std::string("cuda::upload_async: formats differ (") + to_string(host.format()) + " -> " +
+                to_string(dst.format()) + "); use convert_format");
+  auto& ctx = Context::get();
+  static auto* ring = new std::array<Staging, kStaging>();  // pinned memory lives as long as the process
+  static int next = 0;
+  Staging& s = (*ring)[static_cast<std::size_t>(next)];
+  next = (next + 1) % kStaging;
+  const std::size_t n = host.nbytes();
+  if (n == 0) return;
+  if (s.done) CRACKSEG_CUDA_CHECK(cudaEventSynchronize(s.done.get()));  // its last DMA has read it
+  else s.done = make_event();
+  if (s.bytes < n) {
+    if (s.p) CRACKSEG_CUDA_CHECK(cudaFreeHost(s.p));
+    s.p = nullptr;
+    s.bytes = 0;
+    CRACKSEG_CUDA_CHECK(cudaMallocHost(&s.p, n));
+    s.bytes = n;
+  }
+  std::memcpy(s.p, host.raw(), n);
+  CRACKSEG_CUDA_CHECK(cudaMemcpyAsync(dst.raw(), s.p, n, cudaMemcpyHostToDevice, ctx.stream()));
+  CRACKSEG_CUDA_CHECK(cudaEventRecord(s.done.get(), ctx.stream()));
 }
 
 Tensor to_device(const Tensor& host) {

@@ -17,6 +17,12 @@ namespace crackseg::cuda {
 [[nodiscard]] Tensor to_host(const Tensor& device);
 // dst <- src for any device pair; same dims, dtype and layout (same_layout).
 void copy(const Tensor& src, Tensor& dst);
+// Host -> device without draining the stream: the host data is copied into one of a small
+// ring of pinned staging buffers (the host may reuse or free `host` on return) and the DMA
+// is enqueued on the compute stream; the host goes on (e.g. reads the next batch) while the
+// device works. A staging buffer is reused only after its previous copy has completed.
+// Same checks as copy(); host f32/any dtype, dst a device tensor.
+void upload_async(const Tensor& host, Tensor& dst);
 void zero(Tensor& t);              // any dtype, device or host
 void fill(Tensor& t, float value);  // f32 device tensor
 void accumulate(Tensor& dst, const Tensor& src);  // dst += src, f32 device, same dims

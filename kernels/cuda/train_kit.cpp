@@ -24,7 +24,7 @@ class CudaStepLoss final : public train::StepLoss {
     if (!target_.defined() || target_.dims() != target.dims() || target_.format() != target.format() ||
         target_.dtype() != target.dtype())
       target_ = Tensor::empty(target.dims(), target.dtype(), target.format(), Device::cuda);
-    copy(target, target_);
+    upload_async(target, target_);  // pinned staging: the stream is not drained per batch
     return loss_.forward_backward(logits, target_, dlogits, grad_scale);
   }
 
@@ -91,7 +91,14 @@ class CudaKit final : public train::DeviceKit {
 void register_cuda_training() {
   train::register_device_kit("cuda", [](const nlohmann::json& cfg) {
     CudaOptions o = Context::get().options();
-    o.deterministic = cfg.at("train").at("determinism").get<std::string>() == "bitwise";
+    const auto& train = cfg.at("train");
+    o.deterministic = train.at("determinism").get<std::string>() == "bitwise";
+    // train.precision: absent in configs resolved before the key existed (fp32 then).
+    o.tf32 = train.contains("precision") && train.at("precision").get<std::string>() == "tf32";
+    if (o.tf32 && o.deterministic)
+      throw InputError("train.precision = \"tf32\" with train.determinism = \"bitwise\": TF32 products depend on "
+                       "the algorithm cuDNN picks, which bitwise mode cannot promise; use precision = \"fp32\" "
+                       "or determinism = \"fast\"");
     Context::get().set_options(o);
     return std::make_unique<CudaKit>();
   });

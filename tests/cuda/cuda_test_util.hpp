@@ -3,11 +3,15 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <mpi.h>
+
 #include <cmath>
+#include <set>
 #include <string>
 
 #include "kernels/cuda/device.hpp"
 #include "kernels/cuda/tensor_ops.hpp"
+#include "src/core/node_rank.hpp"
 #include "src/core/rng.hpp"
 #include "src/tensor/tensor.hpp"
 
@@ -17,6 +21,26 @@
   } while (0)
 
 namespace crackseg::test {
+
+// True on every rank when each rank of `comm` drives a GPU no other rank drives: the device
+// each picks (node-local rank % visible devices, as cuda::Context does) has a UUID no other
+// rank's has. Per-task binding (every rank sees one GPU, a different one) counts; ranks
+// sharing one GPU (NCCL refuses that) do not. Collective.
+inline bool every_rank_has_its_own_gpu(MPI_Comm comm) {
+  const int n = cuda::cuda_device_count();
+  std::string uuid = n > 0 ? cuda::cuda_device_uuid(device_for_local_rank(process_local_rank(), n)) : "";
+  uuid.resize(32, '\0');
+  int size = 1;
+  MPI_Comm_size(comm, &size);
+  std::string all(32 * static_cast<std::size_t>(size), '\0');
+  MPI_Allgather(uuid.data(), 32, MPI_CHAR, all.data(), 32, MPI_CHAR, comm);
+  std::set<std::string> seen;
+  for (int r = 0; r < size; ++r) {
+    const std::string u = all.substr(32 * static_cast<std::size_t>(r), 32);
+    if (u == std::string(32, '\0') || !seen.insert(u).second) return false;
+  }
+  return true;
+}
 
 // Uniform in [lo, hi), a pure function of (seed, index): reproducible data.
 inline Tensor random_host(const Dims& dims, uint64_t seed, float lo = -1.0f, float hi = 1.0f,

@@ -7,6 +7,7 @@
 #include "kernels/cuda/backend.hpp"
 #include "kernels/cuda/check.hpp"
 #include "kernels/cuda/device.hpp"
+#include "src/core/node_rank.hpp"
 
 using namespace crackseg;
 
@@ -86,11 +87,11 @@ TEST(CudaDevice, AskingForCudaWithoutADeviceIsAClearError) {
   EXPECT_NE(msg.find("no CUDA device is visible"), std::string::npos) << msg;
 }
 
-TEST(CudaDevice, LocalRankComesFromTheLauncher) {
+TEST(CudaDevice, LocalRankComesFromMpiNotTheLauncher) {
+  // Runtime recorded the MPI_COMM_TYPE_SHARED rank; a launcher variable cannot override it
+  // (tests/integration/test_node_rank.cpp covers the variables used before MPI).
+  ASSERT_TRUE(process_node_rank().has_value());
   setenv("OMPI_COMM_WORLD_LOCAL_RANK", "3", 1);
-  EXPECT_EQ(cuda::local_rank_from_env(), 3);
+  EXPECT_EQ(cuda::local_rank_from_env(), process_node_rank()->local_rank);
   unsetenv("OMPI_COMM_WORLD_LOCAL_RANK");
-  setenv("SLURM_LOCALID", "2", 1);
-  EXPECT_EQ(cuda::local_rank_from_env(), 2);
-  unsetenv("SLURM_LOCALID");
 }
