@@ -2,6 +2,7 @@
 // binary mask (<stem>_pred_mask.png, never a ground-truth name) and overlay PNGs per image,
 // any size and format; metrics when masks are given.
 #include <cstdio>
+#include <map>
 #include <fstream>
 
 
@@ -21,7 +22,25 @@ struct Opts {
   std::vector<std::string> images;
   double threshold = -1;
   int tile = 0;
+  bool npy = false;
 } opts;
+
+// (H, W) float32 probabilities as a NumPy .npy file (format 1.0), for exact comparisons
+// (the PNG is 8-bit): scripts/export_onnx.py checks exported models against it.
+void write_npy(const std::filesystem::path& path, const std::vector<float>& v, int H, int W) {
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(H) + ", " +
+                       std::to_string(W) + "), }";
+  const size_t unpadded = 10 + header.size() + 1;  // magic, version, length, header, '\n'
+  header += std::string((64 - unpadded % 64) % 64, ' ') + "\n";
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  const uint16_t len = static_cast<uint16_t>(header.size());
+  out.write("\x93NUMPY\x01\x00", 8);
+  const char le[2] = {static_cast<char>(len & 0xff), static_cast<char>(len >> 8)};
+  out.write(le, 2);
+  out.write(header.data(), static_cast<std::streamsize>(header.size()));
+  out.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(float)));
+  if (!out.flush()) throw crackseg::Error("cannot write " + path.string());
+}
 
 std::filesystem::path find_mask(const std::filesystem::path& image) {
   if (opts.mask_dir.empty()) return {};
@@ -66,6 +85,13 @@ int run() {
   if (opts.tile > 0) io_opt.tile = opts.tile;
   if (!opts.patch_mode.empty()) io_opt.patch_mode = opts.patch_mode;
   train::Predictor predictor(*loaded.model, io_opt);
+  // Outputs are named by stem: a.png, a.jpg and sub/a.png would overwrite each other.
+  std::map<std::string, std::string> by_stem;
+  for (const auto& p : opts.images)
+    if (auto [it, fresh] = by_stem.emplace(std::filesystem::path(p).stem().string(), p); !fresh)
+      throw InputError("predict: " + it->second + " and " + p + " would both write " +
+                       (std::filesystem::path(opts.out) / it->first).string() +
+                       "_*.png; predict them into different --out folders");
   std::filesystem::create_directories(opts.out);
   MetricLayout layout;
   layout.num_images = static_cast<int64_t>(opts.images.size());
@@ -85,6 +111,7 @@ int run() {
         std::span<const uint8_t>(rgb.data, rgb.total() * 3), prob, H, W, thr);
     const auto base = std::filesystem::path(opts.out) / path.stem();
     io::save_prediction(base, pi, H, W);
+    if (opts.npy) write_npy(base.string() + "_prob.npy", prob, H, W);
     const auto& mask = pi.mask;
     std::string line = path.filename().string() + ": " + std::to_string(W) + "x" + std::to_string(H) + ", crack " +
                        std::to_string(100.0 * std::count(mask.begin(), mask.end(), 1) / mask.size()) + "%";
@@ -129,6 +156,7 @@ crackseg::cli::CommandRegistration reg{{
           app.add_option("--patch-mode", opts.patch_mode, "patch CNN: auto | dense | patch (default: eval.patch_mode)")
               ->check(CLI::IsMember({"auto", "dense", "patch"}));
           app.add_option("--backend", opts.backend, "reference | onednn | cuda | auto")->capture_default_str();
+          app.add_flag("--save-npy", opts.npy, "also write the float32 probabilities as <stem>_prob.npy");
         },
     .run = run,
     .needs_mpi = false,
