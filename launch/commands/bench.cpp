@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "launch/command.hpp"
+#include "src/train/replicas.hpp"
 #include "src/core/error.hpp"
 #include "src/core/rng.hpp"
 #include "src/graph/layer.hpp"
@@ -44,6 +45,7 @@ struct Opts {
   int warmup = 2;
   int threads = 0;
   std::string backend = "onednn";
+  std::string parallel = "intra";
 } opts;
 
 struct BenchCase {
@@ -128,7 +130,81 @@ Tensor random_input(const Dims& d, uint64_t purpose_offset, bool binary) {
   return t;
 }
 
+// The loss a model replica uses (train::Replicas drives the trainer's StepLoss interface).
+class BenchLoss final : public train::StepLoss {
+ public:
+  LossOutput forward_backward(const Tensor& logits, const Tensor& target, Tensor& dlogits, double scale) override {
+    return loss_->forward_backward(logits, target, dlogits, scale);
+  }
+
+ private:
+  std::unique_ptr<Loss> loss_ = make_loss({{"name", "bce"}});
+};
+
+// --parallel batch: the batch is cut into one micro-batch per thread, each computed on its own
+// model replica by one thread (train.parallel = "batch", src/train/replicas.hpp); the
+// gradients are summed into the master model, which takes the Adam step.
+CaseResult run_case_batch_parallel(const BenchCase& c, Backend& backend, double peak, double peak_per_cpu_s) {
+  reset_peak_rss();
+  const int T = omp_get_max_threads();
+  if (c.batch % T != 0)
+    throw InputError("--parallel batch: case " + c.name + " has batch " + std::to_string(c.batch) +
+                     ", not a multiple of the " + std::to_string(T) + " threads");
+  const int64_t mb = c.batch / T;
+  auto m = build_model(c.model);
+  m->graph.instantiate(backend, 126);
+  auto opt = make_optimizer(nlohmann::json{{"name", "adam"}, {"lr", 1e-4}}, m->graph.params());
+  std::vector<Param*> params = m->graph.params();
+  train::Replicas reps(T, backend.name(), c.model, 126, [] { return std::make_unique<BenchLoss>(); });
+  reps.copy_params_from(m->graph);
+  const Dims out_dims = m->output_dims(mb, c.size, c.size);
+  for (int j = 0; j < T; ++j) {
+    train::Batch& b = reps.batch(j);
+    b.images = random_input({mb, m->in_channels, c.size, c.size}, 1 + 2 * static_cast<uint64_t>(j), false);
+    b.targets = random_input(out_dims, 2 + 2 * static_cast<uint64_t>(j), true);
+    for (int64_t i = 0; i < mb; ++i) b.sample_ids.push_back(static_cast<uint64_t>(j * mb + i));
+  }
+  std::vector<double> times;
+  double loss_first = 0, loss_last = 0, cpu_timed = 0;
+  for (int s = 0; s < opts.warmup + opts.steps; ++s) {
+    const auto t0 = Clock::now();
+    const double c0 = cpu_seconds();
+    opt->zero_grad();
+    const std::vector<double> losses = reps.run(T, 126, 0, 1.0 / T);
+    for (int j = 0; j < T; ++j)
+      for (std::size_t i = 0; i < params.size(); ++i) {
+        backend.accumulate(params[i]->grad, reps.params(j)[i]->grad);
+        reps.params(j)[i]->grad.zero_();
+      }
+    (void)opt->step();
+    m->graph.mark_params_changed();
+    reps.copy_params_from(m->graph);
+    const double dt = seconds_since(t0);
+    double l = 0;
+    for (double v : losses) l += v / T;
+    if (s == 0) loss_first = l;
+    loss_last = l;
+    if (s >= opts.warmup) times.push_back(dt), cpu_timed += cpu_seconds() - c0;
+  }
+  CaseResult r;
+  r.name = c.name;
+  r.params = m->graph.num_params();
+  const double step = median(times);
+  r.step_ms = step * 1e3;
+  r.samples_per_s = static_cast<double>(c.batch) / step;
+  r.gflop_per_sample = 2.0 * 3.0 * m->graph.forward_macs_per_sample({m->in_channels, c.size, c.size}) / 1e9;
+  r.gflops = r.gflop_per_sample * r.samples_per_s;
+  r.pct_peak = 100.0 * r.gflops / peak;
+  r.cpu_s_per_step = cpu_timed / opts.steps;
+  r.pct_peak_cpu = 100.0 * (r.gflop_per_sample * static_cast<double>(c.batch) / r.cpu_s_per_step) / peak_per_cpu_s;
+  r.peak_rss_mb = peak_rss_mb();
+  r.loss_first = loss_first;
+  r.loss_last = loss_last;
+  return r;
+}
+
 CaseResult run_case(const BenchCase& c, Backend& backend, double peak, double peak_per_cpu_s) {
+  if (opts.parallel == "batch") return run_case_batch_parallel(c, backend, peak, peak_per_cpu_s);
   reset_peak_rss();
   auto m = build_model(c.model);
   const Dims out_dims = m->output_dims(c.batch, c.size, c.size);
@@ -200,8 +276,8 @@ int run() {
   const double peak = sgemm_peak_gflops(2048, 3, peak_per_cpu_s);
   if (!opts.json)
     std::printf("FP32 sgemm peak (dnnl_sgemm 2048^3, %d threads): %.1f GFLOP/s (%.1f GFLOP per CPU-s); backend %s; "
-                "median of %d steps\n",
-                threads, peak, peak_per_cpu_s, backend->name().c_str(), opts.steps);
+                "median of %d steps; parallel %s\n",
+                threads, peak, peak_per_cpu_s, backend->name().c_str(), opts.steps, opts.parallel.c_str());
   if (!opts.json)
     std::printf("%-11s %6s %9s %11s %10s %9s %8s %9s %11s\n", "case", "batch", "step ms", "samples/s", "GFLOP/smp",
                 "GFLOP/s", "% peak", "% peak/cpu", "peak RSS MB");
@@ -222,6 +298,7 @@ int run() {
                                 {"cpu_s_per_step", r.cpu_s_per_step},
                                 {"sgemm_gflop_per_cpu_s", peak_per_cpu_s},
                                 {"threads", threads},
+                                {"parallel", opts.parallel},
                                 {"backend", backend->name()},
                                 {"steps", opts.steps},
                                 {"params", r.params},
@@ -258,6 +335,11 @@ crackseg::cli::CommandRegistration reg{{
               ->capture_default_str()
               ->check(CLI::NonNegativeNumber);
           app.add_option("--backend", opts.backend, "layer backend (onednn; reference is slow)")->capture_default_str();
+          app.add_option("--parallel", opts.parallel,
+                         "intra = all threads inside each kernel; batch = one micro-batch per thread on model "
+                         "replicas (train.parallel = batch; the batch must be a multiple of the threads)")
+              ->capture_default_str()
+              ->check(CLI::IsMember({"intra", "batch"}));
         },
     .run = run,
     .needs_mpi = false,
