@@ -70,9 +70,6 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   const auto t_start = Clock::now();
   const nlohmann::json& cfg = rc.values;
   const auto& tr = cfg.at("train");
-  // Loss vs model, input size vs data.crop, data.path, evaluation splits, eval.threshold: one
-  // clear error before anything is built.
-  check_run_config(cfg);
   const int R = comm.size(), rank = comm.rank();
   const bool lead = rank == 0;
   const uint64_t seed = tr.at("seed").get<uint64_t>();
@@ -93,6 +90,10 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   // Loss, optimizer and gradient sync for the device the backend runs on (before the layers
   // exist: a device kit may set the device's numerics from train.determinism).
   TrainDevice device(*backend, cfg);
+  // Loss vs model, input size vs data.crop, data.path, evaluation splits, eval.threshold: one
+  // clear error before the model or the data is touched (after the device: a CUDA run on a
+  // build without CUDA says so first).
+  check_run_config(cfg);
   std::unique_ptr<Model> model = build_model(cfg.at("model"));
   const bool patches = model->output == Model::Output::patch;
   io::DatasetFile dataset(cfg.at("data").at("path").get<std::string>());
