@@ -1,5 +1,5 @@
 // ctest-labels: integration train export
-// ctest-timeout: 600
+// ctest-timeout: 900
 // scripts/export_onnx.py for every model family: a model trains a few steps (so batchnorm's
 // running statistics are not the initial ones), the script rebuilds it in PyTorch from
 // checkpoint.h5 with the same parameter names, exports ONNX, and checks both against
@@ -25,10 +25,14 @@ fs::path venv_python() {
   return venv / "bin" / "python";
 }
 
+// Asked once per process: importing torch takes seconds.
 bool have_torch(const fs::path& py) {
-  if (!fs::exists(py)) return false;
-  const std::string cmd = py.string() + " -c 'import torch, onnx, onnxruntime, h5py, numpy, PIL' >/dev/null 2>&1";
-  return std::system(cmd.c_str()) == 0;
+  static const bool have = [&] {
+    if (!fs::exists(py)) return false;
+    const std::string cmd = py.string() + " -c 'import torch, onnx, onnxruntime, h5py, numpy, PIL' >/dev/null 2>&1";
+    return std::system(cmd.c_str()) == 0;
+  }();
+  return have;
 }
 
 test::CmdResult run_shell(const std::string& cmd) {
