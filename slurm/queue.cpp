@@ -271,7 +271,7 @@ std::vector<TaskStatus> sweep_status(const fs::path& dir, int log_lines) {
         } else if (js != "COMPLETED" || st.state == TaskState::failed || st.state == TaskState::missing) {
           st.state = TaskState::failed;
           st.slurm_state = js;
-          if (!st.exit_code && f.count("ExitCode")) st.exit_code = std::stoi(f.at("ExitCode"));
+          if (!st.exit_code && f.count("ExitCode")) st.exit_code = slurm_exit_code(f.at("ExitCode"));
         }
       }
       if (st.state == TaskState::failed) {
@@ -283,6 +283,17 @@ std::vector<TaskStatus> sweep_status(const fs::path& dir, int log_lines) {
     out.push_back(std::move(st));
   }
   return out;
+}
+
+int slurm_exit_code(const std::string& exit_code) {
+  const auto colon = exit_code.find(':');
+  try {
+    const int code = std::stoi(exit_code.substr(0, colon));
+    const int sig = colon == std::string::npos ? 0 : std::stoi(exit_code.substr(colon + 1));
+    return sig != 0 ? 128 + sig : code;
+  } catch (const std::exception&) {
+    return -1;  // not "N:M": shown as -1 rather than a plausible-looking 0
+  }
 }
 
 void print_status(const std::vector<TaskStatus>& st, std::ostream& os) {

@@ -46,6 +46,10 @@ std::vector<Submission> submit_tasks(const std::filesystem::path& dir, const Swe
 enum class TaskState { done, running, pending, failed, missing };
 [[nodiscard]] const char* state_name(TaskState s);
 
+// SLURM's ExitCode "code:signal" as a shell would report it: 128 + signal for a task ended by
+// a signal ("0:15" -> 143, not 0), else the code.
+[[nodiscard]] int slurm_exit_code(const std::string& exit_code);
+
 struct TaskStatus {
   ManifestTask task;
   TaskState state = TaskState::missing;

@@ -5,8 +5,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <map>
 #include <set>
+#include <sstream>
 #include <toml.hpp>
 
 #include "src/core/error.hpp"
@@ -272,8 +274,15 @@ SweepSpec load_sweep(const fs::path& file_in, bool reduced, const fs::path& out_
     check_word(file, "resources.time", R.time);
     check_word(file, "resources.partition", R.partition);
     check_word(file, "resources.account", R.account);
-    for (const auto& e : R.extra_sbatch)
+    for (const auto& e : R.extra_sbatch) {
       if (e.rfind("-", 0) != 0 || has_control(e)) bad(file, "resources.extra_sbatch", "'" + e + "': each entry is one sbatch option starting with '-', on one line");
+      // sbatch splits #SBATCH lines at whitespace: "--opt=value" or "--opt value", nothing more.
+      std::istringstream words(e);
+      std::vector<std::string> w{std::istream_iterator<std::string>(words), std::istream_iterator<std::string>()};
+      if (w.size() > 2 || (w.size() == 2 && (w[0].find('=') != std::string::npos || w[1].rfind("-", 0) == 0)))
+        bad(file, "resources.extra_sbatch", "'" + e + "': sbatch would split this at its spaces; give one option "
+                                            "as \"--opt=value\" (values cannot contain spaces in #SBATCH lines)");
+    }
     for (const auto& m : R.modules)
       if (m.empty() || has_control(m)) bad(file, "resources.modules", "module names are non-empty single lines");
   }

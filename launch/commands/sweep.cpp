@@ -2,8 +2,11 @@
 // jobs (slurm/). Each task runs `srun crackseg train BASE.toml --task MANIFEST:ID`.
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <memory>
 #include <thread>
 
@@ -44,7 +47,20 @@ fs::path self_exe() {
 
 // A task's identity: the hash of its resolved config (base file contents, defaults, the
 // task's overrides and seed), without train.out (the task folder follows from the identity).
+// A sweep with its own `trainer` may use keys crackseg does not know: its identity hashes the
+// base file's bytes with the task's overrides and seed instead.
 crackseg::sweep::TaskIdentity resolved_identity(const SweepSpec& spec) {
+  if (!spec.trainer.empty()) {
+    std::ifstream in(spec.base_config, std::ios::binary);
+    std::string base_bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return [base_bytes](const std::vector<std::string>& overrides) {
+      auto sorted = overrides;
+      std::sort(sorted.begin(), sorted.end());
+      std::string text = base_bytes;
+      for (const auto& ov : sorted) text += '\xff' + ov;
+      return crackseg::config::hex16(crackseg::config::fnv1a64(text));
+    };
+  }
   return [base = spec.base_config](const std::vector<std::string>& overrides) {
     try {
       auto values = crackseg::config::load_run_config(base, overrides).values;

@@ -110,6 +110,14 @@ TrainState load_train_state(const std::filesystem::path& path, const config::Res
   c.buffers = named(model.graph.buffers());
   c.optim = named(opt.state());
   checkpoint::read_checkpoint(path, c);
+  // A checkpoint with NaN/Inf weights cannot be a resume point (a divergence would then name
+  // it as the "last good checkpoint").
+  for (const auto& [name, t] : c.params)
+    if (t.device() == Device::cpu && t.dtype() == DType::f32)
+      for (const float v : t.span<float>())
+        if (!std::isfinite(v))
+          throw InputError("checkpoint " + path.string() + ": parameter " + name +
+                           " holds NaN/Inf values; it cannot be resumed (remove it or pass --no-resume)");
   model.graph.mark_params_changed();
   opt.set_step_count(c.optim_step);
   TrainState st;

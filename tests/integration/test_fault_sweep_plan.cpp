@@ -95,3 +95,18 @@ TEST(FaultSweepPlan, ChangingTheBaseFileMakesNewTasks) {
   }
   EXPECT_NE(again.output.find("0 already done"), std::string::npos) << again.output;
 }
+
+// Issue 12 item 10: an extra_sbatch entry that sbatch would split at its spaces fails at
+// `plan`, naming it, instead of at `submit`.
+TEST(FaultSweepPlan, ExtraSbatchWithSpacesIsRefusedAtPlan) {
+  test::TempDir tmp;
+  write(tmp / "base.toml", kBase);
+  const std::string head = "name = \"s\"\nbase = \"base.toml\"\nout = \"out\"\nseeds = [1]\n[grid]\n\"optim.lr\" = [1e-3]\n";
+  write(tmp / "sweep.toml", head + "[resources]\nextra_sbatch = [\"--comment=two words\"]\n");
+  auto p = plan(tmp, "bad");
+  EXPECT_EQ(p.code, 2) << p.output;
+  EXPECT_NE(p.output.find("--comment=two words"), std::string::npos) << p.output;
+  write(tmp / "sweep.toml", head + "[resources]\nextra_sbatch = [\"--mem 16G\", \"--exclusive\"]\n");
+  p = plan(tmp, "good");
+  EXPECT_EQ(p.code, 0) << p.output;
+}

@@ -5,6 +5,7 @@
 // train.epochs = 0 is refused instead of "training" nothing and exiting 0.
 #include <gtest/gtest.h>
 
+#include "slurm/queue.hpp"
 #include "src/config/config.hpp"
 #include "src/core/error.hpp"
 
@@ -54,4 +55,13 @@ TEST(FaultConfig, AnIntegerBeyond64BitsIsRefused) {
       EXPECT_NE(std::string(e.what()).find("seed"), std::string::npos) << e.what();
     }
   }
+}
+
+// Issue 12 item 10: `sweep status` showed "failed, exit 0, CANCELLED" for a signalled task.
+TEST(FaultConfig, SlurmExitCodeOfASignalledTaskIsNotZero) {
+  EXPECT_EQ(sweep::slurm_exit_code("0:15"), 143);
+  EXPECT_EQ(sweep::slurm_exit_code("0:9"), 137);
+  EXPECT_EQ(sweep::slurm_exit_code("75:0"), 75);
+  EXPECT_EQ(sweep::slurm_exit_code("0:0"), 0);
+  EXPECT_EQ(sweep::slurm_exit_code("junk"), -1);
 }
