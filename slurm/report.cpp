@@ -465,7 +465,7 @@ int decimals_of(const std::string& column) {
 // "mean ± std [lo, hi]" (n >= 2) or "mean" (n = 1), with `pm` as the ± sign.
 std::string stat_cell(const Stat& s, int dec, const std::string& pm) {
   char buf[160];
-  if (s.n >= 2 && s.std > 0)
+  if (s.n >= 2 && s.std > 1e-12 * std::max(1.0, std::fabs(s.mean)))  // not rounding noise of equal values
     std::snprintf(buf, sizeof buf, "%.*f%s%.*f [%.*f, %.*f]", dec, s.mean, pm.c_str(), dec, s.std, dec,
                   s.mean - s.ci95, dec, s.mean + s.ci95);
   else
