@@ -228,8 +228,8 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
       optimizer->set_lr(schedule->lr_at_step(state.global_step, state.epoch));
       double step_loss = 0;
       const auto ran_out = [&] {
-        return Error("training data ran out in epoch " + std::to_string(state.epoch) + " step " +
-                     std::to_string(state.step_in_epoch));
+        return Error("training data ran out in epoch " + std::to_string(state.epoch + 1) + " step " +
+                     std::to_string(state.step_in_epoch + 1));
       };
       // Micro-batch parallel: rounds of up to T micro-batches, one per replica; gradients and
       // batch statistics are filed per micro-batch under its global index k * R + rank.
@@ -277,9 +277,9 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
       // Gradients are identical on every rank after the sync, so every rank decides alike.
       const StepInfo si = std::isfinite(loss_sum) ? optimizer->step() : StepInfo{NAN, false};
       if (!si.applied) {
-        throw DivergedError("training diverged (NaN/Inf loss or gradient) at epoch " + std::to_string(state.epoch) +
-                            " step " + std::to_string(state.step_in_epoch) + " (global step " +
-                            std::to_string(state.global_step) + "); last good checkpoint: " +
+        throw DivergedError("training diverged (NaN/Inf loss or gradient) at epoch " + std::to_string(state.epoch + 1) +
+                            " step " + std::to_string(state.step_in_epoch + 1) + " (global step " +
+                            std::to_string(state.global_step + 1) + ", counted from 1 as in the log); last good checkpoint: " +
                             (std::filesystem::exists(ckpt_path) ? ckpt_path.string() : std::string("none")));
       }
       model->graph.mark_params_changed();
