@@ -69,16 +69,20 @@ class DatasetFile {
   // The open file id, for code that reads extra attributes (e.g. `crackseg info`).
   [[nodiscard]] hid_t file_id() const { return file_.get(); }
 
+  // How a sample's chunk may be read without HDF5's filter pipeline: not at all, stored as is
+  // (no filters), or deflated unless the chunk's filter mask says deflate was skipped.
+  enum class RawChunks : uint8_t { none, plain, deflate };
+
  private:
   // Reads sample `index` of a [N, ...] uint8 dataset chunked one sample per chunk: the raw
   // chunk is fetched under the HDF5 lock and inflated outside it when the only filter is
   // deflate; otherwise a plain hyperslab H5Dread.
-  void read_sample(const h5::Dataset& d, bool raw_ok, uint32_t index, uint8_t* dst, size_t bytes) const;
+  void read_sample(const h5::Dataset& d, RawChunks raw, uint32_t index, uint8_t* dst, size_t bytes) const;
 
   std::filesystem::path path_;
   h5::File file_;
   h5::Dataset images_, masks_;
-  bool images_raw_ = false, masks_raw_ = false;
+  RawChunks images_raw_ = RawChunks::none, masks_raw_ = RawChunks::none;
   uint32_t count_ = 0;
   int height_ = 0, width_ = 0;
   std::vector<std::string> names_, sources_;

@@ -33,26 +33,27 @@ std::string dims_text(const std::vector<hsize_t>& dims) {
   return s + "]";
 }
 
-// True when the dataset is chunked one sample per chunk with deflate as its only filter, so
-// raw chunks can be fetched and inflated outside the HDF5 lock.
-bool raw_chunk_readable(const h5::Dataset& d, const std::vector<hsize_t>& dims) {
+// plain / deflate when the dataset is chunked one sample per chunk with no filter or deflate
+// as its only filter, so raw chunks can be fetched (and inflated) outside the HDF5 lock.
+DatasetFile::RawChunks raw_chunk_readable(const h5::Dataset& d, const std::vector<hsize_t>& dims) {
+  using R = DatasetFile::RawChunks;
   h5::PropList dcpl{CRACKSEG_H5_CHECK(H5Dget_create_plist(d.get()))};
-  if (CRACKSEG_H5_CHECK(H5Pget_layout(dcpl.get())) != H5D_CHUNKED) return false;
+  if (CRACKSEG_H5_CHECK(H5Pget_layout(dcpl.get())) != H5D_CHUNKED) return R::none;
   std::vector<hsize_t> chunk(dims.size());
   CRACKSEG_H5_CHECK(H5Pget_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()));
-  if (chunk[0] != 1) return false;
+  if (chunk[0] != 1) return R::none;
   for (size_t i = 1; i < dims.size(); ++i)
-    if (chunk[i] != dims[i]) return false;
+    if (chunk[i] != dims[i]) return R::none;
   const int nfilters = CRACKSEG_H5_CHECK(H5Pget_nfilters(dcpl.get()));
-  if (nfilters == 0) return true;
-  if (nfilters != 1) return false;
+  if (nfilters == 0) return R::plain;
+  if (nfilters != 1) return R::none;
   unsigned flags = 0;
   size_t nelmts = 0;
   unsigned cd[8];
   unsigned config = 0;
   const H5Z_filter_t f = CRACKSEG_H5_CHECK(
       H5Pget_filter2(dcpl.get(), 0, &flags, &nelmts, cd, 0, nullptr, &config));
-  return f == H5Z_FILTER_DEFLATE;
+  return f == H5Z_FILTER_DEFLATE ? R::deflate : R::none;
 }
 
 }  // namespace
@@ -129,13 +130,13 @@ double DatasetFile::crack_fraction(std::string_view split) const {
   return h5::read_double_attribute(file_.get(), key);
 }
 
-void DatasetFile::read_sample(const h5::Dataset& d, bool raw_ok, uint32_t index, uint8_t* dst,
+void DatasetFile::read_sample(const h5::Dataset& d, RawChunks raw_kind, uint32_t index, uint8_t* dst,
                               size_t bytes) const {
   if (index >= count_)
     throw Error("sample index " + std::to_string(index) + " out of range: " + path_.string() + " holds " +
                 std::to_string(count_) + " samples");
   hsize_t start[4] = {index, 0, 0, 0};
-  if (raw_ok) {
+  if (raw_kind != RawChunks::none) {
     thread_local std::vector<uint8_t> raw;
     uint32_t filter_mask = 0;
     hsize_t stored = 0;
@@ -148,9 +149,11 @@ void DatasetFile::read_sample(const h5::Dataset& d, bool raw_ok, uint32_t index,
       }
     }
     if (stored > 0) {
-      // Bit 0 of the mask set = the deflate filter was skipped for this chunk (stored raw).
+      // Bit 0 of the mask set = the deflate filter was skipped for this chunk (stored raw). A
+      // deflated chunk can happen to be exactly as long as the sample (tiny images), so its
+      // size says nothing.
       uLongf out_len = static_cast<uLongf>(bytes);
-      if ((filter_mask & 1u) != 0 || stored == bytes) {
+      if (raw_kind == RawChunks::plain || (filter_mask & 1u) != 0) {
         if (stored != bytes)
           throw Error("chunk " + std::to_string(index) + " of " + h5::object_name(d.get()) + " in " +
                       path_.string() + " has " + std::to_string(stored) + " bytes, expected " +

@@ -1,5 +1,7 @@
 #include "src/train/train_state.hpp"
 
+#include "src/config/schema.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -45,8 +47,16 @@ void check_resumable(const std::filesystem::path& path, const nlohmann::json& sa
     if (!s->is_object()) continue;
     for (auto k = s->begin(); k != s->end(); ++k) {
       if (resume_may_differ(s.key(), k.key())) continue;
-      const nlohmann::json old = saved.contains(s.key()) && saved[s.key()].contains(k.key()) ? saved[s.key()][k.key()]
-                                                                                                : nlohmann::json();
+      nlohmann::json old;
+      if (saved.contains(s.key()) && saved[s.key()].contains(k.key())) {
+        old = saved[s.key()][k.key()];
+      } else {
+        // A key added after the checkpoint was written: it ran with that key's default.
+        static const config::Schema schema = config::Schema::standard();
+        if (const auto* sec = schema.find(s.key()))
+          for (const auto& spec : sec->keys)
+            if (spec.key == k.key()) old = spec.default_value;
+      }
       if (old != *k)
         throw InputError("cannot resume from " + path.string() + ": its config has " + s.key() + "." + k.key() + "=" +
                          old.dump() + " but this run has " + k->dump() +
