@@ -130,6 +130,26 @@ Tensor random_input(const Dims& d, uint64_t purpose_offset, bool binary) {
   return t;
 }
 
+// The figures of one case from its timed steps (median step time, CPU time, peak RSS).
+CaseResult summarize(const BenchCase& c, Model& m, const std::vector<double>& times, double cpu_timed,
+                     double loss_first, double loss_last, double peak, double peak_per_cpu_s) {
+  CaseResult r;
+  r.name = c.name;
+  r.params = m.graph.num_params();
+  const double step = median(times);
+  r.step_ms = step * 1e3;
+  r.samples_per_s = static_cast<double>(c.batch) / step;
+  r.gflop_per_sample = 2.0 * 3.0 * m.graph.forward_macs_per_sample({m.in_channels, c.size, c.size}) / 1e9;
+  r.gflops = r.gflop_per_sample * r.samples_per_s;
+  r.pct_peak = 100.0 * r.gflops / peak;
+  r.cpu_s_per_step = cpu_timed / opts.steps;
+  r.pct_peak_cpu = 100.0 * (r.gflop_per_sample * static_cast<double>(c.batch) / r.cpu_s_per_step) / peak_per_cpu_s;
+  r.peak_rss_mb = peak_rss_mb();
+  r.loss_first = loss_first;
+  r.loss_last = loss_last;
+  return r;
+}
+
 // The loss a model replica uses (train::Replicas drives the trainer's StepLoss interface).
 class BenchLoss final : public train::StepLoss {
  public:
@@ -186,21 +206,7 @@ CaseResult run_case_batch_parallel(const BenchCase& c, Backend& backend, double 
     loss_last = l;
     if (s >= opts.warmup) times.push_back(dt), cpu_timed += cpu_seconds() - c0;
   }
-  CaseResult r;
-  r.name = c.name;
-  r.params = m->graph.num_params();
-  const double step = median(times);
-  r.step_ms = step * 1e3;
-  r.samples_per_s = static_cast<double>(c.batch) / step;
-  r.gflop_per_sample = 2.0 * 3.0 * m->graph.forward_macs_per_sample({m->in_channels, c.size, c.size}) / 1e9;
-  r.gflops = r.gflop_per_sample * r.samples_per_s;
-  r.pct_peak = 100.0 * r.gflops / peak;
-  r.cpu_s_per_step = cpu_timed / opts.steps;
-  r.pct_peak_cpu = 100.0 * (r.gflop_per_sample * static_cast<double>(c.batch) / r.cpu_s_per_step) / peak_per_cpu_s;
-  r.peak_rss_mb = peak_rss_mb();
-  r.loss_first = loss_first;
-  r.loss_last = loss_last;
-  return r;
+  return summarize(c, *m, times, cpu_timed, loss_first, loss_last, peak, peak_per_cpu_s);
 }
 
 CaseResult run_case(const BenchCase& c, Backend& backend, double peak, double peak_per_cpu_s) {
@@ -237,21 +243,7 @@ CaseResult run_case(const BenchCase& c, Backend& backend, double peak, double pe
     loss_last = lo.loss;
     if (s >= opts.warmup) times.push_back(dt), cpu_timed += cpu_seconds() - c0;
   }
-  CaseResult r;
-  r.name = c.name;
-  r.params = m->graph.num_params();
-  const double step = median(times);
-  r.step_ms = step * 1e3;
-  r.samples_per_s = static_cast<double>(c.batch) / step;
-  r.gflop_per_sample = 2.0 * 3.0 * m->graph.forward_macs_per_sample({m->in_channels, c.size, c.size}) / 1e9;
-  r.gflops = r.gflop_per_sample * r.samples_per_s;
-  r.pct_peak = 100.0 * r.gflops / peak;
-  r.cpu_s_per_step = cpu_timed / opts.steps;
-  r.pct_peak_cpu = 100.0 * (r.gflop_per_sample * static_cast<double>(c.batch) / r.cpu_s_per_step) / peak_per_cpu_s;
-  r.peak_rss_mb = peak_rss_mb();
-  r.loss_first = loss_first;
-  r.loss_last = loss_last;
-  return r;
+  return summarize(c, *m, times, cpu_timed, loss_first, loss_last, peak, peak_per_cpu_s);
 }
 
 int run() {
