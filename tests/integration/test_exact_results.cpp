@@ -20,6 +20,7 @@
 
 #include "src/dist/mpi_communicator.hpp"
 #include "src/train/evaluate.hpp"
+#include "src/train/thread_cap.hpp"
 #include "src/train/trainer.hpp"
 #include "support/train_fixture.hpp"
 
@@ -148,6 +149,14 @@ RunState train_on(int n, int threads, const char* toml, std::vector<std::string>
     const auto result = nlohmann::json::parse(in);
     run.test_metrics = result.at("final").at("test");
     EXPECT_TRUE(result.at("arithmetic").at("thread_invariant").get<bool>()) << out;
+    // The run really used the threads asked for (train.threads is capped at the cores a rank
+    // may use; on a 1-core machine the 2-thread cases would silently test nothing).
+    if (train::available_cores() >= threads) {
+      EXPECT_EQ(result.at("threads_per_rank").get<int>(), threads) << out;
+      if (result.at("determinism") == "bitwise") {  // one model replica per thread
+        EXPECT_EQ(result.at("arithmetic").at("replicas_per_rank").get<int>(), threads) << out;
+      }
+    }
   }
   return run;
 }
