@@ -34,8 +34,14 @@ namespace {
 
 std::vector<fs::path> image_files(const fs::path& folder) {
   std::vector<fs::path> out;
-  for (const auto& e : fs::directory_iterator(folder))
-    if (e.is_regular_file() && is_image_file(e.path())) out.push_back(e.path());
+  for (const auto& e : fs::directory_iterator(folder)) {
+    // A link loop or dangling link named like an image is listed too (is_regular_file
+    // would throw ELOOP and end the whole ingest): reading it then fails with a message
+    // naming the file, which --skip-bad skips like any other bad file.
+    std::error_code ec;
+    const bool regular = e.is_regular_file(ec);
+    if ((regular || (ec && e.is_symlink(ec))) && is_image_file(e.path())) out.push_back(e.path());
+  }
   std::sort(out.begin(), out.end());
   return out;
 }

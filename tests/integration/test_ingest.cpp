@@ -301,6 +301,12 @@ TEST_F(BadInput, DuplicateNames) {
   EXPECT_EQ(res.skipped.size(), 2u);
 }
 
+TEST_F(BadInput, SymlinkLoopIsABadFileNotTheEndOfTheIngest) {
+  fs::create_symlink("loop.png", dir() / "images/loop.png");  // ELOOP on every stat
+  write(dir() / "masks/loop.png", random_mask255(16, 16, 9));
+  check("images/loop.png", "images/loop.png");
+}
+
 TEST_F(BadInput, EmptyFolderIsAnErrorEvenWithSkipBad) {
   fs::create_directories(t_ / "empty/images");
   auto o = options(t_ / "empty", out(), io::Layout::pairs);
