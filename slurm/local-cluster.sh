@@ -125,14 +125,18 @@ start() {
     ports+=("$p")
   done
   slurmd_port=${ports[0]}
-  # One node keeps the one-node file names (run/slurmd.pid, log/slurmd.log, spool/, /tmp);
+  # One node keeps the one-node file names (run/slurmd.pid, log/slurmd.log, spool/, tmp/);
   # several get one of each per node via slurm.conf's %n.
-  local spool_dir=$B/spool slurmd_pid=$B/run/slurmd.pid slurmd_log=$B/log/slurmd.log tmpfs_line="# TmpFS: default"
+  local spool_dir=$B/spool slurmd_pid=$B/run/slurmd.pid slurmd_log=$B/log/slurmd.log tmpfs_line="TmpFS=$B/tmp"
+  mkdir -p "$B/tmp"
   if [ "$nodes" != 1 ]; then
     spool_dir=$B/spool/%n slurmd_pid=$B/run/slurmd-%n.pid slurmd_log=$B/log/slurmd-%n.log tmpfs_line="TmpFS=$B/tmp/%n"
   fi
-  # TmpFS per node: slurm's PMIx plugin puts each step's client folder (spmix_appdir_UID_JOB.STEP)
-  # under it, and two slurmd on one host would otherwise both claim /tmp/spmix_appdir_... .
+  # TmpFS per cluster and per node: slurm's PMIx plugin puts each step's client folder
+  # (spmix_appdir_UID_JOB.STEP) under it. Two slurmd on one host would otherwise both claim
+  # /tmp/spmix_appdir_...; so would two private clusters running at once (tests in parallel:
+  # each cluster numbers its jobs from 1), and the second step launch then fails with
+  # "srun: error: task 0 launch failed: Unspecified error".
   if [ "$nodes" != 1 ]; then
     for i in "${!names[@]}"; do mkdir -p "$B/spool/${names[$i]}" "$B/tmp/${names[$i]}"; done
   fi
