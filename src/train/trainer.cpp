@@ -148,6 +148,10 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
                        backend->name());
     replicas = std::make_unique<Replicas>(static_cast<int>(std::min<int64_t>(threads, a)), backend->name(),
                                           cfg.at("model"), seed, [&] { return device.make_loss(cfg.at("loss"), loss_ctx); });
+    if (a < threads && lead && !opt.quiet)
+      std::printf("note: train.parallel = \"batch\" runs one micro-batch per thread; %lld micro-batch(es) per rank "
+                  "and step keep only %lld of the %d threads busy (a smaller train.micro_batch uses them all)\n",
+                  static_cast<long long>(a), static_cast<long long>(a), threads);
   } else if (so.mode == dist::Determinism::bitwise && threads > 1 && lead && !opt.quiet) {
     std::printf("note: train.parallel = \"intra\" in bitwise mode: the bits depend on the %d threads per rank\n",
                 threads);
