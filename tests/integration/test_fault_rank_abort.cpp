@@ -1,8 +1,9 @@
-// ctest-labels: fault integration mpi
+// ctest-labels: fault integration mpi slurm
 // ctest-timeout: 120
 // Issue 12 item 1: a rank that fails alone (a corrupt chunk in a sample only rank 1 reads)
 // prints its reason and aborts the job within seconds, instead of dying in MPI_Finalize
-// while its peers wait out dist.timeout_s.
+// while its peers wait out dist.timeout_s. Under mpiexec, and under srun --mpi=pmix on the
+// project's private one-node SLURM cluster.
 #include <gtest/gtest.h>
 
 #include <hdf5.h>
@@ -11,6 +12,7 @@
 
 #include "io/dataset/dataset.hpp"
 #include "io/reader/sharded_reader.hpp"
+#include "test_slurm_cluster.hpp"
 #include "tests/support/fault.hpp"
 
 namespace fs = std::filesystem;
@@ -31,9 +33,10 @@ void corrupt_image_chunk(const fs::path& file, uint32_t index) {
   H5Fclose(f);
 }
 
-}  // namespace
+// The command line of a 2-rank training, given the launcher's own arguments.
+using Launch = std::vector<std::string> (*)(int, std::vector<std::string>);
 
-TEST(FaultRankAbort, CorruptChunkOnRank1EndsTheTwoRankJobWithinSecondsNamingIt) {
+void corrupt_rank1_sample_ends_the_job(Launch launch) {
   test::TempDir tmp;
   const fs::path data = test::tiny_dataset(tmp.path());
   const fs::path out = tmp / "run";
@@ -54,7 +57,7 @@ TEST(FaultRankAbort, CorruptChunkOnRank1EndsTheTwoRankJobWithinSecondsNamingIt) 
   corrupt_image_chunk(data, victim);
 
   const auto r = test::run_for(
-      test::mpi_crackseg(R, {"train", cfg.string(), "data.val_split=\"\"", "data.test_split=\"\"", "--quiet"}),
+      launch(R, {"train", cfg.string(), "data.val_split=\"\"", "data.test_split=\"\"", "--quiet"}),
       tmp / "train.log", 40);
   EXPECT_FALSE(r.timed_out) << r.output;
   EXPECT_LT(r.seconds, 10.0) << "a rank failing alone must end the job within seconds\n" << r.output;
@@ -62,4 +65,23 @@ TEST(FaultRankAbort, CorruptChunkOnRank1EndsTheTwoRankJobWithinSecondsNamingIt) 
   EXPECT_NE(r.output.find("corrupt chunk " + std::to_string(victim)), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("rank 1"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("another rank is dead"), std::string::npos) << r.output;
+}
+
+// `srun --mpi=pmix -n N crackseg ARGS...` (a fresh allocation on the private cluster).
+std::vector<std::string> srun_crackseg(int ranks, std::vector<std::string> args) {
+  std::vector<std::string> a{"srun", "--mpi=pmix", "-n", std::to_string(ranks), "--export=ALL,OMP_NUM_THREADS=1",
+                             test::binary().string()};
+  a.insert(a.end(), args.begin(), args.end());
+  return a;
+}
+
+}  // namespace
+
+TEST(FaultRankAbort, CorruptChunkOnRank1EndsTheTwoRankJobWithinSecondsNamingIt) {
+  corrupt_rank1_sample_ends_the_job(&test::mpi_crackseg);
+}
+
+TEST(FaultRankAbort, UnderSrunToo) {
+  test::LocalCluster cluster;
+  corrupt_rank1_sample_ends_the_job(&srun_crackseg);
 }
