@@ -176,7 +176,7 @@ CaseResult run_case_batch_parallel(const BenchCase& c, Backend& backend, double 
   auto opt = make_optimizer(nlohmann::json{{"name", "adam"}, {"lr", 1e-4}}, m->graph.params());
   std::vector<Param*> params = m->graph.params();
   train::Replicas reps(T, backend.name(), c.model, 126, [] { return std::make_unique<BenchLoss>(); });
-  reps.copy_params_from(m->graph);
+  reps.copy_params_from(params);
   const Dims out_dims = m->output_dims(mb, c.size, c.size);
   for (int j = 0; j < T; ++j) {
     train::Batch& b = reps.batch(j);
@@ -198,7 +198,7 @@ CaseResult run_case_batch_parallel(const BenchCase& c, Backend& backend, double 
       }
     (void)opt->step();
     m->graph.mark_params_changed();
-    reps.copy_params_from(m->graph);
+    reps.copy_params_from(params);
     const double dt = seconds_since(t0);
     double l = 0;
     for (double v : losses) l += v / T;

@@ -1,6 +1,5 @@
 #include "src/train/batch_stats_sync.hpp"
 
-#include <memory>
 #include <span>
 
 #include "src/core/error.hpp"
@@ -22,33 +21,39 @@ void BatchStatsSync::stash(int64_t global_index, const Graph& from) {
 
 void BatchStatsSync::finish() {
   if (!active()) return;
+  // Scratch kept across steps: a steady-state step allocates nothing here.
   const auto R = static_cast<std::size_t>(comm_.size());
-  std::vector<int64_t> counts(R, 0);
-  counts[static_cast<std::size_t>(comm_.rank())] = static_cast<int64_t>(ids_.size());
-  if (R > 1) comm_.allreduce(counts, dist::ReduceOp::sum);
+  counts_.assign(R, 0);
+  counts_[static_cast<std::size_t>(comm_.rank())] = static_cast<int64_t>(ids_.size());
+  if (R > 1) comm_.allreduce(counts_, dist::ReduceOp::sum);
   int64_t total = 0;
-  for (int64_t c : counts) total += c;
-  std::vector<int64_t> order = ids_;
-  auto all = std::make_shared<std::vector<float>>(local_);
+  for (int64_t c : counts_) total += c;
+  const std::vector<int64_t>* order = &ids_;
+  const std::vector<float>* stats = &local_;
   if (R > 1) {
-    order.assign(static_cast<std::size_t>(total), 0);
-    comm_.allgatherv(ids_, order, counts);
-    std::vector<int64_t> fcounts(R);
-    for (std::size_t r = 0; r < R; ++r) fcounts[r] = counts[r] * static_cast<int64_t>(size_);
-    all->assign(static_cast<std::size_t>(total) * size_, 0.0f);
-    comm_.start_allgatherv(local_, *all, fcounts, all, "allgatherv of batchnorm batch statistics")->wait();
+    order_.resize(static_cast<std::size_t>(total));
+    comm_.allgatherv(ids_, order_, counts_);
+    fcounts_.resize(R);
+    for (std::size_t r = 0; r < R; ++r) fcounts_[r] = counts_[r] * static_cast<int64_t>(size_);
+    // A fresh buffer only if an abandoned (timed-out) gather may still write into the old one.
+    if (!gathered_ || gathered_.use_count() > 1) gathered_ = std::make_shared<std::vector<float>>();
+    gathered_->resize(static_cast<std::size_t>(total) * size_);
+    comm_.start_allgatherv(local_, *gathered_, fcounts_, gathered_, "allgatherv of batchnorm batch statistics")->wait();
+    order = &order_;
+    stats = gathered_.get();
   }
-  // slot_of[g] = where global micro-batch g sits in the gathered (rank-major) order.
-  std::vector<std::size_t> slot_of(order.size(), order.size());
-  for (std::size_t s = 0; s < order.size(); ++s) {
-    const int64_t g = order[s];
-    if (g < 0 || g >= total || slot_of[static_cast<std::size_t>(g)] != order.size())
+  // slot_of_[g] = where global micro-batch g sits in the gathered (rank-major) order.
+  const std::size_t n = order->size();
+  slot_of_.assign(n, n);
+  for (std::size_t s = 0; s < n; ++s) {
+    const int64_t g = (*order)[s];
+    if (g < 0 || g >= total || slot_of_[static_cast<std::size_t>(g)] != n)
       throw Error("BatchStatsSync: the ranks' micro-batch indices are not 0.." + std::to_string(total - 1) +
                   " each once (index " + std::to_string(g) + ")");
-    slot_of[static_cast<std::size_t>(g)] = s;
+    slot_of_[static_cast<std::size_t>(g)] = s;
   }
-  for (std::size_t g = 0; g < slot_of.size(); ++g)
-    master_.apply_batch_stats(std::span<const float>(*all).subspan(slot_of[g] * size_, size_));
+  for (std::size_t g = 0; g < n; ++g)
+    master_.apply_batch_stats(std::span<const float>(*stats).subspan(slot_of_[g] * size_, size_));
   ids_.clear();
   local_.clear();
 }

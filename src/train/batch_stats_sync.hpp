@@ -7,6 +7,7 @@
 // The model must have deferral on (Graph::defer_running_stats(true)).
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "src/dist/communicator.hpp"
@@ -29,8 +30,11 @@ class BatchStatsSync {
   dist::Communicator& comm_;
   Graph& master_;
   std::size_t size_;
-  std::vector<int64_t> ids_;
-  std::vector<float> local_;
+  std::vector<int64_t> ids_;    // this step's micro-batches on this rank (global indices)
+  std::vector<float> local_;    // their statistics, size_ floats each
+  std::vector<int64_t> counts_, fcounts_, order_;
+  std::vector<std::size_t> slot_of_;
+  std::shared_ptr<std::vector<float>> gathered_;  // every rank's statistics (keepalive of the gather)
 };
 
 }  // namespace crackseg::train

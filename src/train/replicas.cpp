@@ -41,8 +41,7 @@ Batch& Replicas::batch(int j) { return slots_.at(static_cast<std::size_t>(j))->b
 Graph& Replicas::graph(int j) { return slots_.at(static_cast<std::size_t>(j))->model->graph; }
 std::vector<Param*>& Replicas::params(int j) { return slots_.at(static_cast<std::size_t>(j))->params; }
 
-void Replicas::copy_params_from(Graph& master) {
-  const std::vector<Param*> src = master.params();
+void Replicas::copy_params_from(std::span<Param* const> src) {
   for (auto& s : slots_) {
     if (s->params.size() != src.size())
       throw Error("Replicas: the master model has " + std::to_string(src.size()) + " parameters, a replica " +

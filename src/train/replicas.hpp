@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -41,8 +42,9 @@ class Replicas {
   [[nodiscard]] Batch& batch(int j);
   [[nodiscard]] Graph& graph(int j);
   [[nodiscard]] std::vector<Param*>& params(int j);
-  // Every replica takes master's parameter values (same parameter order and shapes).
-  void copy_params_from(Graph& master);
+  // Every replica takes the master model's parameter values (Graph::params() of the master:
+  // same order and shapes).
+  void copy_params_from(std::span<Param* const> master);
   // Forward, loss (scaled by grad_scale) and backward of replicas 0..n-1 on their batches,
   // replicas in parallel (one thread each). Returns each replica's loss value.
   [[nodiscard]] std::vector<double> run(int n, uint64_t seed, uint64_t epoch, double grad_scale);

@@ -177,7 +177,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
     sync->broadcast_values(params, 0);
     model->graph.mark_params_changed();
   }
-  if (replicas) replicas->copy_params_from(model->graph);
+  if (replicas) replicas->copy_params_from(params);
   MetricsCsv csv(out / "metrics.csv");
   if (lead) csv.load_existing(state.epoch + 1);  // rows of the epochs done (1-based)
 
@@ -287,7 +287,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
                             (std::filesystem::exists(ckpt_path) ? ckpt_path.string() : std::string("none")));
       }
       model->graph.mark_params_changed();
-      if (replicas) replicas->copy_params_from(model->graph);
+      if (replicas) replicas->copy_params_from(params);
       compute_s += since(t_step);
       ++state.step_in_epoch;
       ++state.global_step;
