@@ -1,6 +1,10 @@
 // The oneDNN CPU backend: nhwc activations, one engine + stream per backend instance,
 // threads from oneDNN's OpenMP runtime (OMP_NUM_THREADS).
+#include <cstdlib>
+#include <string>
+
 #include "kernels/cpu/dnnl_common.hpp"
+#include "src/core/error.hpp"
 
 namespace crackseg {
 
@@ -16,6 +20,24 @@ class OnednnBackend final : public Backend {
   std::string name() const override { return "onednn"; }
   Device device() const override { return Device::cpu; }
   Format activation_format() const override { return Format::nhwc; }
+  void set_precision(const std::string& precision) override {
+    if (precision == "fp32") {
+      ctx_->bf16 = false;
+    } else if (precision == "bf16") {
+      if (const std::string missing = onednn::missing_bf16_isa(); !missing.empty())
+        throw InputError("train.precision = \"bf16\" needs a CPU with AVX512-BF16 (or AMX) for oneDNN's bf16 "
+                         "convolutions; " + missing);
+      ctx_->bf16 = true;
+    } else {
+      throw InputError("train.precision = \"" + precision + "\": the onednn (CPU) backend computes in fp32 or bf16 (" +
+                       (precision == "tf32" ? "tf32 is a CUDA tensor-core mode" : "unknown value") + ")");
+    }
+  }
+  std::string precision_summary() const override {
+    if (!ctx_->bf16) return "fp32";
+    return "bf16 (" + std::to_string(ctx_->bf16_layers) + " convolutions; " + std::to_string(ctx_->bf16_fallbacks) +
+           " without a bf16 kernel stay fp32)";
+  }
   std::unique_ptr<Layer> make_layer(const LayerSpec& spec, const std::string& name) override {
     using namespace onednn;
     auto c = ctx_;
@@ -51,3 +73,25 @@ std::unique_ptr<Backend> make_onednn_backend() {
 }
 
 }  // namespace crackseg
+
+namespace crackseg::onednn {
+std::string missing_bf16_isa() {
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  constexpr auto bf16 = static_cast<unsigned>(dnnl_cpu_isa_avx512_core_bf16);
+  if ((isa & bf16) == bf16) return "";
+  const char* name = "an older instruction set";
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::avx512_core_vnni: name = "AVX512-VNNI without AVX512-BF16"; break;
+    case dnnl::cpu_isa::avx512_core: name = "AVX-512 without AVX512-BF16"; break;
+    case dnnl::cpu_isa::avx2_vnni: name = "AVX2-VNNI"; break;
+    case dnnl::cpu_isa::avx2: name = "AVX2"; break;
+    case dnnl::cpu_isa::avx: name = "AVX"; break;
+    case dnnl::cpu_isa::sse41: name = "SSE4.1"; break;
+    default: break;
+  }
+  std::string out = std::string("oneDNN's best instruction set here is ") + name;
+  if (const char* lim = std::getenv("ONEDNN_MAX_CPU_ISA") ? std::getenv("ONEDNN_MAX_CPU_ISA") : std::getenv("DNNL_MAX_CPU_ISA"))
+    out += std::string(" (limited by the environment: MAX_CPU_ISA=") + lim + ")";
+  return out;
+}
+}  // namespace crackseg::onednn

@@ -3,6 +3,15 @@
 // layout oneDNN picks (format_tag::any), reordered from the plain master copy in
 // Param::value only when params_changed(); bias and a following ReLU/LeakyReLU fused as
 // post-ops; the fused activation's backward runs from the saved (activated) output.
+//
+// bf16 mixed precision (Context::bf16, train.precision = "bf16"): the three primitives read
+// bf16 operands (source, weights, gradient of the output) and accumulate in fp32; their
+// outputs (activation, gradient of the input, weight gradient) stay fp32, so every other
+// layer, the loss, batchnorm statistics and the optimizer's master weights stay fp32. The
+// layer rounds its fp32 input to bf16 once in forward (kept for the weight gradient) and
+// the incoming gradient once in backward; weights are rounded by the plain -> blocked reorder
+// that already runs once per step. A shape oneDNN has no bf16 kernel for stays fp32
+// (Context::bf16_fallbacks counts them; `crackseg bench` reports it).
 #pragma once
 #include <type_traits>
 
@@ -47,9 +56,9 @@ class ConvLayer final : public DnnlLayer {
     }
     const dnnl::memory::dims strides{s.stride, s.stride}, dilates{dil, dil}, pl{s.padding, s.padding}, pr{pr_h, pr_w};
     const auto src_md = act_md(x), dst_md = act_md(y);
-    const dnnl::memory::desc w_any({s.out_c, s.in_c, K, K}, dt::f32, tag::any);
     plain_w_md_ = dnnl::memory::desc({s.out_c, s.in_c, K, K}, dt::f32, Transposed ? tag::iohw : tag::oihw);
     const dnnl::memory::desc b_md = s.bias ? dnnl::memory::desc({s.out_c}, dt::f32, tag::a) : dnnl::memory::desc();
+    const dnnl::memory::desc dw_any({s.out_c, s.in_c, K, K}, dt::f32, tag::any);
 
     dnnl::primitive_attr fattr = scratch_attr();
     if (fused_) {
@@ -57,13 +66,33 @@ class ConvLayer final : public DnnlLayer {
       po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, alpha_, 0.0f);
       fattr.set_post_ops(po);
     }
-    typename Fwd::desc fd(dnnl::prop_kind::forward_training, kAlgo, src_md, w_any, b_md, dst_md, strides, dilates, pl, pr);
-    fwd_pd_ = CRACKSEG_DNNL_CALL(typename Fwd::primitive_desc(fd, fattr, eng));
-    typename BwdD::desc bdd(kAlgo, src_md, w_any, dst_md, strides, dilates, pl, pr);
-    auto bwd_d_pd = CRACKSEG_DNNL_CALL(typename BwdD::primitive_desc(bdd, scratch_attr(), eng, fwd_pd_));
-    typename BwdW::desc bwd(kAlgo, src_md, w_any, b_md, dst_md, strides, dilates, pl, pr);
-    auto bwd_w_pd = CRACKSEG_DNNL_CALL(typename BwdW::primitive_desc(bwd, scratch_attr(), eng, fwd_pd_));
-
+    // Operand type: bf16 where requested and oneDNN has the kernel, else fp32.
+    lp_ = ctx_->bf16;
+    typename BwdD::primitive_desc bwd_d_pd;
+    typename BwdW::primitive_desc bwd_w_pd;
+    const auto make_pds = [&] {
+      const dt op = lp_ ? dt::bf16 : dt::f32;
+      const dnnl::memory::desc src_op({x.begin(), x.end()}, op, tag::nhwc), dst_op({y.begin(), y.end()}, op, tag::nhwc);
+      const dnnl::memory::desc w_any({s.out_c, s.in_c, K, K}, op, tag::any);
+      typename Fwd::desc fd(dnnl::prop_kind::forward_training, kAlgo, src_op, w_any, b_md, dst_md, strides, dilates,
+                            pl, pr);
+      fwd_pd_ = typename Fwd::primitive_desc(fd, fattr, eng);
+      typename BwdD::desc bdd(kAlgo, src_md, w_any, dst_op, strides, dilates, pl, pr);
+      bwd_d_pd = typename BwdD::primitive_desc(bdd, scratch_attr(), eng, fwd_pd_);
+      typename BwdW::desc bwd(kAlgo, src_op, dw_any, b_md, dst_op, strides, dilates, pl, pr);
+      bwd_w_pd = typename BwdW::primitive_desc(bwd, scratch_attr(), eng, fwd_pd_);
+    };
+    if (lp_) {
+      try {
+        make_pds();
+      } catch (const dnnl::error& e) {
+        if (e.status != dnnl_unimplemented) detail::rethrow_dnnl(e, "bf16 convolution primitive descriptors");
+        lp_ = false;  // no bf16 kernel for this shape: this layer stays fp32
+        ctx_->bf16_fallbacks += 1;
+      }
+    }
+    if (!lp_) CRACKSEG_DNNL_CALL(make_pds());
+    if (lp_) ctx_->bf16_layers += 1;
     fwd_ = make_primitive<Fwd>(fwd_pd_);
     bwd_d_ = make_primitive<BwdD>(bwd_d_pd);
     bwd_w_ = make_primitive<BwdW>(bwd_w_pd);
@@ -73,6 +102,10 @@ class ConvLayer final : public DnnlLayer {
 
     src_ = unbound(src_md, eng);
     dst_ = unbound(dst_md, eng);
+    if (lp_) {  // bf16 copies of the input (forward, kept for the weight gradient) and of dout
+      src_lp_ = owned(fwd_pd_.src_desc(), eng, src_lp_buf_);
+      ddst_lp_ = owned(bwd_w_pd.diff_dst_desc(), eng, ddst_lp_buf_);
+    }
     dout_ = unbound(dst_md, eng);
     din_ = unbound(src_md, eng);
     plain_w_ = unbound(plain_w_md_, eng);
@@ -97,7 +130,7 @@ class ConvLayer final : public DnnlLayer {
     reorder_bwd_args_ = {{DNNL_ARG_FROM, plain_w_}, {DNNL_ARG_TO, w_bwd_}};
     reorder_dw_args_ = {{DNNL_ARG_FROM, dw_}, {DNNL_ARG_TO, plain_dw_}};
 
-    fwd_args_ = {{DNNL_ARG_SRC, src_}, {DNNL_ARG_WEIGHTS, w_fwd_}, {DNNL_ARG_DST, dst_}};
+    fwd_args_ = {{DNNL_ARG_SRC, lp_ ? src_lp_ : src_}, {DNNL_ARG_WEIGHTS, w_fwd_}, {DNNL_ARG_DST, dst_}};
     if (s.bias) fwd_args_[DNNL_ARG_BIAS] = bias_;
     dnnl::memory ddst = dout_;
     if (fused_) {  // d(pre-activation) = dout * act'(saved dst)
@@ -112,8 +145,15 @@ class ConvLayer final : public DnnlLayer {
       act_args_ = {{DNNL_ARG_DST, dst_}, {DNNL_ARG_DIFF_DST, dout_}, {DNNL_ARG_DIFF_SRC, dpre_}};
       ddst = dpre_;
     }
+    if (lp_) {
+      to_lp_src_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(src_, src_lp_));
+      to_lp_ddst_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(ddst, ddst_lp_));
+      to_lp_src_args_ = {{DNNL_ARG_FROM, src_}, {DNNL_ARG_TO, src_lp_}};
+      to_lp_ddst_args_ = {{DNNL_ARG_FROM, ddst}, {DNNL_ARG_TO, ddst_lp_}};
+      ddst = ddst_lp_;
+    }
     bwd_d_args_ = {{DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, w_bwd_}, {DNNL_ARG_DIFF_SRC, din_}};
-    bwd_w_args_ = {{DNNL_ARG_SRC, src_}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dw_}};
+    bwd_w_args_ = {{DNNL_ARG_SRC, lp_ ? src_lp_ : src_}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dw_}};
     if (s.bias) bwd_w_args_[DNNL_ARG_DIFF_BIAS] = db_;
     planned_ = true;
     refresh_weights();
@@ -127,6 +167,7 @@ class ConvLayer final : public DnnlLayer {
     bind(src_, *in[0]);
     bind(dst_, out);
     if (as<Spec>().bias) bind(bias_, params_[1].value);
+    if (lp_) CRACKSEG_DNNL_CALL(to_lp_src_.execute(ctx_->stream, to_lp_src_args_));
     exec(fwd_, fwd_args_, fwd_scratch_);
     wait();
   }
@@ -137,6 +178,9 @@ class ConvLayer final : public DnnlLayer {
     bind(dst_, out);
     bind(dout_, dout);
     if (fused_) exec(act_bwd_, act_args_, act_scratch_);
+    // The weight gradient reads the bf16 input saved by this layer's forward (the Graph runs
+    // a layer's backward after its own forward, with no other forward of it in between).
+    if (lp_) CRACKSEG_DNNL_CALL(to_lp_ddst_.execute(ctx_->stream, to_lp_ddst_args_));
     if (din[0]) {
       bind(din_, *din[0]);
       exec(bwd_d_, bwd_d_args_, bwd_d_scratch_);
@@ -160,15 +204,16 @@ class ConvLayer final : public DnnlLayer {
     wait();
   }
 
-  bool fused_ = false, planned_ = false;
+  bool fused_ = false, planned_ = false, lp_ = false;
   float alpha_ = 0.0f;
   typename Fwd::primitive_desc fwd_pd_;
-  dnnl::primitive fwd_, bwd_d_, bwd_w_, act_bwd_, reorder_fwd_, reorder_bwd_, reorder_dw_;
+  dnnl::primitive fwd_, bwd_d_, bwd_w_, act_bwd_, reorder_fwd_, reorder_bwd_, reorder_dw_, to_lp_src_, to_lp_ddst_;
   dnnl::memory fwd_scratch_, bwd_d_scratch_, bwd_w_scratch_, act_scratch_;
   dnnl::memory::desc plain_w_md_;
-  dnnl::memory src_, dst_, dout_, din_, plain_w_, plain_dw_, w_fwd_, w_bwd_, dw_, bias_, db_, dpre_;
-  Tensor w_fwd_buf_, w_bwd_buf_, dw_buf_, db_buf_, dpre_buf_;
-  Args fwd_args_, bwd_d_args_, bwd_w_args_, act_args_, reorder_fwd_args_, reorder_bwd_args_, reorder_dw_args_;
+  dnnl::memory src_, dst_, dout_, din_, plain_w_, plain_dw_, w_fwd_, w_bwd_, dw_, bias_, db_, dpre_, src_lp_, ddst_lp_;
+  Tensor w_fwd_buf_, w_bwd_buf_, dw_buf_, db_buf_, dpre_buf_, src_lp_buf_, ddst_lp_buf_;
+  Args fwd_args_, bwd_d_args_, bwd_w_args_, act_args_, reorder_fwd_args_, reorder_bwd_args_, reorder_dw_args_,
+      to_lp_src_args_, to_lp_ddst_args_;
 };
 
 }  // namespace crackseg::onednn

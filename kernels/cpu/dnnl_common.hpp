@@ -24,6 +24,10 @@ struct Context {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
   Tensor scratch;  // user scratchpad, shared: layers run one at a time
+  // train.precision = "bf16": convolutions made after this is set read bf16 operands
+  // (conv_impl.hpp). The counts say how many did and how many had no bf16 kernel.
+  bool bf16 = false;
+  int bf16_layers = 0, bf16_fallbacks = 0;
 
   void reserve_scratch(std::size_t bytes) {
     if (scratch.defined() && scratch.nbytes() >= bytes) return;
@@ -31,6 +35,10 @@ struct Context {
   }
   void* scratch_ptr() { return scratch.defined() ? scratch.raw() : nullptr; }
 };
+
+// "" when oneDNN may dispatch to bf16 kernels here (AVX512-BF16 or AMX, after any
+// DNNL_MAX_CPU_ISA / ONEDNN_MAX_CPU_ISA limit); otherwise what it found instead.
+[[nodiscard]] std::string missing_bf16_isa();
 
 [[nodiscard]] inline dnnl::memory::dims to_dnnl(const Dims& d) { return {d.begin(), d.end()}; }
 

@@ -95,6 +95,9 @@ void register_cuda_training() {
     o.deterministic = train.at("determinism").get<std::string>() == "bitwise";
     // train.precision: absent in configs resolved before the key existed (fp32 then).
     o.tf32 = train.contains("precision") && train.at("precision").get<std::string>() == "tf32";
+    if (train.contains("precision") && train.at("precision").get<std::string>() == "bf16")
+      throw InputError("train.precision = \"bf16\" is implemented on the CPU (oneDNN) only; the cuda backend takes "
+                       "\"fp32\" or \"tf32\"");
     if (o.tf32 && o.deterministic)
       throw InputError("train.precision = \"tf32\" with train.determinism = \"bitwise\": TF32 products depend on "
                        "the algorithm cuDNN picks, which bitwise mode cannot promise; use precision = \"fp32\" "

@@ -46,6 +46,7 @@ struct Opts {
   int threads = 0;
   std::string backend = "onednn";
   std::string parallel = "intra";
+  std::string precision = "fp32";
 } opts;
 
 struct BenchCase {
@@ -120,6 +121,7 @@ struct CaseResult {
   double samples_per_s, step_ms, gflops, pct_peak, peak_rss_mb, gflop_per_sample, loss_first, loss_last;
   double cpu_s_per_step, pct_peak_cpu;
   int64_t params;
+  std::string arithmetic;  // Backend::precision_summary: what the convolutions computed in
 };
 
 // Random images in [0, 1) and 0/1 targets (about 10% positive), fixed seed.
@@ -175,7 +177,7 @@ CaseResult run_case_batch_parallel(const BenchCase& c, Backend& backend, double 
   m->graph.instantiate(backend, 126);
   auto opt = make_optimizer(nlohmann::json{{"name", "adam"}, {"lr", 1e-4}}, m->graph.params());
   std::vector<Param*> params = m->graph.params();
-  train::Replicas reps(T, backend.name(), c.model, 126, [] { return std::make_unique<BenchLoss>(); });
+  train::Replicas reps(T, backend.name(), c.model, 126, [] { return std::make_unique<BenchLoss>(); }, opts.precision);
   reps.copy_params_from(params);
   const Dims out_dims = m->output_dims(mb, c.size, c.size);
   for (int j = 0; j < T; ++j) {
@@ -206,7 +208,9 @@ CaseResult run_case_batch_parallel(const BenchCase& c, Backend& backend, double 
     loss_last = l;
     if (s >= opts.warmup) times.push_back(dt), cpu_timed += cpu_seconds() - c0;
   }
-  return summarize(c, *m, times, cpu_timed, loss_first, loss_last, peak, peak_per_cpu_s);
+  CaseResult r = summarize(c, *m, times, cpu_timed, loss_first, loss_last, peak, peak_per_cpu_s);
+  r.arithmetic = reps.precision_summary();
+  return r;
 }
 
 CaseResult run_case(const BenchCase& c, Backend& backend, double peak, double peak_per_cpu_s) {
@@ -243,7 +247,9 @@ CaseResult run_case(const BenchCase& c, Backend& backend, double peak, double pe
     loss_last = lo.loss;
     if (s >= opts.warmup) times.push_back(dt), cpu_timed += cpu_seconds() - c0;
   }
-  return summarize(c, *m, times, cpu_timed, loss_first, loss_last, peak, peak_per_cpu_s);
+  CaseResult r = summarize(c, *m, times, cpu_timed, loss_first, loss_last, peak, peak_per_cpu_s);
+  r.arithmetic = backend.precision_summary();
+  return r;
 }
 
 int run() {
@@ -263,18 +269,22 @@ int run() {
   if (chosen.empty())
     for (const auto& c : all_cases()) chosen.push_back(&c);
 
-  auto backend = make_backend(opts.backend);
+  auto backend = make_backend(opts.backend);  // the header's name; every case gets its own below
+  backend->set_precision(opts.precision);
   double peak_per_cpu_s = 0;
   const double peak = sgemm_peak_gflops(2048, 3, peak_per_cpu_s);
   if (!opts.json)
     std::printf("FP32 sgemm peak (dnnl_sgemm 2048^3, %d threads): %.1f GFLOP/s (%.1f GFLOP per CPU-s); backend %s; "
-                "median of %d steps; parallel %s\n",
-                threads, peak, peak_per_cpu_s, backend->name().c_str(), opts.steps, opts.parallel.c_str());
+                "median of %d steps; parallel %s; precision %s\n",
+                threads, peak, peak_per_cpu_s, backend->name().c_str(), opts.steps, opts.parallel.c_str(),
+                opts.precision.c_str());
   if (!opts.json)
     std::printf("%-11s %6s %9s %11s %10s %9s %8s %9s %11s\n", "case", "batch", "step ms", "samples/s", "GFLOP/smp",
                 "GFLOP/s", "% peak", "% peak/cpu", "peak RSS MB");
   for (const BenchCase* c : chosen) {
-    const CaseResult r = run_case(*c, *backend, peak, peak_per_cpu_s);
+    auto case_backend = make_backend(opts.backend);
+    case_backend->set_precision(opts.precision);
+    const CaseResult r = run_case(*c, *case_backend, peak, peak_per_cpu_s);
     if (opts.json) {
       const nlohmann::json j = {{"case", r.name},
                                 {"samples_per_s", r.samples_per_s},
@@ -291,6 +301,8 @@ int run() {
                                 {"sgemm_gflop_per_cpu_s", peak_per_cpu_s},
                                 {"threads", threads},
                                 {"parallel", opts.parallel},
+                                {"precision", opts.precision},
+                                {"arithmetic", r.arithmetic},
                                 {"backend", backend->name()},
                                 {"steps", opts.steps},
                                 {"params", r.params},
@@ -332,6 +344,11 @@ crackseg::cli::CommandRegistration reg{{
                          "replicas (train.parallel = batch; the batch must be a multiple of the threads)")
               ->capture_default_str()
               ->check(CLI::IsMember({"intra", "batch"}));
+          app.add_option("--precision", opts.precision,
+                         "fp32, or bf16 (train.precision: bf16 convolutions with fp32 accumulation, needs "
+                         "AVX512-BF16 or AMX); %% of peak stays relative to the fp32 sgemm peak")
+              ->capture_default_str()
+              ->check(CLI::IsMember({"fp32", "bf16"}));
         },
     .run = run,
     .needs_mpi = false,

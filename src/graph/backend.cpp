@@ -51,6 +51,12 @@ std::unique_ptr<Backend> make_backend(const std::string& name) {
   return f();
 }
 
+void Backend::set_precision(const std::string& precision) {
+  if (precision != "fp32")
+    throw InputError("train.precision = \"" + precision + "\": the " + name() +
+                     " backend computes in fp32 only (bf16 needs the onednn backend on a CPU with AVX512-BF16 or AMX)");
+}
+
 // nchw <-> nhwc for f32 images (OpenMP over rows); anything else: Tensor::copy_from.
 void Backend::copy(const Tensor& src, Tensor& dst) {
   if (src.device() != Device::cpu || dst.device() != Device::cpu || src.dtype() != DType::f32 ||

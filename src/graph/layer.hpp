@@ -102,6 +102,13 @@ class Backend {
   // Copies a CPU plain tensor into `dst` (same dims) on this backend's device; the Graph
   // initialises parameters on the host and uploads them with it. CPU backends: copy_from.
   virtual void upload(const Tensor& host, Tensor& dst) { dst.copy_from(host); }
+  // Arithmetic of the layers made after this call (train.precision): "fp32" on every
+  // backend; "bf16" on oneDNN where the CPU has AVX512-BF16 or AMX. Throws InputError naming
+  // the backend and the missing instruction set otherwise. Call before Graph::instantiate.
+  virtual void set_precision(const std::string& precision);
+  // What the layers made so far compute in, for records and benchmarks ("fp32", or e.g.
+  // "bf16 (19 convolutions; 0 without a bf16 kernel stay fp32)").
+  [[nodiscard]] virtual std::string precision_summary() const { return "fp32"; }
 
   // The tensor operations the Graph itself performs between layers (input and output
   // gradient staging, gradient sums for outputs with several consumers, zero_grad), so it

@@ -19,13 +19,14 @@ struct Replicas::Slot {
 };
 
 Replicas::Replicas(int count, const std::string& backend, const nlohmann::json& model_cfg, uint64_t init_seed,
-                   const std::function<std::unique_ptr<StepLoss>()>& make_loss) {
+                   const std::function<std::unique_ptr<StepLoss>()>& make_loss, const std::string& precision) {
   if (count < 1) throw Error("Replicas: count " + std::to_string(count) + " < 1");
   for (int j = 0; j < count; ++j) {
     auto s = std::make_unique<Slot>();
     s->backend = make_backend(backend);
     if (s->backend->device() != Device::cpu)
       throw InputError("train.parallel = \"batch\" needs a host backend, not " + s->backend->name());
+    s->backend->set_precision(precision);
     s->model = build_model(model_cfg);
     s->model->graph.instantiate(*s->backend, init_seed);
     s->model->graph.defer_running_stats(true);
@@ -36,6 +37,8 @@ Replicas::Replicas(int count, const std::string& backend, const nlohmann::json& 
 }
 
 Replicas::~Replicas() = default;
+
+std::string Replicas::precision_summary() const { return slots_.front()->backend->precision_summary(); }
 
 Batch& Replicas::batch(int j) { return slots_.at(static_cast<std::size_t>(j))->batch; }
 Graph& Replicas::graph(int j) { return slots_.at(static_cast<std::size_t>(j))->model->graph; }

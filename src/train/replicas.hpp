@@ -32,13 +32,16 @@ class Replicas {
  public:
   // count >= 1 replicas of the model built from `model_cfg` on backends named `backend`
   // (host backends only), each with its own loss from make_loss().
+  // `precision`: train.precision of every replica's backend (Backend::set_precision).
   Replicas(int count, const std::string& backend, const nlohmann::json& model_cfg, uint64_t init_seed,
-           const std::function<std::unique_ptr<StepLoss>()>& make_loss);
+           const std::function<std::unique_ptr<StepLoss>()>& make_loss, const std::string& precision = "fp32");
   ~Replicas();
   Replicas(const Replicas&) = delete;
   Replicas& operator=(const Replicas&) = delete;
 
   [[nodiscard]] int size() const { return static_cast<int>(slots_.size()); }
+  // Backend::precision_summary of replica 0 (all replicas are built alike).
+  [[nodiscard]] std::string precision_summary() const;
   [[nodiscard]] Batch& batch(int j);
   [[nodiscard]] Graph& graph(int j);
   [[nodiscard]] std::vector<Param*>& params(int j);

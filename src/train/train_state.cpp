@@ -172,6 +172,18 @@ LoadedModel load_model_from_checkpoint(const std::filesystem::path& path, const 
   LoadedModel out;
   out.cfg = config::from_resolved_json(nlohmann::json::parse(info.config_json), path.string());
   out.backend = make_backend(resolve_inference_backend(backend, out.cfg.values));
+  // The arithmetic the run recorded its metrics with: a bf16-trained model is evaluated in
+  // bf16 where the CPU can, so eval reproduces the recorded numbers; elsewhere in fp32, said.
+  const auto& tr = out.cfg.values.at("train");
+  if (tr.contains("precision") && tr.at("precision").get<std::string>() == "bf16" &&
+      out.backend->device() == Device::cpu) {
+    try {
+      out.backend->set_precision("bf16");
+    } catch (const InputError& e) {
+      std::fprintf(stderr, "note: %s was trained with bf16 convolutions; evaluating in fp32 here (%s): metrics may "
+                   "differ from the recorded ones in the last digits\n", path.string().c_str(), e.what());
+    }
+  }
   out.model = build_model(out.cfg.values.at("model"));
   out.model->graph.instantiate(*out.backend, 0);
   checkpoint::ReadOptions ro;

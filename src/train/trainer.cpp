@@ -87,6 +87,10 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
 
   // ---- model, data, loss, optimizer ----
   auto backend = make_backend(backend_name(tr));
+  // train.precision (absent in configs resolved before the key existed: fp32). Host backends
+  // take it here; the cuda device kit reads it (TF32) in TrainDevice below.
+  const std::string precision = tr.contains("precision") ? tr.at("precision").get<std::string>() : "fp32";
+  if (backend->device() == Device::cpu) backend->set_precision(precision);
   // Loss, optimizer and gradient sync for the device the backend runs on (before the layers
   // exist: a device kit may set the device's numerics from train.determinism).
   TrainDevice device(*backend, cfg);
@@ -147,7 +151,8 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
       throw InputError("train.parallel = \"batch\" runs model replicas on host backends; use \"intra\" with " +
                        backend->name());
     replicas = std::make_unique<Replicas>(static_cast<int>(std::min<int64_t>(threads, a)), backend->name(),
-                                          cfg.at("model"), seed, [&] { return device.make_loss(cfg.at("loss"), loss_ctx); });
+                                          cfg.at("model"), seed, [&] { return device.make_loss(cfg.at("loss"), loss_ctx); },
+                                          precision);
     if (a < threads && lead && !opt.quiet)
       std::printf("note: train.parallel = \"batch\" runs one micro-batch per thread; %lld micro-batch(es) per rank "
                   "and step keep only %lld of the %d threads busy (a smaller train.micro_batch uses them all)\n",
@@ -402,7 +407,8 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
                           {"micro_batch", m},
                           {"micro_batches_per_step", M},
                           {"accumulation_steps", a},
-                          {"thread_invariant", static_cast<bool>(replicas) || threads == 1}};
+                          {"thread_invariant", static_cast<bool>(replicas) || threads == 1},
+                          {"precision", replicas ? replicas->precision_summary() : backend->precision_summary()}};
   result["device"] = tr.at("device");
   result["backend"] = backend->name();
   result["seed"] = seed;

@@ -255,3 +255,39 @@ TEST(ExactResults, ResumeOnOtherRanksAndThreads) {
   const RunState resumed = train_on(1, 2, kUnet, ov, f.dir / "r");
   expect_identical(straight, resumed, "2x1 for 3 steps, then 1x2");
 }
+
+namespace crackseg::onednn {
+std::string missing_bf16_isa();
+}
+
+// bf16 mixed precision (train.precision = "bf16") in bitwise mode: the operands are rounded
+// elementwise and every micro-batch runs single-threaded on its replica, so the bits are the
+// same at 1 x 1, 1 x 2 and 2 x 1; they differ from the fp32 run's (bf16 really ran); and the
+// test metrics recorded equal a re-evaluation of the checkpoint (which evaluates in bf16).
+TEST(ExactResults, Bf16BitwiseAnyRanksAndThreads) {
+  if (const std::string m = onednn::missing_bf16_isa(); !m.empty()) GTEST_SKIP() << "no bf16 kernels here: " << m;
+  Fixture f;
+  const std::vector<std::string> ov = {"data.path=\"" + f.data.string() + "\"", "train.precision=\"bf16\""};
+  const RunState r11 = train_on(1, 1, kUnet, ov, f.dir / "bf11");
+  expect_identical(r11, train_on(1, 2, kUnet, ov, f.dir / "bf12"), "bf16: 1 rank x 2 threads vs 1 x 1");
+  expect_identical(r11, train_on(2, 1, kUnet, ov, f.dir / "bf21"), "bf16: 2 ranks x 1 thread vs 1 x 1");
+  const RunState fp32 = train_on(1, 1, kUnet, {"data.path=\"" + f.data.string() + "\""}, f.dir / "fp11");
+  if (world_rank() == 0) {
+    EXPECT_NE(first_difference(r11, fp32), "") << "bf16 and fp32 runs gave the same bits";
+    std::ifstream in(f.dir / "bf11" / "result.json");
+    const auto result = nlohmann::json::parse(in);
+    const std::string arith = result.at("arithmetic").at("precision").get<std::string>();
+    EXPECT_EQ(arith.rfind("bf16 (", 0), 0u) << arith;
+    EXPECT_NE(arith.find(" 0 without a bf16 kernel"), std::string::npos) << arith;
+    auto loaded = train::load_model_from_checkpoint(f.dir / "bf11" / "checkpoint.h5", "onednn");
+    dist::MpiCommunicator self(MPI_COMM_SELF, 60.0);
+    const auto te = train::evaluate_split(loaded.cfg.values, *loaded.model, self, "test", 0);
+    const std::string eval_arith = loaded.backend->precision_summary();
+    EXPECT_EQ(eval_arith.rfind("bf16 (", 0), 0u) << eval_arith;
+    EXPECT_EQ(eval_arith.find("bf16 (0 "), std::string::npos) << eval_arith;
+    for (auto it = result.at("final").at("test").begin(); it != result.at("final").at("test").end(); ++it)
+      if (it->is_number() && te.summary.contains(it.key())) {
+        EXPECT_EQ(it->dump(), te.summary[it.key()].dump()) << "bf16 recorded vs re-evaluated test " << it.key();
+      }
+  }
+}

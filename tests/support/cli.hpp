@@ -15,8 +15,9 @@ struct CmdResult {
   std::string output;  // stdout + stderr
 };
 
-inline CmdResult run_cli(const std::string& args) {
-  const std::string cmd = binary().string() + " " + args + " 2>&1";
+// `env`: "NAME=value ..." set for this command only (empty: the test's own environment).
+inline CmdResult run_cli_env(const std::string& env, const std::string& args) {
+  const std::string cmd = (env.empty() ? "" : "env " + env + " ") + binary().string() + " " + args + " 2>&1";
   CmdResult r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -27,5 +28,7 @@ inline CmdResult run_cli(const std::string& args) {
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
 }
+
+inline CmdResult run_cli(const std::string& args) { return run_cli_env("", args); }
 
 }  // namespace crackseg::test

@@ -1,0 +1,119 @@
+// ctest-labels: train
+// ctest-timeout: 300
+// train.precision = "bf16" from the command line (issue 15 item 3):
+//  - on a CPU without AVX512-BF16/AMX (here: oneDNN limited with DNNL_MAX_CPU_ISA, which is
+//    how oneDNN itself decides what it may run) `train` and `bench --precision bf16` fail
+//    with an error naming the key and the missing instruction set, and write no result;
+//  - where bf16 runs, `crackseg eval` of the checkpoint reproduces the test metrics the run
+//    recorded (it evaluates in bf16 too), and result.json names the arithmetic;
+//  - the cuda-only tf32 is refused on the CPU instead of being ignored.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "support/cli.hpp"
+
+using namespace crackseg;
+namespace fs = std::filesystem;
+
+namespace crackseg::onednn {
+std::string missing_bf16_isa();
+}
+
+namespace {
+
+const char* kUnet = R"(
+[data]
+crop = 0
+augment = false
+[model]
+name = "unet"
+base = 4
+depth = 2
+[loss]
+name = "bce"
+[optim]
+name = "adam"
+lr = 3e-3
+[train]
+epochs = 1
+steps = 3
+batch = 2
+micro_batch = 2
+seed = 3
+log_every = 1000
+[eval]
+bins = 20
+)";
+
+nlohmann::json read_json(const fs::path& p) {
+  std::ifstream f(p);
+  return nlohmann::json::parse(f);
+}
+
+struct Scratch {
+  test::TempDir dir;
+  fs::path data = dir / "s.h5", cfg = dir / "run.toml";
+  Scratch() {
+    const auto s = test::run_cli("synth --out " + data.string() + " --count 12 --size 32 --seed 5 --split 0.5,0.25,0.25");
+    EXPECT_EQ(s.code, 0) << s.output;
+    std::ofstream(cfg) << kUnet;
+  }
+  std::string train_args(const fs::path& out, const std::string& extra) const {
+    return "train " + cfg.string() + " data.path=\"" + data.string() + "\" train.out=\"" + out.string() + "\" " + extra;
+  }
+};
+
+TEST(Bf16Cli, RefusedWithoutBf16InstructionsNamingThem) {
+  Scratch s;
+  const auto out = s.dir / "no_isa";
+  const auto t = test::run_cli_env("DNNL_MAX_CPU_ISA=AVX512_CORE", s.train_args(out, "train.precision=\"bf16\""));
+  EXPECT_NE(t.code, 0) << t.output;
+  EXPECT_NE(t.output.find("train.precision"), std::string::npos) << t.output;
+  EXPECT_NE(t.output.find("AVX512-BF16"), std::string::npos) << t.output;
+  EXPECT_FALSE(fs::exists(out / "result.json"));
+  EXPECT_FALSE(fs::exists(out / "checkpoint.h5"));
+  const auto b = test::run_cli_env("DNNL_MAX_CPU_ISA=AVX2", "bench --case patch_cnn --steps 1 --warmup 1 --precision bf16");
+  EXPECT_NE(b.code, 0) << b.output;
+  EXPECT_NE(b.output.find("AVX512-BF16"), std::string::npos) << b.output;
+  EXPECT_NE(b.output.find("AVX2"), std::string::npos) << b.output;
+}
+
+TEST(Bf16Cli, Tf32RefusedOnTheCpu) {
+  Scratch s;
+  const auto t = test::run_cli(s.train_args(s.dir / "tf32", "train.precision=\"tf32\""));
+  EXPECT_NE(t.code, 0) << t.output;
+  EXPECT_NE(t.output.find("tf32 is a CUDA tensor-core mode"), std::string::npos) << t.output;
+}
+
+TEST(Bf16Cli, RecordedTestMetricsReproducedByEval) {
+  if (const std::string m = onednn::missing_bf16_isa(); !m.empty()) GTEST_SKIP() << "no bf16 kernels here: " << m;
+  Scratch s;
+  const auto out = s.dir / "bf16";
+  const auto t = test::run_cli(s.train_args(out, "train.precision=\"bf16\""));
+  ASSERT_EQ(t.code, 0) << t.output;
+  const auto r = read_json(out / "result.json");
+  EXPECT_EQ(r["arithmetic"]["precision"].get<std::string>().rfind("bf16 (", 0), 0u) << r["arithmetic"].dump();
+  const auto e = test::run_cli("eval --checkpoint " + (out / "checkpoint.h5").string() + " --split test --out " +
+                               (s.dir / "e.json").string());
+  ASSERT_EQ(e.code, 0) << e.output;
+  const auto ev = read_json(s.dir / "e.json");
+  const auto& rec = r["final"]["test"];
+  int compared = 0;
+  for (const char* k : {"f1", "precision", "recall", "iou", "map"}) {
+    ASSERT_TRUE(rec.contains(k) && ev.contains(k)) << k << " " << ev.dump();
+    EXPECT_EQ(rec[k].dump(), ev[k].dump()) << k;
+    ++compared;
+  }
+  EXPECT_EQ(compared, 5);
+  // The same run in fp32 records other numbers: the comparison above can fail.
+  const auto f = test::run_cli(s.train_args(s.dir / "fp32", ""));
+  ASSERT_EQ(f.code, 0) << f.output;
+  const auto rf = read_json(s.dir / "fp32" / "result.json");
+  EXPECT_EQ(rf["arithmetic"]["precision"], "fp32");
+  EXPECT_NE(rf["final"]["test"]["loss"].dump(), rec["loss"].dump());
+}
+
+}  // namespace
