@@ -4,10 +4,13 @@
 # channels_last and torch.compile, run ALTERNATELY (crackseg, peer, peer; the order flips
 # every repetition), each case in its own process. Prints the machine (CPU model, ISA flags,
 # threads, load), every run, and a markdown table of medians: samples/s, crackseg's ratio to
-# the stronger PyTorch mode, % of this machine's sgemm peak, peak RSS.
+# the stronger PyTorch mode, % of this machine's sgemm peak, peak RSS. With --precisions
+# "fp32 bf16" crackseg also runs with --precision bf16 and PyTorch with bf16 autocast (mode
+# bf16), and a second table compares those (needs AVX512-BF16 or AMX).
 #
 #   scripts/bench-peer.sh [--reps 3] [--steps 10] [--warmup 3] [--threads N] [--case C]...
-#                         [--modes "eager compile"] [--crackseg PATH] [--out results.jsonl]
+#                         [--modes "eager compile"] [--precisions "fp32 bf16"] [--crackseg PATH]
+#                         [--out results.jsonl]
 #   scripts/bench-peer.sh --check-only     # parameter counts and multiply-adds only
 #
 # PyTorch is a benchmark dependency only: on first use the script creates a virtual
@@ -18,7 +21,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${CRACKSEG_PEER_VENV:-$root/build/peer-venv}"
-reps=3 steps=10 warmup=3 threads="$(nproc)" modes="eager compile" bin="${CRACKSEG_BIN:-}" out="" check_only=0
+reps=3 steps=10 warmup=3 threads="$(nproc)" modes="eager compile" precisions="fp32" bin="${CRACKSEG_BIN:-}" out="" check_only=0
 cases=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -28,10 +31,11 @@ while [ $# -gt 0 ]; do
     --threads) threads="$2"; shift 2 ;;
     --case) cases+=("$2"); shift 2 ;;
     --modes) modes="$2"; shift 2 ;;
+    --precisions) precisions="$2"; shift 2 ;;
     --crackseg) bin="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --check-only) check_only=1; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "bench-peer.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -67,8 +71,13 @@ echo "# CPU: $(cpuinfo_field 'model name') (family $(cpuinfo_field 'cpu family')
 echo "# threads: $threads; reps: $reps; steps: $steps (+$warmup untimed); torch $("$py" -c 'import torch; print(torch.__version__)'); crackseg: $bin"
 echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
+case " $precisions " in *" bf16 "*) modes="$modes bf16" ;; esac
+
 run_crackseg() {
-  "$bin" bench --case "$1" --json --threads="$threads" --steps "$steps" --warmup "$warmup" |
+  for p in $precisions; do run_crackseg_at "$1" "$2" "$p"; done
+}
+run_crackseg_at() {
+  "$bin" bench --case "$1" --json --threads="$threads" --steps "$steps" --warmup "$warmup" --precision "$3" |
     "$py" -c 'import json,sys
 for l in sys.stdin:
     if l.startswith("{"):

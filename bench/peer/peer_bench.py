@@ -5,15 +5,17 @@
       build each peer model and compare its parameter count and forward multiply-adds with
       `crackseg models NAME k=v --json`; exit 1 on any mismatch (--perturb: build the peer
       with N channels fewer in one layer, which must fail; used by the test).
-  peer_bench.py run --case C --mode eager|compile [--steps S] [--warmup W] [--threads T]
+  peer_bench.py run --case C --mode eager|compile|bf16 [--steps S] [--warmup W] [--threads T]
       one JSON line: the same training step as `crackseg bench` (forward, BCE-with-logits,
       backward, Adam lr 1e-4), channels_last, median step time over S steps after W untimed
       ones, peak RSS the way crackseg measures it (VmHWM after /proc/self/clear_refs at case
-      start).
+      start). bf16 = eager under torch.autocast("cpu", bfloat16), the peer of crackseg's
+      precision = bf16.
   peer_bench.py table RESULTS.jsonl
       the side-by-side table from the JSON lines the script collected (no torch needed).
 """
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -106,6 +108,9 @@ def cmd_run(a):
         adam = "foreach"
     loss_fn = torch.nn.BCEWithLogitsLoss()
     fwd = torch.compile(model) if a.mode == "compile" else model
+    # "bf16": PyTorch's own mixed precision on the CPU (eager, autocast to bfloat16: convolutions
+    # and matmuls in bf16, fp32 master weights and loss), the peer of crackseg's precision = bf16.
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if a.mode == "bf16" else contextlib.nullcontext()
 
     times = []
     first_s = None
@@ -114,8 +119,9 @@ def cmd_run(a):
         t0 = time.perf_counter()
         c0 = time.process_time()
         opt.zero_grad(set_to_none=True)
-        y = fwd(x)
-        loss = loss_fn(y, target)
+        with autocast:
+            y = fwd(x)
+        loss = loss_fn(y.float(), target)
         loss.backward()
         opt.step()
         dt = time.perf_counter() - t0
@@ -143,6 +149,9 @@ def cmd_table(a):
     rows = [json.loads(l) for l in open(a.results) if l.strip().startswith("{")]
     cases = [c for c in ("unet", "spiral_net", "patch_cnn") if any(r["case"] == c for r in rows)]
     modes = [m for m in ("eager", "compile") if any(r.get("mode") == m for r in rows)]
+    bf16_rows = [r for r in rows if r["side"] == "crackseg" and r.get("precision") == "bf16"]
+    rows_all = rows
+    rows = [r for r in rows if r.get("precision", "fp32") == "fp32" and r.get("mode") != "bf16"]
     unit = {"unet": "img/s", "spiral_net": "img/s", "patch_cnn": "patches/s"}
     label = {"unet": "unet base=16 @400, batch 4", "spiral_net": "spiral_net width 0.25 @255, batch 4",
              "patch_cnn": "patch_cnn 27x27, batch 128"}
@@ -197,7 +206,42 @@ def cmd_table(a):
     print(f"Medians over repetitions; sgemm peak (crackseg's dnnl_sgemm 2048^3, median): {peak:.1f} GFLOP/s. "
           "Every run (samples/s):")
     print("\n".join(detail))
+    if bf16_rows:
+        print_bf16_table(rows_all, cases, label, unit)
     return 0
+
+
+def print_bf16_table(rows, cases, label, unit):
+    """crackseg precision = bf16 against PyTorch's bf16 autocast and the strongest fp32 peer."""
+    print()
+    print("| case | crackseg bf16 | crackseg fp32 | PyTorch bf16 autocast | strongest PyTorch fp32 | bf16 vs PyTorch bf16 | "
+          "bf16 vs strongest fp32 peer | peak RSS MB (crackseg bf16 / PyTorch bf16) |")
+    print("|---|---|---|---|---|---|---|---|")
+    detail = []
+    for c in cases:
+        def med(sel):
+            v = [r["samples_per_s"] for r in rows if r["case"] == c and sel(r)]
+            return (statistics.median(v), v) if v else (0.0, [])
+        cb, cb_all = med(lambda r: r["side"] == "crackseg" and r.get("precision") == "bf16")
+        cf, _ = med(lambda r: r["side"] == "crackseg" and r.get("precision", "fp32") == "fp32")
+        pb, pb_all = med(lambda r: r["side"] == "peer" and r.get("mode") == "bf16")
+        pf = max(med(lambda r, m=m: r["side"] == "peer" and r.get("mode") == m)[0] for m in ("eager", "compile"))
+        if not cb:
+            continue
+        rb = [r["peak_rss_mb"] for r in rows if r["case"] == c and r["side"] == "crackseg" and r.get("precision") == "bf16"]
+        rp = [r["peak_rss_mb"] for r in rows if r["case"] == c and r["side"] == "peer" and r.get("mode") == "bf16"]
+        ratio = lambda a, b: f"**{a / b:.2f}x**" if a and b else "-"
+        print(f"| {label[c]} | {fmt_rate(cb)} {unit[c]} | {fmt_rate(cf) if cf else '-'} | {fmt_rate(pb) if pb else '-'} | "
+              f"{fmt_rate(pf) if pf else '-'} | {ratio(cb, pb)} | {ratio(cb, pf)} | "
+              f"{statistics.median(rb):,.0f} / {statistics.median(rp):,.0f} |" if rp else
+              f"| {label[c]} | {fmt_rate(cb)} {unit[c]} | {fmt_rate(cf) if cf else '-'} | - | {fmt_rate(pf) if pf else '-'} | - | "
+              f"{ratio(cb, pf)} | {statistics.median(rb):,.0f} / - |")
+        detail.append(f"  {c} crackseg bf16: " + ", ".join(fmt_rate(v) for v in cb_all))
+        if pb_all:
+            detail.append(f"  {c} PyTorch bf16 autocast: " + ", ".join(fmt_rate(v) for v in pb_all))
+    print()
+    print("bf16 runs (samples/s):")
+    print("\n".join(detail))
 
 
 def main():
@@ -209,7 +253,7 @@ def main():
     c.add_argument("--perturb", type=int, default=0)
     r = sub.add_parser("run")
     r.add_argument("--case", required=True, choices=["patch_cnn", "unet", "spiral_net"])
-    r.add_argument("--mode", default="eager", choices=["eager", "compile"])
+    r.add_argument("--mode", default="eager", choices=["eager", "compile", "bf16"])
     r.add_argument("--steps", type=int, default=10)
     r.add_argument("--warmup", type=int, default=3)
     r.add_argument("--threads", type=int, default=os.cpu_count())

@@ -27,7 +27,11 @@ class BatchNorm2d final : public DnnlLayer {
   void plan(std::span<const Dims> in) override {
     const auto& s = as<BatchNorm2dSpec>();
     const auto& eng = ctx_->engine;
-    const auto md = act_md(in[0]);
+    // One channel: nhwc and nchw are the same bytes, and oneDNN 2.6 vectorises nchw batchnorm
+    // over space (bnorm_jit) but runs the nhwc one channel-wise (nspc_bnorm, nothing to
+    // vectorise with C = 1: ~3.4x slower per element; Spiral-Net's 1-channel module outputs).
+    const bool one_channel = in[0].size() == 4 && in[0][1] == 1;
+    const auto md = one_channel ? dnnl::memory::desc(to_dnnl(in[0]), dt::f32, tag::nchw) : act_md(in[0]);
     const dnnl::memory::desc c_md({s.channels}, dt::f32, tag::a);
     const auto train_flags = nf::use_scale | nf::use_shift;
     dnnl::batch_normalization_forward::desc td(dnnl::prop_kind::forward_training, md, s.eps, train_flags);

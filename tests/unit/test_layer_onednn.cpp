@@ -46,6 +46,8 @@ std::vector<Case> cases() {
       {"maxpool_k3_s1", MaxPool2dSpec{3, 1, 0}, {kX}, true, Fill::distinct},
       {"batchnorm_train", BatchNorm2dSpec{3}, {kX}},
       {"batchnorm_eval", BatchNorm2dSpec{3}, {kX}, false},
+      {"batchnorm_train_1ch", BatchNorm2dSpec{1}, {{2, 1, 7, 9}}},  // described as nchw (same bytes)
+      {"batchnorm_eval_1ch", BatchNorm2dSpec{1}, {{2, 1, 7, 9}}, false},
       {"relu", ReluSpec{}, {kX}, true, Fill::away_from_zero},
       {"leaky_relu", LeakyReluSpec{0.1f}, {kX}, true, Fill::away_from_zero},
       {"sigmoid", SigmoidSpec{}, {kX}},
