@@ -302,13 +302,18 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
       samples_done += B;
       if (lead && !opt.quiet && (state.global_step % log_every == 0)) {
         const double el = since(t_loop), rate = samples_done / std::max(1e-9, el - val_s);
-        const double left_steps = static_cast<double>((epochs - state.epoch) * static_cast<int64_t>(steps_per_epoch) -
-                                                      state.step_in_epoch);
+        // train.steps ends the run before the last epoch: count only the steps (and the
+        // validations of the epochs) that will run.
+        const int64_t spe = static_cast<int64_t>(steps_per_epoch);
+        const int64_t last_epoch = max_steps > 0 ? std::min<int64_t>(epochs, (max_steps + spe - 1) / spe) : epochs;
+        int64_t left = (last_epoch - state.epoch) * spe - state.step_in_epoch;
+        if (max_steps > 0) left = std::min<int64_t>(left, max_steps - state.global_step);
+        const double left_steps = static_cast<double>(std::max<int64_t>(left, 0));
         std::printf("epoch %lld/%lld step %lld/%llu loss %.4f lr %.2e %.1f samples/s ETA %s\n",
                     static_cast<long long>(state.epoch + 1), static_cast<long long>(epochs),
                     static_cast<long long>(state.step_in_epoch), static_cast<unsigned long long>(steps_per_epoch),
                     loss_sum, optimizer->lr(), rate,
-                    eta_text(left_steps * B / rate, validations_left(state.epoch, epochs, val_every, has_val), val_s,
+                    eta_text(left_steps * B / rate, validations_left(state.epoch, last_epoch, val_every, has_val), val_s,
                              val_runs).c_str());
         std::fflush(stdout);
       }

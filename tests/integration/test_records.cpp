@@ -367,6 +367,16 @@ TEST(Records, OneBasedEpochsNamedModelEtaAndPredictNames) {
   ASSERT_NE(e2, std::string::npos) << t.output;
   EXPECT_NE(t.output.substr(e1, t.output.find('\n', e1) - e1).find("+ validation"), std::string::npos) << t.output;
   EXPECT_EQ(t.output.substr(e2, t.output.find('\n', e2) - e2).find("+ validation"), std::string::npos) << t.output;
+  // train.steps caps the run: the ETA counts those steps, not the configured epochs (a
+  // 100000-epoch config stopping after 3 steps said "ETA 2h40m"-like figures before).
+  const auto capped = test::run_cli("train " + cfg.string() + " data.path=\"" + data.string() + "\" train.out=" +
+                                    (dir / "capped").string() + " train.epochs=100000 train.steps=3 train.log_every=1");
+  ASSERT_EQ(capped.code, 0) << capped.output;
+  const auto eta = capped.output.find("ETA ");
+  ASSERT_NE(eta, std::string::npos) << capped.output;
+  const std::string eta_value = capped.output.substr(eta + 4, capped.output.find(' ', eta + 4) - eta - 4);
+  EXPECT_EQ(eta_value.find('h'), std::string::npos) << capped.output;
+  EXPECT_EQ(eta_value.find('m'), std::string::npos) << capped.output;
   // metrics.csv and result.json count epochs from 1.
   const auto rows = read_csv(out / "metrics.csv");
   ASSERT_EQ(rows.size(), 2u);
