@@ -104,7 +104,8 @@ class ConvLayer final : public DnnlLayer {
     dst_ = unbound(dst_md, eng);
     if (lp_) {  // bf16 copies of the input (forward, kept for the weight gradient) and of dout
       src_lp_ = owned(fwd_pd_.src_desc(), eng, src_lp_buf_);
-      ddst_lp_ = owned(bwd_w_pd.diff_dst_desc(), eng, ddst_lp_buf_);
+      ddst_lp_ = unbound(bwd_w_pd.diff_dst_desc(), eng);  // bound to Context::bf16_grad in backward
+      ctx_->reserve_bf16_grad(bwd_w_pd.diff_dst_desc().get_size());
     }
     dout_ = unbound(dst_md, eng);
     din_ = unbound(src_md, eng);
@@ -180,7 +181,10 @@ class ConvLayer final : public DnnlLayer {
     if (fused_) exec(act_bwd_, act_args_, act_scratch_);
     // The weight gradient reads the bf16 input saved by this layer's forward (the Graph runs
     // a layer's backward after its own forward, with no other forward of it in between).
-    if (lp_) CRACKSEG_DNNL_CALL(to_lp_ddst_.execute(ctx_->stream, to_lp_ddst_args_));
+    if (lp_) {
+      ddst_lp_.set_data_handle(ctx_->bf16_grad.raw());
+      CRACKSEG_DNNL_CALL(to_lp_ddst_.execute(ctx_->stream, to_lp_ddst_args_));
+    }
     if (din[0]) {
       bind(din_, *din[0]);
       exec(bwd_d_, bwd_d_args_, bwd_d_scratch_);
@@ -211,7 +215,7 @@ class ConvLayer final : public DnnlLayer {
   dnnl::memory fwd_scratch_, bwd_d_scratch_, bwd_w_scratch_, act_scratch_;
   dnnl::memory::desc plain_w_md_;
   dnnl::memory src_, dst_, dout_, din_, plain_w_, plain_dw_, w_fwd_, w_bwd_, dw_, bias_, db_, dpre_, src_lp_, ddst_lp_;
-  Tensor w_fwd_buf_, w_bwd_buf_, dw_buf_, db_buf_, dpre_buf_, src_lp_buf_, ddst_lp_buf_;
+  Tensor w_fwd_buf_, w_bwd_buf_, dw_buf_, db_buf_, dpre_buf_, src_lp_buf_;
   Args fwd_args_, bwd_d_args_, bwd_w_args_, act_args_, reorder_fwd_args_, reorder_bwd_args_, reorder_dw_args_,
       to_lp_src_args_, to_lp_ddst_args_;
 };

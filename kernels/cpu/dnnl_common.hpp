@@ -28,6 +28,13 @@ struct Context {
   // (conv_impl.hpp). The counts say how many did and how many had no bf16 kernel.
   bool bf16 = false;
   int bf16_layers = 0, bf16_fallbacks = 0;
+  // The bf16 copy of a convolution's output gradient lives only during that layer's
+  // backward: one buffer, shared, sized to the largest (grown only in plan()).
+  Tensor bf16_grad;
+  void reserve_bf16_grad(std::size_t bytes) {
+    if (bf16_grad.defined() && bf16_grad.nbytes() >= bytes) return;
+    bf16_grad = alloc_buffer({static_cast<int64_t>((bytes + 3) / 4)});
+  }
 
   void reserve_scratch(std::size_t bytes) {
     if (scratch.defined() && scratch.nbytes() >= bytes) return;
