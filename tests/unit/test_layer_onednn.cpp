@@ -41,6 +41,21 @@ std::vector<Case> cases() {
       {"convT_k3_s2_p1_op1", ConvTranspose2dSpec{3, 4, 3, 2, 1, 1}, {{2, 3, 4, 5}}},
       {"convT_k3_s1_p1_nobias", ConvTranspose2dSpec{3, 2, 3, 1, 1, 0, false}, {{2, 3, 4, 5}}},
       {"convT_32to16", ConvTranspose2dSpec{32, 16, 2, 2, 0, 0}, {{2, 32, 3, 4}}},
+      // Stride 2 runs as four stride-1 phase convolutions (conv_transpose_phases.cpp):
+      // Spiral-Net's 16 -> 1 K3 p0 on odd sizes, U-Net's K2, paddings, output_padding,
+      // phases with no tap (K1: bias only), a 1-pixel input (one phase has no output), and
+      // specs that fall back to oneDNN's deconvolution (negative phase padding, stride 3).
+      {"convT_s2_spiral_16to1", ConvTranspose2dSpec{16, 1, 3, 2, 0, 0}, {{2, 16, 7, 9}}},
+      {"convT_s2_k3_p0_nobias", ConvTranspose2dSpec{5, 4, 3, 2, 0, 0, false}, {{2, 5, 6, 5}}},
+      {"convT_s2_k3_p0_op1", ConvTranspose2dSpec{3, 2, 3, 2, 0, 1}, {{2, 3, 4, 5}}},
+      {"convT_s2_k2_nobias", ConvTranspose2dSpec{4, 3, 2, 2, 0, 0, false}, {{2, 4, 5, 3}}},
+      {"convT_s2_k4_p1", ConvTranspose2dSpec{3, 5, 4, 2, 1, 0}, {{2, 3, 5, 6}}},
+      {"convT_s2_k5_p2_op1", ConvTranspose2dSpec{3, 4, 5, 2, 2, 1}, {{2, 3, 4, 5}}},
+      {"convT_s2_k1", ConvTranspose2dSpec{3, 4, 1, 2, 0, 0}, {{2, 3, 4, 5}}},
+      {"convT_s2_k1_op1_nobias", ConvTranspose2dSpec{3, 2, 1, 2, 0, 1, false}, {{2, 3, 4, 3}}},
+      {"convT_s2_k3_p1_in1", ConvTranspose2dSpec{3, 2, 3, 2, 1, 0}, {{2, 3, 1, 4}}},
+      {"convT_s2_k3_p2_fallback", ConvTranspose2dSpec{3, 2, 3, 2, 2, 0}, {{2, 3, 5, 6}}},
+      {"convT_s3_k3_fallback", ConvTranspose2dSpec{3, 2, 3, 3, 1, 1}, {{2, 3, 4, 5}}},
       {"maxpool_k2_s2", MaxPool2dSpec{2, 2, 0}, {kX}, true, Fill::distinct},
       {"maxpool_k3_s2_p1", MaxPool2dSpec{3, 2, 1}, {kX}, true, Fill::distinct},
       {"maxpool_k3_s1", MaxPool2dSpec{3, 1, 0}, {kX}, true, Fill::distinct},
@@ -186,6 +201,48 @@ TEST(OnednnGraph, FusedAndUnfusedMatchReference) {
     EXPECT_LE(tolerance_ratio(gfused[k], gref[k], 1e-4, 1e-3, &at), 1.0) << "param " << k << " " << at;
     EXPECT_LE(tolerance_ratio(gplain[k], gref[k], 1e-4, 1e-3, &at), 1.0) << "param " << k << " " << at;
   }
+}
+
+// Stride-2 transposed convs with a fused activation (the phase convolutions' post-op, and
+// act(bias) for K1's tap-less phases), fusion on vs the reference graph.
+TEST(OnednnGraph, StrideTwoTransposedConvFusedActivationMatchesReference) {
+  const auto build = [] {
+    Graph g;
+    NodeId x = g.input();
+    NodeId u1 = g.add("up1", ConvTranspose2dSpec{3, 16, 3, 2, 0, 0}, {x});
+    NodeId a1 = g.add("up1.act", LeakyReluSpec{0.1f}, {u1});
+    NodeId u2 = g.add("up2", ConvTranspose2dSpec{16, 4, 1, 2, 0, 1}, {a1});
+    NodeId a2 = g.add("up2.act", ReluSpec{}, {u2});
+    g.set_output(g.add("out", Conv2dSpec{4, 1, 1, 1, 0}, {a2}));
+    return g;
+  };
+  const Tensor x = random_tensor({2, 3, 5, 4}, 1, Format::nchw);
+  const Tensor dy = random_tensor({2, 1, 22, 18}, 2, Format::nchw);
+  StepContext ctx;
+  auto run_graph = [&](const std::string& backend, std::vector<Tensor>& grads, std::vector<std::string>& kinds) {
+    auto be = make_backend(backend);
+    Graph g = build();
+    g.instantiate(*be, 42);
+    for (Param* p : g.params())  // non-zero biases: the bias-only phases must show them
+      if (p->name.ends_with(".bias")) p->value.fill_(p->name == "up2.bias" ? 0.3f : -0.2f);
+    g.set_profiling(true);
+    g.zero_grad();
+    const Tensor y = g.forward(ctx, x).to_format(Format::nchw);
+    g.backward(ctx, dy);
+    for (Param* p : g.params()) grads.push_back(p->grad.clone());
+    for (const auto& t : g.profile()) kinds.push_back(t.kind);
+    return y;
+  };
+  std::vector<Tensor> gref, gdnn;
+  std::vector<std::string> kref, kdnn;
+  const Tensor yref = run_graph("reference", gref, kref), ydnn = run_graph("onednn", gdnn, kdnn);
+  EXPECT_NE(std::find(kdnn.begin(), kdnn.end(), "conv_transpose2d+leaky_relu"), kdnn.end());
+  EXPECT_NE(std::find(kdnn.begin(), kdnn.end(), "conv_transpose2d+relu"), kdnn.end());
+  std::string at;
+  EXPECT_LE(tolerance_ratio(ydnn, yref, 1e-5, 1e-4, &at), 1.0) << at;
+  ASSERT_EQ(gdnn.size(), gref.size());
+  for (std::size_t k = 0; k < gref.size(); ++k)
+    EXPECT_LE(tolerance_ratio(gdnn[k], gref[k], 1e-4, 1e-3, &at), 1.0) << "param " << k << " " << at;
 }
 
 TEST(OnednnGraph, SteadyStateCreatesNoPrimitiveAndAllocatesNoBuffer) {
