@@ -51,13 +51,15 @@ void DeviceGradientSync::start_bucket(std::size_t b) {
   bk.started = true;
   if (comm_.size() == 1) return;
   comm_.enter();
-  NcclGroup group;  // closed on every path
-  for (std::size_t p : bk.params) {
-    Tensor& g = params_[p]->grad;
-    CRACKSEG_NCCL_CHECK(ncclAllReduce(g.raw(), g.raw(), static_cast<std::size_t>(g.numel()), ncclFloat32, ncclSum,
-                                      comm_.get(), comm_.stream()));
-  }
-  group.end();
+  comm_.enqueue([&] {  // an enqueue that fails aborts the communicator before the throw
+    NcclGroup group;     // closed on every path, before that abort
+    for (std::size_t p : bk.params) {
+      Tensor& g = params_[p]->grad;
+      CRACKSEG_NCCL_CHECK(ncclAllReduce(g.raw(), g.raw(), static_cast<std::size_t>(g.numel()), ncclFloat32, ncclSum,
+                                        comm_.get(), comm_.stream()));
+    }
+    group.end();
+  });
   comm_.settle("allreduce of gradient bucket " + std::to_string(b) + " (enqueue)");
   CRACKSEG_CUDA_CHECK(cudaEventRecord(bk.done.get(), comm_.stream()));
   step_bytes_ += bk.numel * sizeof(float);

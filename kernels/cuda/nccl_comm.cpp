@@ -6,6 +6,7 @@
 
 #include "kernels/cuda/context.hpp"
 #include "src/core/mpi_check.hpp"
+#include "src/dist/comm_teardown.hpp"
 
 namespace crackseg::cuda {
 
@@ -51,8 +52,7 @@ class NcclPending final : public dist::PendingOp {
 
 }  // namespace
 
-NcclCommunicator::NcclCommunicator(MPI_Comm parent, double timeout_s)
-    : timeout_s_(timeout_s), uncaught_at_construction_(std::uncaught_exceptions()) {
+NcclCommunicator::NcclCommunicator(MPI_Comm parent, double timeout_s) : timeout_s_(timeout_s) {
   auto& ctx = Context::get();  // selects this rank's GPU from its node-local rank
   CRACKSEG_MPI_CHECK(MPI_Comm_dup(parent, &mpi_));
   CRACKSEG_MPI_CHECK(MPI_Comm_set_errhandler(mpi_, MPI_ERRORS_RETURN));
@@ -84,26 +84,29 @@ NcclCommunicator::NcclCommunicator(MPI_Comm parent, double timeout_s)
 }
 
 NcclCommunicator::~NcclCommunicator() {
-  // Errors are ignored: there is nothing to do with them in a destructor.
-  const bool unwinding = std::uncaught_exceptions() > uncaught_at_construction_;
-  if (comm_ && !aborted_ && !unwinding) {
-    // Clean shutdown: finalise (flushes this rank's outstanding operations), polled under the
-    // deadline, then destroy; a finalise that fails or times out falls back to abort.
-    try {
-      CRACKSEG_NCCL_CHECK(ncclCommFinalize(comm_));
-      settle("communicator finalisation (ncclCommFinalize)");
-      (void)ncclCommDestroy(comm_);
-      comm_ = nullptr;
-    } catch (...) {
-      abort();
-    }
-  } else {
-    abort();
-  }
-  // After an abort the stream may hold cancelled work: no synchronisation, which could wait
-  // on it. On a clean shutdown, every kernel that reads the abandoned operations' buffers is
-  // finished before they are released: explicitly, not through cudaFree's implicit sync.
-  if (stream_ && !aborted_) (void)cudaStreamSynchronize(stream_.get());
+  // The policy (src/dist/comm_teardown.hpp, host-tested): after an abort nothing more; while
+  // unwinding, abort (no ncclCommDestroy, which would flush the stuck operation, and no stream
+  // synchronisation); on a clean exit finalise (flushes this rank's outstanding operations,
+  // polled under the deadline), destroy, and synchronise the stream so that every kernel
+  // reading the abandoned operations' buffers is finished before they are released
+  // (explicitly, not through cudaFree's implicit sync); a failed finalise aborts instead.
+  dist::run_teardown(unwind_.unwinding(),
+                     {.aborted = [this] { return aborted_; },
+                      .finalize =
+                          [this] {
+                            CRACKSEG_NCCL_CHECK(ncclCommFinalize(comm_));
+                            settle("communicator finalisation (ncclCommFinalize)");
+                          },
+                      .destroy =
+                          [this] {
+                            (void)ncclCommDestroy(comm_);
+                            comm_ = nullptr;
+                          },
+                      .abort = [this] { abort(); },
+                      .sync =
+                          [this] {
+                            if (stream_) (void)cudaStreamSynchronize(stream_.get());
+                          }});
   abandoned_.clear();
   int finalized = 0;
   MPI_Finalized(&finalized);
@@ -120,24 +123,18 @@ void NcclCommunicator::abort() noexcept {
 void NcclCommunicator::settle(const std::string& what) {
   if (aborted_ || !comm_) throw Error("NCCL " + what + ": the communicator was aborted after an earlier failure (" +
                                       where_am_i() + ")");
-  const auto t0 = std::chrono::steady_clock::now();
-  for (;;) {
-    ncclResult_t state = ncclSuccess;
-    const ncclResult_t rc = ncclCommGetAsyncError(comm_, &state);
-    if (rc != ncclSuccess) state = rc;
-    if (state == ncclSuccess) return;
-    if (state != ncclInProgress) {
-      abort();
-      CRACKSEG_NCCL_CHECK(state);
-    }
-    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (timeout_s_ > 0 && waited > timeout_s_) {
-      abort();
-      throw dist::CollectiveTimeout("NCCL " + what + " did not complete within dist.timeout_s = " +
-                                    std::to_string(timeout_s_) + " s (" + where_am_i() + ")");
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
-  }
+  // Aborts before throwing on an NCCL error or after the deadline (src/dist/comm_teardown.hpp).
+  dist::poll_until_done(
+      [this] {
+        ncclResult_t state = ncclSuccess;
+        const ncclResult_t rc = ncclCommGetAsyncError(comm_, &state);
+        if (rc != ncclSuccess) state = rc;
+        if (state == ncclSuccess) return dist::PollStatus{dist::PollState::done, nullptr};
+        if (state == ncclInProgress) return dist::PollStatus{dist::PollState::in_progress, nullptr};
+        CRACKSEG_NCCL_CHECK(state);  // throws, with NCCL's message read before the abort
+        return dist::PollStatus{dist::PollState::error, nullptr};
+      },
+      [this] { abort(); }, timeout_s_, "NCCL " + what, dist::PollClock::steady(std::chrono::microseconds(100)));
 }
 
 void NcclCommunicator::enter() {
@@ -153,29 +150,20 @@ void NcclCommunicator::leave(cudaEvent_t done) {
 void NcclCommunicator::wait(cudaEvent_t done, const std::string& what) {
   if (aborted_) throw Error("NCCL " + what + ": the communicator was aborted after an earlier failure (" +
                             where_am_i() + ")");
-  const auto t0 = std::chrono::steady_clock::now();
-  for (;;) {
-    const cudaError_t rc = cudaEventQuery(done);
-    if (rc == cudaSuccess) return;
-    if (rc != cudaErrorNotReady) {
-      abort();  // before throwing: unwinding must not wait on the stuck collective
-      CRACKSEG_CUDA_CHECK(rc);
-    }
-    ncclResult_t async = ncclSuccess;
-    const ncclResult_t q = ncclCommGetAsyncError(comm_, &async);
-    if (q != ncclSuccess) async = q;
-    if (async != ncclSuccess && async != ncclInProgress) {
-      abort();
-      CRACKSEG_NCCL_CHECK(async);
-    }
-    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (timeout_s_ > 0 && waited > timeout_s_) {
-      abort();
-      throw dist::CollectiveTimeout("NCCL " + what + " did not complete within dist.timeout_s = " +
-                                    std::to_string(timeout_s_) + " s (" + where_am_i() + ")");
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(50));
-  }
+  // A CUDA error, an NCCL asynchronous error or the deadline aborts before the throw:
+  // unwinding must not wait on the stuck collective (src/dist/comm_teardown.hpp).
+  dist::poll_until_done(
+      [this, done] {
+        const cudaError_t rc = cudaEventQuery(done);
+        if (rc == cudaSuccess) return dist::PollStatus{dist::PollState::done, nullptr};
+        if (rc != cudaErrorNotReady) CRACKSEG_CUDA_CHECK(rc);  // throws
+        ncclResult_t async = ncclSuccess;
+        const ncclResult_t q = ncclCommGetAsyncError(comm_, &async);
+        if (q != ncclSuccess) async = q;
+        if (async != ncclSuccess && async != ncclInProgress) CRACKSEG_NCCL_CHECK(async);  // throws
+        return dist::PollStatus{dist::PollState::in_progress, nullptr};
+      },
+      [this] { abort(); }, timeout_s_, "NCCL " + what, dist::PollClock::steady(std::chrono::microseconds(50)));
 }
 
 void NcclCommunicator::adopt(std::shared_ptr<void> keepalive, Event done) {
@@ -186,7 +174,9 @@ void NcclCommunicator::barrier() { CRACKSEG_MPI_CHECK(MPI_Barrier(mpi_)); }
 
 void NcclCommunicator::broadcast(std::span<float> buf, int root) {
   enter();
-  CRACKSEG_NCCL_CHECK(ncclBroadcast(buf.data(), buf.data(), buf.size(), ncclFloat32, root, comm_, stream_.get()));
+  enqueue([&] {
+    CRACKSEG_NCCL_CHECK(ncclBroadcast(buf.data(), buf.data(), buf.size(), ncclFloat32, root, comm_, stream_.get()));
+  });
   settle("broadcast enqueue");
   leave(done_.get());
   wait(done_.get(), "broadcast of " + std::to_string(buf.size()) + " floats from rank " + std::to_string(root));
@@ -198,7 +188,9 @@ void NcclCommunicator::broadcast_bytes(std::span<std::byte> buf, int root) {
 
 void NcclCommunicator::allreduce_sum(std::span<float> buf) {
   enter();
-  CRACKSEG_NCCL_CHECK(ncclAllReduce(buf.data(), buf.data(), buf.size(), ncclFloat32, ncclSum, comm_, stream_.get()));
+  enqueue([&] {
+    CRACKSEG_NCCL_CHECK(ncclAllReduce(buf.data(), buf.data(), buf.size(), ncclFloat32, ncclSum, comm_, stream_.get()));
+  });
   settle("allreduce enqueue");
   leave(done_.get());
   wait(done_.get(), "allreduce of " + std::to_string(buf.size()) + " floats");
@@ -233,15 +225,17 @@ void NcclCommunicator::allgatherv(std::span<const int64_t> send, std::span<int64
 }
 
 void NcclCommunicator::enqueue_allgatherv(const float* send, float* recv, std::span<const int64_t> counts) {
-  NcclGroup group;
-  int64_t off = 0;
-  for (int r = 0; r < size_; ++r) {
-    const auto n = static_cast<std::size_t>(counts[static_cast<std::size_t>(r)]);
-    CRACKSEG_NCCL_CHECK(ncclBroadcast(r == rank_ ? send : recv + off, recv + off, n, ncclFloat32, r, comm_,
-                                      stream_.get()));
-    off += static_cast<int64_t>(n);
-  }
-  group.end();
+  enqueue([&] {
+    NcclGroup group;  // closed before the abort when an enqueue throws
+    int64_t off = 0;
+    for (int r = 0; r < size_; ++r) {
+      const auto n = static_cast<std::size_t>(counts[static_cast<std::size_t>(r)]);
+      CRACKSEG_NCCL_CHECK(ncclBroadcast(r == rank_ ? send : recv + off, recv + off, n, ncclFloat32, r, comm_,
+                                        stream_.get()));
+      off += static_cast<int64_t>(n);
+    }
+    group.end();
+  });
   settle("allgatherv enqueue");
 }
 
@@ -250,7 +244,9 @@ std::unique_ptr<dist::PendingOp> NcclCommunicator::start_allreduce_sum(std::span
                                                                        std::string what) {
   Event done = make_event();
   enter();
-  CRACKSEG_NCCL_CHECK(ncclAllReduce(buf.data(), buf.data(), buf.size(), ncclFloat32, ncclSum, comm_, stream_.get()));
+  enqueue([&] {
+    CRACKSEG_NCCL_CHECK(ncclAllReduce(buf.data(), buf.data(), buf.size(), ncclFloat32, ncclSum, comm_, stream_.get()));
+  });
   settle("allreduce enqueue (" + what + ")");
   leave(done.get());
   return std::make_unique<NcclPending>(*this, std::move(keepalive), std::move(done), std::move(what));

@@ -16,11 +16,15 @@
 //   - the communicator is created non-blocking (ncclCommInitRankConfig, blocking = 0) and
 //     its initialisation, like every later call that answers ncclInProgress (connection
 //     set-up is lazy), is polled through ncclCommGetAsyncError under the same deadline;
-//   - a timeout, an NCCL asynchronous error or a CUDA error while waiting calls
-//     ncclCommAbort BEFORE throwing: the stuck kernels end, and nothing later waits on them;
+//   - a timeout, an NCCL asynchronous error or a CUDA error while waiting, and an enqueue
+//     that fails outright, call ncclCommAbort BEFORE throwing: the stuck kernels end, and
+//     nothing later waits on them;
 //   - the destructor aborts (no ncclCommDestroy, which would flush the stuck operation, and
-//     no stream synchronisation) after an abort or while an exception is unwinding; only a
-//     clean shutdown finalises (ncclCommFinalize, polled under the deadline) and destroys;
+//     no stream synchronisation) while an exception is unwinding, does nothing more after an
+//     abort; only a clean shutdown finalises (ncclCommFinalize, polled under the deadline),
+//     destroys and synchronises;
+//   - these decisions (the deadline poll, the teardown policy) are host code without CUDA or
+//     NCCL in src/dist/comm_teardown.hpp, tested in CI by tests/unit/test_comm_teardown.cpp;
 //   - the exception then reaches main(), which MPI_Aborts a multi-rank job, so a failure on
 //     one rank ends every rank instead of leaving its peers to wait out the timeout.
 #pragma once
@@ -28,6 +32,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cuda/check.hpp"
@@ -53,6 +58,7 @@ class NcclGroup {
   bool open_ = true;
 };
 }  // namespace crackseg::cuda
+#include "src/dist/comm_teardown.hpp"
 #include "src/dist/communicator.hpp"
 
 namespace crackseg::cuda {
@@ -108,15 +114,23 @@ class NcclCommunicator final : public dist::Communicator {
   void enqueue_allgatherv(const float* send, float* recv, std::span<const int64_t> counts);
   // Operations handed back by an abandoned PendingOp (they keep their buffers alive).
   void adopt(std::shared_ptr<void> keepalive, Event done);
+  // Runs an NCCL enqueue; one that fails outright aborts the communicator before the throw.
+  template <class F>
+  void enqueue(F&& f) {
+    if (aborted_ || !comm_)
+      throw Error("NCCL enqueue: the communicator was aborted after an earlier failure (" + where_am_i() + ")");
+    dist::abort_on_throw(std::forward<F>(f), [this] { abort(); });
+  }
 
  private:
+
   int rank_ = 0, size_ = 1;
   double timeout_s_ = 600.0;
   MPI_Comm mpi_ = MPI_COMM_NULL;
   Stream stream_;
   ncclComm_t comm_ = nullptr;  // owned: finalised + destroyed, or aborted (see the header)
   bool aborted_ = false;
-  int uncaught_at_construction_ = 0;
+  dist::UnwindProbe unwind_;  // the destructor aborts while an exception is unwinding
   Event ready_, done_;
   struct Abandoned {
     std::shared_ptr<void> keepalive;
