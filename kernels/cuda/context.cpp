@@ -22,6 +22,7 @@ Context::Context() {
   device_ = device_for_local_rank(process_local_rank(), n);
   CRACKSEG_CUDA_CHECK(cudaSetDevice(device_));
   stream_ = make_stream();
+  copy_stream_ = make_stream();
   cudnn_ = make_cudnn();
   CRACKSEG_CUDNN_CHECK(cudnnSetStream(cudnn_.get(), stream_.get()));
   cublas_ = make_cublas();

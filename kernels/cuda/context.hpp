@@ -1,5 +1,6 @@
 // The per-process CUDA context: one rank drives one GPU (chosen from the local rank) through
-// one compute stream, one cuDNN handle and one cuBLAS handle bound to that stream. Layers,
+// one compute stream (plus a copy stream for batch uploads), one cuDNN handle and one cuBLAS
+// handle bound to the compute stream. Layers,
 // losses and optimizers all enqueue on this stream, so their order is program order and no
 // step needs a host synchronisation except where the host reads a result (loss value,
 // metric counts).
@@ -20,6 +21,9 @@ class Context {
 
   [[nodiscard]] int device() const { return device_; }
   [[nodiscard]] cudaStream_t stream() const { return stream_.get(); }
+  // Host -> device batch uploads (upload_async), so their DMA overlaps compute; the compute
+  // stream waits on an event per upload before reading the data.
+  [[nodiscard]] cudaStream_t copy_stream() const { return copy_stream_.get(); }
   [[nodiscard]] cudnnHandle_t cudnn() const { return cudnn_.get(); }
   [[nodiscard]] cublasHandle_t cublas() const { return cublas_.get(); }
   [[nodiscard]] const CudaOptions& options() const { return options_; }
@@ -40,6 +44,7 @@ class Context {
   Context();
   int device_ = 0;
   Stream stream_;
+  Stream copy_stream_;
   CudnnHandle cudnn_;
   CublasHandle cublas_;
   CudaOptions options_;

@@ -6,6 +6,7 @@
 
 #include "kernels/cuda/context.hpp"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/staging_ring.hpp"
 
 namespace crackseg::cuda {
 
@@ -85,10 +86,12 @@ void copy(const Tensor& src, Tensor& dst) {
 }
 
 namespace {
-struct Staging {
-  void* p = nullptr;
-  std::size_t bytes = 0;
-  Event done;  // recorded after the DMA that reads p
+// One slot of the staging ring (staging_ring.hpp says when each wait is needed).
+struct StagingBuffers {
+  void* host = nullptr;  // pinned, lives as long as the process
+  DevicePtr device;
+  Event dma_done;  // copy stream, after the DMA host -> device
+  Event consumed;  // compute stream, after the copy device slot -> destination
 };
 constexpr int kStaging = 4;  // image + target of two micro-batches in flight
 }  // namespace
@@ -101,24 +104,39 @@ void upload_async(const Tensor& host, Tensor& dst) {
     throw Error(std::string("cuda::upload_async: formats differ (") + to_string(host.format()) + " -> " +
                 to_string(dst.format()) + "); use convert_format");
   auto& ctx = Context::get();
-  static auto* ring = new std::array<Staging, kStaging>();  // pinned memory lives as long as the process
-  static int next = 0;
-  Staging& s = (*ring)[static_cast<std::size_t>(next)];
-  next = (next + 1) % kStaging;
+  // Never destroyed, like the Context: pinned memory and events live as long as the process.
+  static auto* ring = new StagingRing(kStaging);
+  static auto* buffers = new std::array<StagingBuffers, kStaging>();
   const std::size_t n = host.nbytes();
-  if (n == 0) return;
-  if (s.done) CRACKSEG_CUDA_CHECK(cudaEventSynchronize(s.done.get()));  // its last DMA has read it
-  else s.done = make_event();
-  if (s.bytes < n) {
-    if (s.p) CRACKSEG_CUDA_CHECK(cudaFreeHost(s.p));
-    s.p = nullptr;
-    s.bytes = 0;
-    CRACKSEG_CUDA_CHECK(cudaMallocHost(&s.p, n));
-    s.bytes = n;
+  const StagingStep step = ring->next(n);
+  if (step.slot < 0) return;
+  StagingBuffers& b = (*buffers)[static_cast<std::size_t>(step.slot)];
+  try {
+    if (!b.dma_done) b.dma_done = make_event();
+    if (!b.consumed) b.consumed = make_event();
+    // The pinned buffer is read by the slot's previous DMA until dma_done.
+    if (step.wait_dma) CRACKSEG_CUDA_CHECK(cudaEventSynchronize(b.dma_done.get()));
+    if (step.grow_to > 0) {
+      if (b.host) CRACKSEG_CUDA_CHECK(cudaFreeHost(b.host));
+      b.host = nullptr;
+      CRACKSEG_CUDA_CHECK(cudaMallocHost(&b.host, step.grow_to));
+      b.device = DevicePtr(step.grow_to);  // the old device buffer is freed after the device is idle
+    }
+    std::memcpy(b.host, host.raw(), n);
+    const cudaStream_t copy_stream = ctx.copy_stream(), compute = ctx.stream();
+    // The device slot is read by the slot's previous consumer (compute stream) until consumed.
+    if (step.wait_consumed) CRACKSEG_CUDA_CHECK(cudaStreamWaitEvent(copy_stream, b.consumed.get(), 0));
+    CRACKSEG_CUDA_CHECK(cudaMemcpyAsync(b.device.get(), b.host, n, cudaMemcpyHostToDevice, copy_stream));
+    CRACKSEG_CUDA_CHECK(cudaEventRecord(b.dma_done.get(), copy_stream));
+    // The consumer: in compute-stream order, after the DMA; `dst` may still be read by earlier
+    // compute work, which this copy follows in stream order.
+    CRACKSEG_CUDA_CHECK(cudaStreamWaitEvent(compute, b.dma_done.get(), 0));
+    CRACKSEG_CUDA_CHECK(cudaMemcpyAsync(dst.raw(), b.device.get(), n, cudaMemcpyDeviceToDevice, compute));
+    CRACKSEG_CUDA_CHECK(cudaEventRecord(b.consumed.get(), compute));
+  } catch (...) {
+    ring->forget(step.slot);
+    throw;
   }
-  std::memcpy(s.p, host.raw(), n);
-  CRACKSEG_CUDA_CHECK(cudaMemcpyAsync(dst.raw(), s.p, n, cudaMemcpyHostToDevice, ctx.stream()));
-  CRACKSEG_CUDA_CHECK(cudaEventRecord(s.done.get(), ctx.stream()));
 }
 
 Tensor to_device(const Tensor& host) {

@@ -17,10 +17,13 @@ namespace crackseg::cuda {
 [[nodiscard]] Tensor to_host(const Tensor& device);
 // dst <- src for any device pair; same dims, dtype and layout (same_layout).
 void copy(const Tensor& src, Tensor& dst);
-// Host -> device without draining the stream: the host data is copied into one of a small
-// ring of pinned staging buffers (the host may reuse or free `host` on return) and the DMA
-// is enqueued on the compute stream; the host goes on (e.g. reads the next batch) while the
-// device works. A staging buffer is reused only after its previous copy has completed.
+// Host -> device without draining a stream: the host data is copied into one of a small
+// ring of pinned staging buffers (the host may reuse or free `host` on return), the DMA runs
+// on the context's copy stream into the slot's device buffer, overlapping the compute
+// stream's earlier work, and the compute stream waits for it (an event) and copies the slot
+// into `dst` in its own order, so every later kernel sees the data and no earlier one still
+// reading `dst` is overwritten. A slot is reused only after its previous DMA (host wait) and
+// its previous consumer (copy-stream wait) have finished (staging_ring.hpp).
 // Same checks as copy(); host f32/any dtype, dst a device tensor.
 void upload_async(const Tensor& host, Tensor& dst);
 void zero(Tensor& t);              // any dtype, device or host
