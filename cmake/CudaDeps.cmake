@@ -1,6 +1,12 @@
-# cuDNN and NCCL: often installed apart from the toolkit (tarballs, modules, conda, pip
-# wheels). Search order: -DCUDNN_ROOT / $CUDNN_ROOT / $CUDNN_HOME (NCCL_ROOT / $NCCL_ROOT /
-# $NCCL_HOME likewise), then the toolkit's own directories, then the system paths.
+# cuDNN and NCCL: often installed apart from the toolkit (tarballs, modules, conda, spack, pip
+# wheels). Search order, for each:
+#   1. a CMake config package (find_package(CUDNN|NCCL CONFIG): spack, conda and vendor
+#      builds may ship one) naming an imported library target; when CUDNN_ROOT / NCCL_ROOT
+#      (or $CUDNN_ROOT / $CUDNN_HOME / $CUDNN_DIR, NCCL likewise) is given, only a package
+#      under that root, so an explicit root always wins over a package found elsewhere;
+#   2. the library and header under that root;
+#   3. the toolkit's own directories, then the system paths.
+# A value already in the cache (CRACKSEG_CUDNN, CRACKSEG_CUDNN_INCLUDE, ...) is kept.
 # The headers' versions are checked against the libraries found (a header from one install
 # and a library from another is the classic cluster failure: it links, then crashes).
 foreach(_dep CUDNN NCCL)
@@ -12,6 +18,70 @@ foreach(_dep CUDNN NCCL)
   endforeach()
 endforeach()
 set(_tk_lib_hints ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_TARGET_DIR}/lib64 ${CUDAToolkit_TARGET_DIR}/lib)
+
+# 1. Config packages. A package counts when it defines one of the usual imported targets with
+# a library file; its include directories are searched for the header. Otherwise the search
+# below runs as if there were no package.
+set(_pkg_names_CUDNN CUDNN cuDNN)
+set(_pkg_targets_CUDNN CUDNN::cudnn cudnn::cudnn CUDNN::CUDNN cuDNN::cudnn)
+set(_pkg_header_CUDNN cudnn_version.h)
+set(_pkg_names_NCCL NCCL nccl)
+set(_pkg_targets_NCCL NCCL::nccl nccl::nccl NCCL::NCCL)
+set(_pkg_header_NCCL nccl.h)
+foreach(_dep CUDNN NCCL)
+  set(CRACKSEG_${_dep}_SOURCE "search")
+  if(CRACKSEG_${_dep} AND CRACKSEG_${_dep}_INCLUDE)
+    set(CRACKSEG_${_dep}_SOURCE "cache")
+    continue()
+  endif()
+  if(_hints_${_dep})
+    find_package(${_dep} CONFIG QUIET NAMES ${_pkg_names_${_dep}} NO_DEFAULT_PATH PATHS ${_hints_${_dep}})
+  else()
+    find_package(${_dep} CONFIG QUIET NAMES ${_pkg_names_${_dep}})
+  endif()
+  if(NOT ${_dep}_FOUND)
+    continue()
+  endif()
+  set(_lib "")
+  set(_inc "")
+  foreach(_t ${_pkg_targets_${_dep}})
+    if(NOT TARGET ${_t})
+      continue()
+    endif()
+    get_target_property(_aliased ${_t} ALIASED_TARGET)
+    if(_aliased)
+      set(_t ${_aliased})
+    endif()
+    get_target_property(_type ${_t} TYPE)
+    if(_type STREQUAL "INTERFACE_LIBRARY")
+      continue()
+    endif()
+    get_target_property(_lib ${_t} IMPORTED_LOCATION)
+    if(NOT _lib)
+      get_target_property(_cfgs ${_t} IMPORTED_CONFIGURATIONS)
+      foreach(_c ${_cfgs})
+        get_target_property(_lib ${_t} IMPORTED_LOCATION_${_c})
+        if(_lib)
+          break()
+        endif()
+      endforeach()
+    endif()
+    get_target_property(_inc ${_t} INTERFACE_INCLUDE_DIRECTORIES)
+    if(_lib)
+      break()
+    endif()
+  endforeach()
+  if(NOT _lib OR NOT EXISTS "${_lib}")
+    message(STATUS "${_dep}: the config package ${${_dep}_DIR} has no imported library target with a file "
+                   "(${_pkg_targets_${_dep}}); searching for the library instead")
+    continue()
+  endif()
+  find_path(CRACKSEG_${_dep}_INCLUDE ${_pkg_header_${_dep}} PATHS ${_inc} NO_DEFAULT_PATH)
+  set(CRACKSEG_${_dep} "${_lib}" CACHE FILEPATH "${_dep} library (from the config package ${${_dep}_DIR})" FORCE)
+  set(CRACKSEG_${_dep}_SOURCE "config package ${${_dep}_DIR}")
+endforeach()
+
+# 2-3. Library and header search (skipped for what step 1 or the cache already set).
 find_library(CRACKSEG_CUDNN cudnn HINTS ${_hints_CUDNN} PATH_SUFFIXES lib64 lib lib/x64 NO_DEFAULT_PATH)
 find_library(CRACKSEG_CUDNN cudnn HINTS ${_tk_lib_hints} REQUIRED)
 find_library(CRACKSEG_NCCL nccl HINTS ${_hints_NCCL} PATH_SUFFIXES lib64 lib NO_DEFAULT_PATH)
@@ -82,7 +152,8 @@ if(CRACKSEG_CUDA_LIB_VERSIONS)
   endif()
 endif()
 message(STATUS "CUDA ${CUDAToolkit_VERSION} at ${CUDAToolkit_BIN_DIR}; cuDNN ${CRACKSEG_CUDNN_HEADER_VERSION} "
-               "(${CRACKSEG_CUDNN}); NCCL ${CRACKSEG_NCCL_HEADER_VERSION} (${CRACKSEG_NCCL})")
+               "(${CRACKSEG_CUDNN}, ${CRACKSEG_CUDNN_SOURCE}); NCCL ${CRACKSEG_NCCL_HEADER_VERSION} "
+               "(${CRACKSEG_NCCL}, ${CRACKSEG_NCCL_SOURCE})")
 
 # .cu files include the C++20 core headers (source_location, rng.hpp); rng.hpp's constexpr
 # Philox is called from device code as is (--expt-relaxed-constexpr), so the CPU and GPU

@@ -8,6 +8,12 @@
 // variables, nvcc must get the C++ compiler as its host compiler, and the build must link one
 // CUDA runtime (the shared one: no cudart_static anywhere in the link lines). Skipped where
 // /usr/local/cuda does not exist (CI machines without the toolkit).
+// CMake config packages (cmake/CudaDeps.cmake step 1), in the same configure: NCCL is given
+// no NCCL_ROOT but a config package on CMAKE_PREFIX_PATH whose NCCL::nccl target names the
+// real library through a third path, which must be what the cache holds; a cuDNN config
+// package on CMAKE_PREFIX_PATH naming the real library by its canonical path must lose to
+// CUDNN_ROOT. (The packages are written here: this machine's NCCL and cuDNN ship none; the
+// library files they name are the real ones, so the version checks run on them.)
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -51,6 +57,18 @@ std::string path_without_cuda() {
   return out;
 }
 
+// A config package `dir`/lib/cmake/<name>/<name>-config.cmake defining `target` as the
+// shared library `lib` with the include directory `inc`.
+void write_config_package(const fs::path& dir, const std::string& name, const std::string& target,
+                          const fs::path& lib, const fs::path& inc) {
+  const fs::path d = dir / "lib" / "cmake" / name;
+  fs::create_directories(d);
+  std::ofstream(d / (name + "-config.cmake"))
+      << "if(NOT TARGET " << target << ")\n  add_library(" << target << " SHARED IMPORTED)\n  set_target_properties("
+      << target << " PROPERTIES IMPORTED_LOCATION \"" << lib.string() << "\" INTERFACE_INCLUDE_DIRECTORIES \""
+      << inc.string() << "\")\nendif()\nset(" << name << "_FOUND TRUE)\n";
+}
+
 }  // namespace
 
 TEST(CudaConfigure, PresetFindsTheToolkitThroughRootVariablesOnly) {
@@ -62,16 +80,32 @@ TEST(CudaConfigure, PresetFindsTheToolkitThroughRootVariablesOnly) {
   fs::create_directory_symlink(fs::canonical("/usr/local/cuda"), toolkit);
   const fs::path build = tmp / "build", log = tmp / "configure.log";
   const std::string t = toolkit.string();
+  // NCCL through a config package only, reaching the toolkit's files through another path.
+  const fs::path real = fs::canonical("/usr/local/cuda"), nccl_root = tmp / "nccl-install";
+  fs::create_directory_symlink(real, nccl_root);
+  const std::string libdir = fs::exists(real / "lib64" / "libnccl.so") ? "lib64" : "lib";
+  write_config_package(tmp / "nccl-pkg", "nccl", "NCCL::nccl", nccl_root / libdir / "libnccl.so",
+                       nccl_root / "include");
+  // A cuDNN package elsewhere that CUDNN_ROOT must override.
+  const std::string cudnn_libdir = fs::exists(real / "lib64" / "libcudnn.so") ? "lib64" : "lib";
+  write_config_package(tmp / "cudnn-pkg", "cudnn", "CUDNN::cudnn", real / cudnn_libdir / "libcudnn.so",
+                       real / "include");
   const std::string cmd = "cd '" CRACKSEG_SOURCE_DIR "' && env -u CUDA_HOME -u CUDA_PATH -u CUDA_ROOT -u CUDACXX "
-                          "-u CUDAToolkit_ROOT -u CUDAHOSTCXX PATH='" + path_without_cuda() +
+                          "-u CUDAToolkit_ROOT -u CUDAHOSTCXX -u NCCL_ROOT -u NCCL_HOME -u NCCL_DIR -u CUDNN_HOME "
+                          "-u CUDNN_DIR -u CMAKE_PREFIX_PATH PATH='" + path_without_cuda() +
                           "' cmake --preset cuda -G Ninja -B '" + build.string() + "' -DCUDAToolkit_ROOT='" + t +
-                          "' -DCUDNN_ROOT='" + t + "' -DNCCL_ROOT='" + t + "' > '" + log.string() + "' 2>&1";
+                          "' -DCUDNN_ROOT='" + t + "' -DCMAKE_PREFIX_PATH='" + (tmp / "nccl-pkg").string() + ";" +
+                          (tmp / "cudnn-pkg").string() + "' > '" + log.string() + "' 2>&1";
   const int rc = std::system(cmd.c_str());
   ASSERT_EQ(rc, 0) << "configure failed:\n" << slurp(log);
   auto cache = cache_values(build / "CMakeCache.txt");
-  for (const char* key : {"CMAKE_CUDA_COMPILER", "CRACKSEG_CUDNN", "CRACKSEG_NCCL", "CRACKSEG_CUDNN_INCLUDE",
-                          "CRACKSEG_NCCL_INCLUDE"})
+  for (const char* key : {"CMAKE_CUDA_COMPILER", "CRACKSEG_CUDNN", "CRACKSEG_CUDNN_INCLUDE"})
     EXPECT_EQ(cache[key].rfind(t, 0), 0u) << key << " = " << cache[key] << " (expected under " << t << ")";
+  for (const char* key : {"CRACKSEG_NCCL", "CRACKSEG_NCCL_INCLUDE"})
+    EXPECT_EQ(cache[key].rfind(nccl_root.string(), 0), 0u)
+        << key << " = " << cache[key] << " (expected from the config package, under " << nccl_root << ")";
+  const std::string out = slurp(log);
+  EXPECT_NE(out.find("config package " + (tmp / "nccl-pkg").string()), std::string::npos) << out;
   EXPECT_FALSE(cache["CMAKE_CUDA_HOST_COMPILER"].empty());
   EXPECT_EQ(fs::canonical(cache["CMAKE_CUDA_HOST_COMPILER"]), fs::canonical(cache["CMAKE_CXX_COMPILER"]));
   const std::string ninja = slurp(build / "build.ninja");
