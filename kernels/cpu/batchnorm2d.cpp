@@ -20,6 +20,7 @@ class BatchNorm2d final : public DnnlLayer {
     return {{name_ + ".running_mean", &stats_.mean()}, {name_ + ".running_var", &stats_.var()}};
   }
   std::size_t batch_stats_size() const override { return stats_.size(); }
+  bool backward_reads_output() const override { return false; }  // src, mean, variance, dout only
   void set_defer_running_stats(bool defer) override { stats_.set_defer(defer); }
   void read_batch_stats(std::span<float> dst) const override { stats_.read(dst); }
   void apply_batch_stats(std::span<const float> src) override { stats_.apply(src); }

@@ -8,6 +8,9 @@ namespace {
 class Eltwise final : public DnnlLayer {
  public:
   using DnnlLayer::DnnlLayer;
+  // oneDNN eltwise runs with src == dst, and the use_dst_for_bwd algorithms differentiate
+  // from the output alone.
+  bool runs_in_place() const override { return true; }
   void plan(std::span<const Dims> in) override {
     const auto& eng = ctx_->engine;
     const auto md = act_md(in[0]);

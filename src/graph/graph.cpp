@@ -232,11 +232,30 @@ void Graph::Impl::plan(const Dims& in_dims) {
   din_ptrs.assign(n, {});
   edges.assign(n, {});
   std::vector<Dims> ins;
+  // In-place activations: node i overwrites its producer p's output when i is p's only
+  // running consumer, p is not the graph's output, p's backward does not read that output
+  // and i's backward reads only its own (e.g. batchnorm -> LeakyReLU on oneDNN: one
+  // activation-sized buffer fewer per pair). Part of fusion (Graph::set_fusion).
+  std::vector<int> readers(n, 0);
+  for (std::size_t i = 0; i < n; ++i)
+    if (runs(static_cast<NodeId>(i)))
+      for (NodeId j : nodes[i].inputs)
+        if (j != input) ++readers[static_cast<std::size_t>(resolve(j))];
+  const NodeId out_node = resolve(output);
   for (std::size_t i = 0; i < n; ++i) {
     if (!runs(static_cast<NodeId>(i))) continue;
     ins.clear();
     for (NodeId j : nodes[i].inputs) ins.push_back(dims[static_cast<std::size_t>(resolve(j))]);
     layers[i]->plan(ins);
+    if (fusion && nodes[i].inputs.size() == 1 && layers[i]->runs_in_place()) {
+      const NodeId p = resolve(nodes[i].inputs[0]);
+      const auto pi = static_cast<std::size_t>(p);
+      if (p != input && p != out_node && readers[pi] == 1 && layers[pi] && !layers[pi]->backward_reads_output() &&
+          dims[pi] == dims[i]) {
+        values[i] = values[pi];  // shares the storage
+        continue;
+      }
+    }
     values[i] = alloc_buffer(dims[i], DType::f32, format_for(dims[i]), backend->device());
   }
   for (std::size_t i = 0; i < n; ++i) {  // fused activations share their conv's tensors

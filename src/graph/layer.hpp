@@ -70,6 +70,15 @@ class Layer {
   // activated `out` and the gradient w.r.t. it (the activation's backward uses the saved
   // output). The Graph then skips the activation node.
   [[nodiscard]] virtual bool fuse_activation(const LayerSpec& /*activation*/) { return false; }
+  // In-place execution (memory; docs/ARCHITECTURE.md): an elementwise layer whose forward may
+  // write over its input (out and in[0] the same buffer) and whose backward reads only its
+  // output says so here; the Graph then gives it its producer's buffer when that producer
+  // feeds nothing else and does not read its own output in backward (below).
+  [[nodiscard]] virtual bool runs_in_place() const { return false; }
+  // Whether backward() reads the `out` it is given (the forward's output). A layer that
+  // returns false (batchnorm on oneDNN: it differentiates from its input and the batch
+  // statistics) lets a following in-place activation overwrite its output.
+  [[nodiscard]] virtual bool backward_reads_output() const { return true; }
   // Parameter values changed (optimizer step, checkpoint load, init): refresh derived copies
   // such as oneDNN's blocked weights. The Graph calls it before the first forward after
   // instantiate, backward() or params().

@@ -54,6 +54,12 @@ std::vector<Case> cases() {
       {"convT_s2_k1", ConvTranspose2dSpec{3, 4, 1, 2, 0, 0}, {{2, 3, 4, 5}}},
       {"convT_s2_k1_op1_nobias", ConvTranspose2dSpec{3, 2, 1, 2, 0, 1, false}, {{2, 3, 4, 3}}},
       {"convT_s2_k3_p1_in1", ConvTranspose2dSpec{3, 2, 3, 2, 1, 0}, {{2, 3, 1, 4}}},
+      // >= 16 output channels: the weight gradient runs as phase convolutions too.
+      {"convT_s2_k3_p0_16out", ConvTranspose2dSpec{8, 16, 3, 2, 0, 0}, {{2, 8, 5, 6}}},
+      {"convT_s2_k4_p1_16out_nobias", ConvTranspose2dSpec{4, 16, 4, 2, 1, 0, false}, {{2, 4, 5, 4}}},
+      {"convT_s2_k5_p2_op1_20out", ConvTranspose2dSpec{3, 20, 5, 2, 2, 1}, {{2, 3, 4, 5}}},
+      {"convT_s2_k1_op1_16out", ConvTranspose2dSpec{3, 16, 1, 2, 0, 1}, {{2, 3, 4, 3}}},
+      {"convT_s2_k3_p1_in1_16out", ConvTranspose2dSpec{3, 16, 3, 2, 1, 0}, {{2, 3, 1, 4}}},
       {"convT_s2_k3_p2_fallback", ConvTranspose2dSpec{3, 2, 3, 2, 2, 0}, {{2, 3, 5, 6}}},
       {"convT_s3_k3_fallback", ConvTranspose2dSpec{3, 2, 3, 3, 1, 1}, {{2, 3, 4, 5}}},
       {"maxpool_k2_s2", MaxPool2dSpec{2, 2, 0}, {kX}, true, Fill::distinct},
@@ -204,20 +210,23 @@ TEST(OnednnGraph, FusedAndUnfusedMatchReference) {
 }
 
 // Stride-2 transposed convs with a fused activation (the phase convolutions' post-op, and
-// act(bias) for K1's tap-less phases), fusion on vs the reference graph.
+// act(bias) for K1's tap-less phases; weight gradients as phase convolutions and, for the
+// 2-channel output, oneDNN's), fusion on vs the reference graph.
 TEST(OnednnGraph, StrideTwoTransposedConvFusedActivationMatchesReference) {
   const auto build = [] {
     Graph g;
     NodeId x = g.input();
     NodeId u1 = g.add("up1", ConvTranspose2dSpec{3, 16, 3, 2, 0, 0}, {x});
     NodeId a1 = g.add("up1.act", LeakyReluSpec{0.1f}, {u1});
-    NodeId u2 = g.add("up2", ConvTranspose2dSpec{16, 4, 1, 2, 0, 1}, {a1});
+    NodeId u2 = g.add("up2", ConvTranspose2dSpec{16, 16, 1, 2, 0, 1}, {a1});
     NodeId a2 = g.add("up2.act", ReluSpec{}, {u2});
-    g.set_output(g.add("out", Conv2dSpec{4, 1, 1, 1, 0}, {a2}));
+    NodeId u3 = g.add("up3", ConvTranspose2dSpec{16, 2, 3, 2, 1, 1}, {a2});
+    NodeId a3 = g.add("up3.act", ReluSpec{}, {u3});
+    g.set_output(g.add("out", Conv2dSpec{2, 1, 1, 1, 0}, {a3}));
     return g;
   };
   const Tensor x = random_tensor({2, 3, 5, 4}, 1, Format::nchw);
-  const Tensor dy = random_tensor({2, 1, 22, 18}, 2, Format::nchw);
+  const Tensor dy = random_tensor({2, 1, 44, 36}, 2, Format::nchw);
   StepContext ctx;
   auto run_graph = [&](const std::string& backend, std::vector<Tensor>& grads, std::vector<std::string>& kinds) {
     auto be = make_backend(backend);
@@ -309,3 +318,52 @@ TEST(OnednnGraph, WeightChangesReachTheBlockedCopy) {
 }
 
 }  // namespace
+
+// In-place activations (Graph plan, part of fusion): batchnorm -> LeakyReLU on oneDNN shares
+// one buffer, so the fused plan allocates exactly one batchnorm output fewer than the unfused
+// one, and the numbers are the same bits. With a second reader of the batchnorm output (a skip
+// into a concat) the activation may not overwrite it, and both plans allocate alike.
+TEST(OnednnGraph, InPlaceActivationAfterBatchnorm) {
+  const Dims xd{2, 3, 8, 10};
+  const Tensor x = random_tensor(xd, 1, Format::nchw);
+  const auto build = [](bool fusion, bool skip) {
+    Graph g;
+    g.set_fusion(fusion);
+    NodeId c1 = g.add("c1", Conv2dSpec{3, 8, 3, 1, 1}, {g.input()});
+    NodeId b1 = g.add("bn", BatchNorm2dSpec{8}, {c1});
+    NodeId a1 = g.add("act", LeakyReluSpec{0.1f}, {b1});
+    NodeId last = skip ? g.add("cat", ConcatSpec{}, {a1, b1}) : a1;
+    g.set_output(g.add("c2", Conv2dSpec{skip ? 16 : 8, 1, 3, 1, 1}, {last}));
+    return g;
+  };
+  StepContext ctx;
+  struct Out {
+    uint64_t bytes = 0;
+    Tensor y;
+    std::vector<Tensor> grads;
+  };
+  const auto run = [&](bool fusion, bool skip) {
+    auto be = make_backend("onednn");
+    Graph g = build(fusion, skip);
+    g.instantiate(*be, 42);
+    Out o;
+    const uint64_t before = nn_counters().bytes_allocated.load();
+    o.y = g.forward(ctx, x).to_format(Format::nchw);
+    o.bytes = nn_counters().bytes_allocated.load() - before;
+    g.backward(ctx, random_tensor(o.y.dims(), 2, Format::nchw));
+    for (Param* p : g.params()) o.grads.push_back(p->grad.clone());
+    return o;
+  };
+  const auto same_bits = [](const Tensor& a, const Tensor& b) {
+    return a.nbytes() == b.nbytes() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
+  };
+  const uint64_t bn_out_bytes = 2 * 8 * 8 * 10 * sizeof(float);
+  const Out fused = run(true, false), plain = run(false, false);
+  EXPECT_EQ(plain.bytes - fused.bytes, bn_out_bytes);
+  EXPECT_TRUE(same_bits(fused.y, plain.y));
+  ASSERT_EQ(fused.grads.size(), plain.grads.size());
+  for (std::size_t k = 0; k < fused.grads.size(); ++k) EXPECT_TRUE(same_bits(fused.grads[k], plain.grads[k])) << k;
+  const Out fused_skip = run(true, true), plain_skip = run(false, true);
+  EXPECT_EQ(plain_skip.bytes, fused_skip.bytes);
+  EXPECT_TRUE(same_bits(fused_skip.y, plain_skip.y));
+}
