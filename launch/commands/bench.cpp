@@ -28,6 +28,7 @@
 #include "src/train/replicas.hpp"
 #include "src/core/error.hpp"
 #include "src/core/rng.hpp"
+#include "src/graph/backend.hpp"
 #include "src/graph/layer.hpp"
 #include "src/losses/loss.hpp"
 #include "src/models/model.hpp"
@@ -120,6 +121,7 @@ struct CaseResult {
   std::string name;
   double samples_per_s, step_ms, gflops, pct_peak, peak_rss_mb, gflop_per_sample, loss_first, loss_last;
   double cpu_s_per_step, pct_peak_cpu;
+  double allocated_mb = 0;  // buffers the graph and its layers allocated for the case (nn_counters)
   int64_t params;
   std::string arithmetic;  // Backend::precision_summary: what the convolutions computed in
 };
@@ -168,6 +170,7 @@ class BenchLoss final : public train::StepLoss {
 // gradients are summed into the master model, which takes the Adam step.
 CaseResult run_case_batch_parallel(const BenchCase& c, Backend& backend, double peak, double peak_per_cpu_s) {
   reset_peak_rss();
+  const uint64_t bytes_before = nn_counters().bytes_allocated.load();
   const int T = omp_get_max_threads();
   if (c.batch % T != 0)
     throw InputError("--parallel batch: case " + c.name + " has batch " + std::to_string(c.batch) +
@@ -210,12 +213,14 @@ CaseResult run_case_batch_parallel(const BenchCase& c, Backend& backend, double 
   }
   CaseResult r = summarize(c, *m, times, cpu_timed, loss_first, loss_last, peak, peak_per_cpu_s);
   r.arithmetic = reps.precision_summary();
+  r.allocated_mb = static_cast<double>(nn_counters().bytes_allocated.load() - bytes_before) / (1 << 20);
   return r;
 }
 
 CaseResult run_case(const BenchCase& c, Backend& backend, double peak, double peak_per_cpu_s) {
   if (opts.parallel == "batch") return run_case_batch_parallel(c, backend, peak, peak_per_cpu_s);
   reset_peak_rss();
+  const uint64_t bytes_before = nn_counters().bytes_allocated.load();
   auto m = build_model(c.model);
   const Dims out_dims = m->output_dims(c.batch, c.size, c.size);
   m->graph.instantiate(backend, 126);
@@ -249,6 +254,7 @@ CaseResult run_case(const BenchCase& c, Backend& backend, double peak, double pe
   }
   CaseResult r = summarize(c, *m, times, cpu_timed, loss_first, loss_last, peak, peak_per_cpu_s);
   r.arithmetic = backend.precision_summary();
+  r.allocated_mb = static_cast<double>(nn_counters().bytes_allocated.load() - bytes_before) / (1 << 20);
   return r;
 }
 
@@ -291,6 +297,7 @@ int run() {
                                 {"gflops", r.gflops},
                                 {"pct_peak", r.pct_peak},
                                 {"peak_rss_mb", r.peak_rss_mb},
+                                {"allocated_mb", r.allocated_mb},
                                 {"step_ms", r.step_ms},
                                 {"batch", c->batch},
                                 {"input", {c->size, c->size}},
