@@ -37,6 +37,16 @@
 // gather, per output row and then over rows in a fixed order: the same bits for any
 // thread count.
 //
+// Narrow outputs (fewer than kPhasesMinOut channels, e.g. Spiral-Net's 16 -> 1 layers):
+// oneDNN pads a convolution's few output channels to a block of 16, so phase convolutions
+// waste up to 16x their arithmetic there, and its strided deconvolution_backward_weights is
+// 4-9x faster than the four phase ones plus the gather (measured, docs/PERFORMANCE.md).
+// Those layers run forward as GEMM + col2im instead: one 1x1 convolution (brgconv) computes
+// every tap's product T[n, ih, iw, (kh*K + kw)*C + o] = sum_i x[n, ih, iw, i] * W[i, o, kh, kw]
+// (K*K*C channels: fills the block), and one pass sums, per output pixel in a fixed order,
+// y[n, s*ih + kh - p, s*iw + kw - p, o] = b[o] + sum over (ih, kh), (iw, kw) of T, then the
+// fused activation. Their weight gradient stays oneDNN's deconvolution backward-weights.
+//
 // Memory: the phase outputs (forward) and the gathered dy (backward) live in the backend's
 // shared user scratchpad behind the primitives' own scratch (layers run one at a time), so
 // the layer holds no activation-sized buffer of its own beyond the bf16 input copy.
@@ -79,6 +89,9 @@ bool phases_supported(const ConvTranspose2dSpec& s) {
 namespace {
 
 using bf16_t = uint16_t;
+// Output channels from which forward and weight gradient run as phase convolutions (see the
+// top); below, GEMM + col2im forward and oneDNN's deconvolution weight gradient.
+constexpr int64_t kPhasesMinOut = 16;
 [[nodiscard]] inline float to_f32(float v) { return v; }
 [[nodiscard]] inline float to_f32(bf16_t v) { return std::bit_cast<float>(static_cast<uint32_t>(v) << 16); }
 [[nodiscard]] constexpr std::size_t align64(std::size_t b) { return (b + 63) / 64 * 64; }
@@ -128,12 +141,15 @@ class ConvTransposePhases final : public DnnlLayer {
     std::vector<dnnl::convolution_forward::primitive_desc> fwd_pd(phases_.size());
     std::vector<dnnl::convolution_backward_weights::primitive_desc> bwd_w_pd(phases_.size());
     dnnl::convolution_forward::primitive_desc bwd_d_pd;
+    dnnl::deconvolution_backward_weights::primitive_desc deconv_w_pd;
+    dnnl::convolution_forward::primitive_desc col_pd;
+    wide_ = s.out_c >= kPhasesMinOut;
     // Operand type: bf16 where requested and oneDNN has every kernel, else fp32.
     lp_ = ctx_->bf16;
     const auto make_pds = [&] {
       const dt op = lp_ ? dt::bf16 : dt::f32;
       const dnnl::memory::desc src_op(to_dnnl(x_), op, tag::nhwc);
-      for (std::size_t k = 0; k < phases_.size(); ++k) {
+      for (std::size_t k = 0; k < phases_.size() && wide_; ++k) {
         const Phase& ph = phases_[k];
         if (!ph.conv) continue;
         const dnnl::memory::dims pd{N, s.out_c, ph.h.out, ph.w.out}, wd{s.out_c, s.in_c, ph.h.taps, ph.w.taps};
@@ -155,6 +171,26 @@ class ConvTransposePhases final : public DnnlLayer {
                                          dnnl::memory::desc({s.in_c, s.out_c, K, K}, op, tag::any), src_md, {S, S},
                                          no_dil, {s.padding, s.padding}, {pr, pr});
       bwd_d_pd = dnnl::convolution_forward::primitive_desc(dd, scratch_attr(), eng);
+      if (!wide_) {  // T = x * W as a 1x1 convolution to K*K*C channels
+        const int64_t KKC = K * K * s.out_c;
+        dnnl::convolution_forward::desc cd(
+            dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_op,
+            dnnl::memory::desc({KKC, s.in_c, 1, 1}, op, tag::any), dnnl::memory::desc(),
+            dnnl::memory::desc({N, KKC, x_[2], x_[3]}, dt::f32, tag::nhwc), one, no_dil, {0, 0}, {0, 0});
+        col_pd = dnnl::convolution_forward::primitive_desc(cd, scratch_attr(), eng);
+      }
+      if (!wide_) {  // oneDNN's strided weight gradient (with a deconvolution hint)
+        const dnnl::memory::dims ss{S, S}, pl{s.padding, s.padding}, pr2{pr, pr};
+        const dnnl::memory::dims wd{s.out_c, s.in_c, K, K};
+        dnnl::deconvolution_forward::desc hd(dnnl::prop_kind::forward_training, dnnl::algorithm::deconvolution_direct,
+                                             src_op, dnnl::memory::desc(wd, op, tag::any), b_md, dst_md, ss, no_dil,
+                                             pl, pr2);
+        const dnnl::deconvolution_forward::primitive_desc hint(hd, scratch_attr(), eng);
+        dnnl::deconvolution_backward_weights::desc wdd(dnnl::algorithm::deconvolution_direct, src_op,
+                                                       dnnl::memory::desc(wd, dt::f32, tag::any), b_md, g_op, ss,
+                                                       no_dil, pl, pr2);
+        deconv_w_pd = dnnl::deconvolution_backward_weights::primitive_desc(wdd, scratch_attr(), eng, hint);
+      }
     };
     if (lp_) {
       try {
@@ -182,28 +218,52 @@ class ConvTransposePhases final : public DnnlLayer {
     const dnnl::memory::desc g_lp_md(to_dnnl(y_), dt::bf16, tag::nhwc);
     if (lp_) g_lp_off_ = ws_take(bwd_ws, g_lp_md);
     const dnnl::memory::desc plain_w_md({s.in_c, s.out_c, K, K}, dt::f32, tag::oihw);
-    for (std::size_t k = 0; k < phases_.size(); ++k) {
+    for (std::size_t k = 0; k < phases_.size() && wide_; ++k) {
       Phase& ph = phases_[k];
       if (!ph.conv) continue;
       const auto& fpd = fwd_pd[k];
       const auto& wpd = bwd_w_pd[k];
       ph.fwd = make_primitive<dnnl::convolution_forward>(fpd);
-      ph.bwd_w = make_primitive<dnnl::convolution_backward_weights>(wpd);
       ph.fwd_scratch = scratch_of(fpd);
-      ph.bwd_w_scratch = scratch_of(wpd);
       ph.dst_off = ws_take(fwd_ws, fpd.dst_desc());
-      ph.ddst_off = ws_take(bwd_ws, wpd.diff_dst_desc());
       ph.dst = unbound(fpd.dst_desc(), eng);
-      ph.ddst = unbound(wpd.diff_dst_desc(), eng);
       const dnnl::memory::desc plain_v({s.out_c, s.in_c, ph.h.taps, ph.w.taps}, dt::f32, tag::oihw);
       ph.plain_w = owned(plain_v, eng, ph.plain_w_buf);
       ph.wei = owned(fpd.weights_desc(), eng, ph.w_buf);
+      ph.reorder_w = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(ph.plain_w, ph.wei));
+      ph.reorder_w_args = {{DNNL_ARG_FROM, ph.plain_w}, {DNNL_ARG_TO, ph.wei}};
+      ph.bwd_w = make_primitive<dnnl::convolution_backward_weights>(wpd);
+      ph.bwd_w_scratch = scratch_of(wpd);
+      ph.ddst_off = ws_take(bwd_ws, wpd.diff_dst_desc());
+      ph.ddst = unbound(wpd.diff_dst_desc(), eng);
       ph.dw = owned(wpd.diff_weights_desc(), eng, ph.dw_buf);
       ph.plain_dw = owned(plain_v, eng, ph.plain_dw_buf);
-      ph.reorder_w = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(ph.plain_w, ph.wei));
       ph.reorder_dw = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(ph.dw, ph.plain_dw));
-      ph.reorder_w_args = {{DNNL_ARG_FROM, ph.plain_w}, {DNNL_ARG_TO, ph.wei}};
       ph.reorder_dw_args = {{DNNL_ARG_FROM, ph.dw}, {DNNL_ARG_TO, ph.plain_dw}};
+    }
+    if (!wide_) {
+      col_fwd_ = make_primitive<dnnl::convolution_forward>(col_pd);
+      col_scratch_ = scratch_of(col_pd);
+      col_off_ = ws_take(fwd_ws, col_pd.dst_desc());
+      col_dst_ = unbound(col_pd.dst_desc(), eng);
+      const dnnl::memory::desc plain_col_md({K * K * s.out_c, s.in_c, 1, 1}, dt::f32, tag::oihw);
+      col_plain_w_ = owned(plain_col_md, eng, col_plain_w_buf_);
+      col_w_ = owned(col_pd.weights_desc(), eng, col_w_buf_);
+      reorder_col_w_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(col_plain_w_, col_w_));
+      reorder_col_w_args_ = {{DNNL_ARG_FROM, col_plain_w_}, {DNNL_ARG_TO, col_w_}};
+    }
+    if (!wide_) {  // dW += diff weights (sum post-op reorder), as ConvLayer
+      deconv_w_ = make_primitive<dnnl::deconvolution_backward_weights>(deconv_w_pd);
+      deconv_w_scratch_ = scratch_of(deconv_w_pd);
+      dw_ = owned(deconv_w_pd.diff_weights_desc(), eng, dw_buf_);
+      plain_dw_ = unbound(dnnl::memory::desc({s.out_c, s.in_c, K, K}, dt::f32, tag::iohw), eng);
+      dnnl::primitive_attr sum_attr;
+      dnnl::post_ops sum_po;
+      sum_po.append_sum(1.0f);
+      sum_attr.set_post_ops(sum_po);
+      reorder_dw_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(dw_, plain_dw_, sum_attr));
+      reorder_dw_args_ = {{DNNL_ARG_FROM, dw_}, {DNNL_ARG_TO, plain_dw_}};
+      if (s.bias) db_ = owned(b_md, eng, db_buf_);
     }
     bwd_d_ = make_primitive<dnnl::convolution_forward>(bwd_d_pd);
     bwd_d_scratch_ = scratch_of(bwd_d_pd);
@@ -218,7 +278,7 @@ class ConvTransposePhases final : public DnnlLayer {
     reorder_bwd_args_ = {{DNNL_ARG_FROM, plain_w_}, {DNNL_ARG_TO, w_bwd_}};
     if (s.bias) {
       bias_ = unbound(b_md, eng);
-      rowsum_buf_ = alloc_buffer({y_[0] * y_[2] * s.out_c});
+      if (wide_) rowsum_buf_ = alloc_buffer({y_[0] * y_[2] * s.out_c});
     }
     bias_act_.assign(static_cast<std::size_t>(s.out_c), 0.0f);
     if (lp_) {  // bf16 copy of the input (forward, kept for the weight gradient)
@@ -255,6 +315,11 @@ class ConvTransposePhases final : public DnnlLayer {
                        {DNNL_ARG_DIFF_WEIGHTS, ph.dw}};
     }
     bwd_d_args_ = {{DNNL_ARG_SRC, g}, {DNNL_ARG_WEIGHTS, w_bwd_}, {DNNL_ARG_DST, din_}};
+    if (!wide_) col_args_ = {{DNNL_ARG_SRC, lp_ ? src_lp_ : src_}, {DNNL_ARG_WEIGHTS, col_w_}, {DNNL_ARG_DST, col_dst_}};
+    if (!wide_) {
+      deconv_w_args_ = {{DNNL_ARG_SRC, lp_ ? src_lp_ : src_}, {DNNL_ARG_DIFF_DST, g}, {DNNL_ARG_DIFF_WEIGHTS, dw_}};
+      if (s.bias) deconv_w_args_[DNNL_ARG_DIFF_BIAS] = db_;
+    }
 
     ws_off_ = align64(prim_scratch_);
     ctx_->reserve_scratch(ws_off_ + std::max(fwd_ws, bwd_ws));
@@ -272,6 +337,14 @@ class ConvTransposePhases final : public DnnlLayer {
     std::byte* ws = workspace();
     if (s.bias) bind(bias_, params_[1].value);
     if (lp_) CRACKSEG_DNNL_CALL(to_lp_src_.execute(ctx_->stream, to_lp_src_args_));
+    if (!wide_) {
+      col_dst_.set_data_handle(ws + col_off_);
+      exec(col_fwd_, col_args_, col_scratch_);
+      wait();
+      col2im(reinterpret_cast<const float*>(ws + col_off_), s.bias ? params_[1].value.data<float>() : nullptr,
+             out.data<float>());
+      return;
+    }
     for (Phase& ph : phases_) {
       if (!ph.conv) continue;
       ph.dst.set_data_handle(ws + ph.dst_off);
@@ -311,6 +384,18 @@ class ConvTransposePhases final : public DnnlLayer {
     if (din[0]) {
       bind(din_, *din[0]);
       exec(bwd_d_, bwd_d_args_, bwd_d_scratch_);
+    }
+    if (!wide_) {
+      exec(deconv_w_, deconv_w_args_, deconv_w_scratch_);
+      bind(plain_dw_, params_[0].grad);
+      CRACKSEG_DNNL_CALL(reorder_dw_.execute(ctx_->stream, reorder_dw_args_));
+      wait();
+      if (s.bias) {
+        float* gb = params_[1].grad.data<float>();
+        const float* d = db_buf_.data<float>();
+        for (int64_t o = 0; o < s.out_c; ++o) gb[o] += d[o];
+      }
+      return;
     }
     wait();
     if (lp_) gather(static_cast<const bf16_t*>(g), ws);
@@ -365,8 +450,16 @@ class ConvTransposePhases final : public DnnlLayer {
     const auto& s = as<ConvTranspose2dSpec>();
     const int64_t S = s.stride, K = s.kernel, I = s.in_c, O = s.out_c;
     const float* W = params_[0].value.data<float>();
+    if (!wide_) {  // (I, O, K, K) -> (K*K*O, I): row (kh*K + kw)*O + o
+      float* v = col_plain_w_buf_.data<float>();
+      const int64_t KK = K * K;
+      for (int64_t i = 0; i < I; ++i)
+        for (int64_t o = 0; o < O; ++o)
+          for (int64_t kk = 0; kk < KK; ++kk) v[(kk * O + o) * I + i] = W[(i * O + o) * KK + kk];
+      CRACKSEG_DNNL_CALL(reorder_col_w_.execute(ctx_->stream, reorder_col_w_args_));
+    }
     for (Phase& ph : phases_) {
-      if (!ph.conv) continue;
+      if (!ph.conv || !wide_) continue;
       const int64_t Jh = ph.h.taps, Jw = ph.w.taps;
       float* v = ph.plain_w_buf.data<float>();
       for (int64_t o = 0; o < O; ++o)
@@ -381,6 +474,44 @@ class ConvTransposePhases final : public DnnlLayer {
     bind(plain_w_, params_[0].value);
     CRACKSEG_DNNL_CALL(reorder_bwd_.execute(ctx_->stream, reorder_bwd_args_));
     wait();
+  }
+
+  // y (N, Ho, Wo, C) nhwc = act(b + col2im(T)), T (N, H, W, K*K*C) nhwc: each output row
+  // sums its taps in the order (kh, kw, iw), whatever the thread count.
+  void col2im(const float* T, const float* b, float* y) const {
+    const auto& s = as<ConvTranspose2dSpec>();
+    const int64_t S = s.stride, K = s.kernel, p = s.padding, C = s.out_c, H = x_[2], W = x_[3];
+    const int64_t Ho = y_[2], Wo = y_[3], rows = y_[0] * Ho, KKC = K * K * C;
+#pragma omp parallel for schedule(static) if (rows * Wo * C > 16384)
+    for (int64_t row = 0; row < rows; ++row) {
+      const int64_t n = row / Ho, oh = row % Ho;
+      float* yr = y + row * Wo * C;
+      for (int64_t ow = 0; ow < Wo; ++ow)
+        for (int64_t c = 0; c < C; ++c) yr[ow * C + c] = b ? b[c] : 0.0f;
+      for (int64_t kh = 0; kh < K; ++kh) {
+        const int64_t t = oh + p - kh;  // = s*ih
+        if (t < 0 || t % S != 0 || t / S >= H) continue;
+        const float* Tr = T + (n * H + t / S) * W * KKC;
+        for (int64_t kw = 0; kw < K; ++kw) {
+          // ow = s*iw + kw - p in [0, Wo), iw in [0, W)
+          const int64_t last = Wo - 1 + p - kw;  // s*iw <= last
+          if (last < 0) continue;
+          const int64_t iw0 = p - kw > 0 ? (p - kw + S - 1) / S : 0, iw1 = std::min<int64_t>(W, last / S + 1);
+          const float* Tk = Tr + (kh * K + kw) * C;
+          if (C == 1) {
+            for (int64_t iw = iw0; iw < iw1; ++iw) yr[S * iw + kw - p] += Tk[iw * KKC];
+          } else {
+            for (int64_t iw = iw0; iw < iw1; ++iw) {
+              float* d = yr + (S * iw + kw - p) * C;
+              const float* v = Tk + iw * KKC;
+              for (int64_t c = 0; c < C; ++c) d[c] += v[c];
+            }
+          }
+        }
+      }
+      if (fused_)
+        for (int64_t k = 0; k < Wo * C; ++k) yr[k] = yr[k] > 0.0f ? yr[k] : alpha_ * yr[k];
+    }
   }
 
   // y (N, Ho, Wo, C) nhwc <- phase outputs (N, M_h, M_w, C): y[n, s*mh+ah, s*mw+aw, :].
@@ -433,11 +564,18 @@ class ConvTransposePhases final : public DnnlLayer {
             for (int64_t c = 0; c < C; ++c) t[mw * C + c] = src[mw * step + c];
         }
       }
-      if (rs) {
+      if (rs) {  // accumulated in registers, 16 channels at a time
         float* b = rs + row * C;
-        for (int64_t c = 0; c < C; ++c) b[c] = 0.0f;
-        for (int64_t ow = 0; ow < Wo; ++ow)
-          for (int64_t c = 0; c < C; ++c) b[c] += to_f32(gr[ow * C + c]);
+        for (int64_t c0 = 0; c0 < C; c0 += 16) {
+          const int64_t cn = std::min<int64_t>(16, C - c0);
+          float acc[16] = {};
+          for (int64_t ow = 0; ow < Wo; ++ow) {
+            const T* v = gr + ow * C + c0;
+#pragma omp simd
+            for (int64_t c = 0; c < cn; ++c) acc[c] += to_f32(v[c]);
+          }
+          for (int64_t c = 0; c < cn; ++c) b[c0 + c] = acc[c];
+        }
       }
     }
   }
@@ -461,17 +599,21 @@ class ConvTransposePhases final : public DnnlLayer {
     }
   }
 
-  bool fused_ = false, planned_ = false, lp_ = false, has_bias_only_ = false;
+  bool fused_ = false, planned_ = false, lp_ = false, has_bias_only_ = false, wide_ = true;
   float alpha_ = 0.0f;
   Dims x_, y_;
   std::vector<Phase> phases_;  // (ah, aw) row-major
   std::vector<float> bias_act_;  // act(bias): the output of bias-only phases
-  std::size_t prim_scratch_ = 0, ws_off_ = 0, dpre_off_ = 0, g_lp_off_ = 0;
-  dnnl::primitive bwd_d_, act_bwd_, reorder_bwd_, to_lp_src_, to_lp_g_;
-  dnnl::memory bwd_d_scratch_, act_scratch_;
-  dnnl::memory src_, dst_, dout_, din_, plain_w_, w_bwd_, bias_, dpre_, src_lp_, g_lp_;
-  Tensor w_bwd_buf_, src_lp_buf_, rowsum_buf_;
-  Args bwd_d_args_, act_args_, reorder_bwd_args_, to_lp_src_args_, to_lp_g_args_;
+  std::size_t prim_scratch_ = 0, ws_off_ = 0, dpre_off_ = 0, g_lp_off_ = 0, col_off_ = 0;
+  dnnl::primitive col_fwd_, reorder_col_w_;  // narrow outputs: T = x * W (1x1 convolution)
+  dnnl::memory col_scratch_, col_dst_, col_plain_w_, col_w_;
+  Tensor col_plain_w_buf_, col_w_buf_;
+  Args col_args_, reorder_col_w_args_;
+  dnnl::primitive bwd_d_, act_bwd_, reorder_bwd_, to_lp_src_, to_lp_g_, deconv_w_, reorder_dw_;
+  dnnl::memory bwd_d_scratch_, act_scratch_, deconv_w_scratch_;
+  dnnl::memory src_, dst_, dout_, din_, plain_w_, w_bwd_, bias_, dpre_, src_lp_, g_lp_, dw_, plain_dw_, db_;
+  Tensor w_bwd_buf_, src_lp_buf_, rowsum_buf_, dw_buf_, db_buf_;
+  Args bwd_d_args_, act_args_, reorder_bwd_args_, to_lp_src_args_, to_lp_g_args_, deconv_w_args_, reorder_dw_args_;
 };
 
 }  // namespace

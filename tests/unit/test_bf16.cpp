@@ -123,7 +123,8 @@ INSTANTIATE_TEST_SUITE_P(
                       ConvCase{"convT_k2_s2", ConvTranspose2dSpec{8, 4, 2, 2, 0, 0}, {2, 8, 5, 6}},
                       ConvCase{"convT_k3_s2_out1", ConvTranspose2dSpec{4, 1, 3, 2, 1, 1}, {2, 4, 5, 5}},
                       ConvCase{"convT_spiral_16to1", ConvTranspose2dSpec{16, 1, 3, 2, 0, 0}, {2, 16, 7, 9}},
-                      ConvCase{"convT_k1_s2_bias_only_phases", ConvTranspose2dSpec{8, 4, 1, 2, 0, 1}, {2, 8, 5, 4}},
+                      ConvCase{"convT_k1_s2_bias_only_phases", ConvTranspose2dSpec{8, 16, 1, 2, 0, 1}, {2, 8, 5, 4}},
+                      ConvCase{"convT_k3_s2_16out", ConvTranspose2dSpec{8, 16, 3, 2, 0, 0}, {2, 8, 5, 6}},
                       ConvCase{"convT_k3_s1", ConvTranspose2dSpec{4, 8, 3, 1, 1, 0}, {2, 4, 6, 5}}),
     [](const auto& info) { return info.param.label; });
 

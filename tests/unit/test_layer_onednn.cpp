@@ -236,10 +236,22 @@ TEST(OnednnGraph, StrideTwoTransposedConvFusedActivationMatchesReference) {
       if (p->name.ends_with(".bias")) p->value.fill_(p->name == "up2.bias" ? 0.3f : -0.2f);
     g.set_profiling(true);
     g.zero_grad();
-    const Tensor y = g.forward(ctx, x).to_format(Format::nchw);
-    g.backward(ctx, dy);
+    const Tensor xin = x.to_format(be->activation_format()), dyin = dy.to_format(be->activation_format());
+    const Tensor y = g.forward(ctx, xin).to_format(Format::nchw);
+    g.backward(ctx, dyin);
     for (Param* p : g.params()) grads.push_back(p->grad.clone());
     for (const auto& t : g.profile()) kinds.push_back(t.kind);
+    // Steady state (phase and col2im paths): no primitive, no buffer.
+    const uint64_t prims = nn_counters().primitives_created.load(), bufs = nn_counters().buffers_allocated.load();
+    for (int i = 0; i < 2; ++i) {
+      g.zero_grad();
+      (void)g.forward(ctx, xin);
+      g.backward(ctx, dyin);
+    }
+    if (backend == "onednn") {
+      EXPECT_EQ(nn_counters().primitives_created.load(), prims);
+      EXPECT_EQ(nn_counters().buffers_allocated.load(), bufs);
+    }
     return y;
   };
   std::vector<Tensor> gref, gdnn;
