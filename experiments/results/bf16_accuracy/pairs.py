@@ -1,0 +1,24 @@
+#!/usr/bin/env python3
+"""bf16 against fp32 per seed (the same seed gives the same initial weights, data order,
+crops and dropout masks): F1 at 0.5, mAP and ODS F1 on the 3 test and 17 val CrackForest
+images, from results.csv; mean over seeds and the mean paired difference. Usage: pairs.py > pairs.md"""
+import csv, os, statistics
+
+here = os.path.dirname(os.path.abspath(__file__))
+rows = list(csv.DictReader(open(os.path.join(here, "results.csv"))))
+keys = [("test_f1", "test F1"), ("test_map", "test mAP"), ("test_ods", "test ODS F1"),
+        ("val_f1", "val F1"), ("val_map", "val mAP"), ("val_ods", "val ODS F1"), ("train_time_s", "train s")]
+by = {(r["train.precision"], r["seed"]): r for r in rows}
+seeds = sorted({r["seed"] for r in rows})
+print("| precision | seed | " + " | ".join(k[1] for k in keys) + " |")
+print("|---|---|" + "---|" * len(keys))
+for p in ("fp32", "bf16"):
+    for s in seeds:
+        if (p, s) in by:
+            print(f"| {p} | {s} | " + " | ".join(f"{float(by[p, s][k]):.4f}" if k != "train_time_s" else f"{float(by[p, s][k]):.0f}" for k, _ in keys) + " |")
+for p in ("fp32", "bf16"):
+    sel = [by[p, s] for s in seeds if (p, s) in by]
+    print(f"| {p} | mean | " + " | ".join(f"{statistics.mean(float(r[k]) for r in sel):.4f}" for k, _ in keys) + " |")
+both = [s for s in seeds if ("fp32", s) in by and ("bf16", s) in by]
+print("| bf16 - fp32 | paired mean | " + " | ".join(
+    f"{statistics.mean(float(by['bf16', s][k]) - float(by['fp32', s][k]) for s in both):+.4f}" for k, _ in keys) + " |")
