@@ -34,9 +34,13 @@ class OnednnBackend final : public Backend {
     }
   }
   std::string precision_summary() const override {
-    if (!ctx_->bf16) return "fp32";
+    // The A/B switch changes the transposed convolutions' summation order: recorded with it.
+    const std::string convt = onednn::convt_phases_enabled()
+                                  ? ""
+                                  : "; transposed convolutions on oneDNN deconvolution (CRACKSEG_CONVT_PHASES=0)";
+    if (!ctx_->bf16) return "fp32" + convt;
     return "bf16 (" + std::to_string(ctx_->bf16_layers) + " convolutions; " + std::to_string(ctx_->bf16_fallbacks) +
-           " without a bf16 kernel stay fp32)";
+           " without a bf16 kernel stay fp32)" + convt;
   }
   std::unique_ptr<Layer> make_layer(const LayerSpec& spec, const std::string& name) override {
     using namespace onednn;

@@ -10,10 +10,13 @@
 #include "kernels/cpu/conv_transpose_phases.hpp"
 
 namespace crackseg::onednn {
-std::unique_ptr<Layer> make_conv_transpose2d(const LayerSpec& s, const std::string& n, std::shared_ptr<Context> c) {
+bool convt_phases_enabled() {
   const char* env = std::getenv("CRACKSEG_CONVT_PHASES");
-  const bool phases_on = env == nullptr || std::string_view(env) != "0";
-  if (const auto& cs = std::get<ConvTranspose2dSpec>(s); phases_on && cs.stride == 2 && phases_supported(cs))
+  return env == nullptr || std::string_view(env) != "0";
+}
+
+std::unique_ptr<Layer> make_conv_transpose2d(const LayerSpec& s, const std::string& n, std::shared_ptr<Context> c) {
+  if (const auto& cs = std::get<ConvTranspose2dSpec>(s); convt_phases_enabled() && cs.stride == 2 && phases_supported(cs))
     return make_conv_transpose_phases(s, n, std::move(c));
   return std::make_unique<ConvLayer<true>>(s, n, std::move(c));
 }

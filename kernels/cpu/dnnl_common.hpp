@@ -46,6 +46,9 @@ struct Context {
 // "" when oneDNN may dispatch to bf16 kernels here (AVX512-BF16 or AMX, after any
 // DNNL_MAX_CPU_ISA / ONEDNN_MAX_CPU_ISA limit); otherwise what it found instead.
 [[nodiscard]] std::string missing_bf16_isa();
+// False when CRACKSEG_CONVT_PHASES=0 keeps stride-2 transposed convolutions on oneDNN's
+// deconvolution primitives (A/B benchmarks; conv_transpose2d.cpp).
+[[nodiscard]] bool convt_phases_enabled();
 
 [[nodiscard]] inline dnnl::memory::dims to_dnnl(const Dims& d) { return {d.begin(), d.end()}; }
 

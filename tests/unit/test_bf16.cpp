@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include <bit>
+#include <cstdlib>
 #include <cstring>
 
 #include "tests/unit/test_layer_util.hpp"
@@ -144,4 +145,18 @@ TEST(Bf16Precision, RefusedWhereNotImplemented) {
   EXPECT_EQ(dnn->precision_summary(), "fp32");
 }
 
+}  // namespace
+
+namespace {
+// The transposed-convolution A/B switch changes summation order, so the recorded arithmetic
+// names it (result.json arithmetic.precision).
+TEST(Bf16Precision, ConvtSwitchIsRecorded) {
+  auto plain = make_backend("onednn");
+  EXPECT_EQ(plain->precision_summary(), "fp32");
+  ::setenv("CRACKSEG_CONVT_PHASES", "0", 1);
+  auto ab = make_backend("onednn");
+  const std::string s = ab->precision_summary();
+  ::unsetenv("CRACKSEG_CONVT_PHASES");
+  EXPECT_NE(s.find("CRACKSEG_CONVT_PHASES=0"), std::string::npos) << s;
+}
 }  // namespace
