@@ -262,8 +262,9 @@ std::string missing_bf16_isa();
 
 // bf16 mixed precision (train.precision = "bf16") in bitwise mode: the operands are rounded
 // elementwise and every micro-batch runs single-threaded on its replica, so the bits are the
-// same at 1 x 1, 1 x 2 and 2 x 1; they differ from the fp32 run's (bf16 really ran); and the
-// test metrics recorded equal a re-evaluation of the checkpoint (which evaluates in bf16).
+// same at 1 x 1, 1 x 2 and 2 x 1 and after a resume on other ranks; they differ from the fp32
+// run's (bf16 really ran); and the test metrics recorded equal a re-evaluation of the
+// checkpoint (which evaluates in bf16).
 TEST(ExactResults, Bf16BitwiseAnyRanksAndThreads) {
   if (const std::string m = onednn::missing_bf16_isa(); !m.empty()) GTEST_SKIP() << "no bf16 kernels here: " << m;
   Fixture f;
@@ -271,6 +272,11 @@ TEST(ExactResults, Bf16BitwiseAnyRanksAndThreads) {
   const RunState r11 = train_on(1, 1, kUnet, ov, f.dir / "bf11");
   expect_identical(r11, train_on(1, 2, kUnet, ov, f.dir / "bf12"), "bf16: 1 rank x 2 threads vs 1 x 1");
   expect_identical(r11, train_on(2, 1, kUnet, ov, f.dir / "bf21"), "bf16: 2 ranks x 1 thread vs 1 x 1");
+  // Interrupted after 3 steps and resumed on other ranks/threads: the uninterrupted bits.
+  std::vector<std::string> first = ov;
+  first.push_back("train.steps=3");
+  train_on(2, 1, kUnet, first, f.dir / "bfr");
+  expect_identical(r11, train_on(1, 2, kUnet, ov, f.dir / "bfr"), "bf16: 2x1 for 3 steps, then 1x2");
   const RunState fp32 = train_on(1, 1, kUnet, {"data.path=\"" + f.data.string() + "\""}, f.dir / "fp11");
   if (world_rank() == 0) {
     EXPECT_NE(first_difference(r11, fp32), "") << "bf16 and fp32 runs gave the same bits";
