@@ -3,11 +3,13 @@
 (mean ± sample std over seeds), the paper's metrics (per-image mAP, F1, precision, recall at
 threshold 0.5, averaged over images) plus IoU and the threshold-free ODS, on the 17 held-out
 CrackForest images (val) and the 3 test images. Usage: table4.py [DIR ...] > table4.md
-(default: the spiral_table4* folders next to this script)."""
+(default: the 300-step spiral_table4* folders next to this script)."""
 import csv, glob, os, statistics, sys
 
 here = os.path.dirname(os.path.abspath(__file__))
-dirs = sys.argv[1:] or sorted(glob.glob(os.path.join(here, "spiral_table4*/")))
+# default: the four 300-step folders (spiral_table4_long/, study 2b, has its own budget:
+# `table4.py spiral_table4_long/ > table4_long.md`)
+dirs = sys.argv[1:] or sorted(d for d in glob.glob(os.path.join(here, "spiral_table4*/")) if "_long" not in d)
 rows = []
 for d in dirs:
     for r in csv.DictReader(open(os.path.join(d, "results.csv"))):
