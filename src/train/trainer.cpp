@@ -335,7 +335,10 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
                                       {"train_loss", epoch_steps ? epoch_loss / epoch_steps : NAN},
                                       {"seconds", since(t_epoch)}};
     const std::string val_split = cfg.at("data").at("val_split").get<std::string>();
-    bool stop = stopped_by_steps;
+    // train.steps reached at the end of this epoch (exactly on its boundary, or mid-epoch):
+    // the run ends here, so it validates here whatever val_every says (a run that stopped on
+    // an epoch boundary used to end without a final validation: result.json final.val null).
+    bool stop = stopped_by_steps || (max_steps > 0 && state.global_step >= max_steps);
     if (!val_split.empty() && dataset.has_split(val_split) &&
         ((state.epoch + 1) % val_every == 0 || state.epoch + 1 == epochs || stop)) {
       const auto t_val = Clock::now();

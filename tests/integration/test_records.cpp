@@ -377,6 +377,15 @@ TEST(Records, OneBasedEpochsNamedModelEtaAndPredictNames) {
   const std::string eta_value = capped.output.substr(eta + 4, capped.output.find(' ', eta + 4) - eta - 4);
   EXPECT_EQ(eta_value.find('h'), std::string::npos) << capped.output;
   EXPECT_EQ(eta_value.find('m'), std::string::npos) << capped.output;
+  // train.steps ending exactly on an epoch boundary (16 images, batch 2 -> 4 steps/epoch
+  // here: 8 steps = 2 epochs) with val_every beyond the run still validates at the end.
+  const auto boundary = test::run_cli("train " + cfg.string() + " data.path=\"" + data.string() + "\" train.out=" +
+                                      (dir / "boundary").string() + " train.epochs=1000 train.steps=8 train.val_every=1000");
+  ASSERT_EQ(boundary.code, 0) << boundary.output;
+  const auto rb = read_json(dir / "boundary" / "result.json");
+  ASSERT_TRUE(rb["final"]["val"].is_object()) << rb["final"].dump();
+  EXPECT_TRUE(rb["final"]["val"]["f1"].is_number()) << rb["final"].dump();
+  EXPECT_EQ(rb["steps"], 8) << rb.dump().substr(0, 300);
   // metrics.csv and result.json count epochs from 1.
   const auto rows = read_csv(out / "metrics.csv");
   ASSERT_EQ(rows.size(), 2u);
