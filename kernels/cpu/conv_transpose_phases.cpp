@@ -101,11 +101,7 @@ class ConvTransposePhases final : public DnnlLayer {
   using DnnlLayer::DnnlLayer;
 
   bool fuse_activation(const LayerSpec& act) override {
-    if (std::holds_alternative<ReluSpec>(act)) {
-      fused_ = true, alpha_ = 0.0f;
-    } else if (std::holds_alternative<LeakyReluSpec>(act) && std::get<LeakyReluSpec>(act).slope > 0.0f) {
-      fused_ = true, alpha_ = std::get<LeakyReluSpec>(act).slope;  // dst > 0 <=> pre-activation > 0
-    }
+    if (const auto a = fusable_relu_alpha(act)) fused_ = true, alpha_ = *a;
     return fused_;
   }
 

@@ -8,6 +8,7 @@
 #include <dnnl.hpp>
 
 #include <memory>
+#include <optional>
 #include <unordered_map>
 
 #include "kernels/cpu/dnnl_check.hpp"
@@ -81,6 +82,14 @@ template <class P, class PD>
   return CRACKSEG_DNNL_CALL(dnnl::memory(md, e, storage.raw()));
 }
 inline void bind(const dnnl::memory& m, const Tensor& t) { m.set_data_handle(const_cast<void*>(t.raw())); }
+
+// The activation a convolution may fuse as a relu post-op (backward from the saved output):
+// ReLU (alpha 0) or a LeakyReLU with slope > 0 (dst > 0 <=> pre-activation > 0); else none.
+[[nodiscard]] inline std::optional<float> fusable_relu_alpha(const LayerSpec& act) {
+  if (std::holds_alternative<ReluSpec>(act)) return 0.0f;
+  if (const auto* l = std::get_if<LeakyReluSpec>(&act); l && l->slope > 0.0f) return l->slope;
+  return std::nullopt;
+}
 
 // Base for oneDNN layers: the shared context and execution with the user scratchpad.
 class DnnlLayer : public LayerBase {
