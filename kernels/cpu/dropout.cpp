@@ -90,6 +90,13 @@ class Dropout final : public DnnlLayer {
   Dropout(const LayerSpec& s, const std::string& n, std::shared_ptr<Context> c)
       : DnnlLayer(s, n, std::move(c)), salt_(name_salt(n)) {}
 
+  // In place (memory, Graph plan): forward is elementwise (y = m ? x * scale : 0, read
+  // before written), backward reads only the mask, and a kept element keeps its sign
+  // (scale > 0) while a dropped one gets gradient exactly 0.
+  bool runs_in_place() const override { return true; }
+  bool backward_reads_output() const override { return false; }
+  bool keeps_sign_where_grad_flows() const override { return true; }
+
   void plan(std::span<const Dims> in) override {
     mask_ = alloc_buffer(in[0], DType::u8, Format::plain);
     ids_.assign(static_cast<std::size_t>(in[0][0]), 0);

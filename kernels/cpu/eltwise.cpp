@@ -11,6 +11,8 @@ class Eltwise final : public DnnlLayer {
   // oneDNN eltwise runs with src == dst, and the use_dst_for_bwd algorithms differentiate
   // from the output alone.
   bool runs_in_place() const override { return true; }
+  // relu_use_dst_for_bwd: diff_src = diff_dst * (dst > 0 ? 1 : alpha); logistic needs dst itself.
+  bool backward_reads_output_sign_only() const override { return !std::holds_alternative<SigmoidSpec>(spec_); }
   void plan(std::span<const Dims> in) override {
     const auto& eng = ctx_->engine;
     const auto md = act_md(in[0]);

@@ -235,7 +235,10 @@ void Graph::Impl::plan(const Dims& in_dims) {
   // In-place activations: node i overwrites its producer p's output when i is p's only
   // running consumer, p is not the graph's output, p's backward does not read that output
   // and i's backward reads only its own (e.g. batchnorm -> LeakyReLU on oneDNN: one
-  // activation-sized buffer fewer per pair). Part of fusion (Graph::set_fusion).
+  // activation-sized buffer fewer per pair). Also when p's backward reads its output only
+  // through the sign and i keeps that sign wherever its gradient is nonzero (LeakyReLU ->
+  // dropout: the U-Net unit conv, BN, LeakyReLU, dropout keeps one buffer instead of three).
+  // Same bits either way (test_layer_onednn). Part of fusion (Graph::set_fusion).
   std::vector<int> readers(n, 0);
   for (std::size_t i = 0; i < n; ++i)
     if (runs(static_cast<NodeId>(i)))
@@ -250,8 +253,10 @@ void Graph::Impl::plan(const Dims& in_dims) {
     if (fusion && nodes[i].inputs.size() == 1 && layers[i]->runs_in_place()) {
       const NodeId p = resolve(nodes[i].inputs[0]);
       const auto pi = static_cast<std::size_t>(p);
-      if (p != input && p != out_node && readers[pi] == 1 && layers[pi] && !layers[pi]->backward_reads_output() &&
-          dims[pi] == dims[i]) {
+      const bool p_output_free =
+          layers[pi] && (!layers[pi]->backward_reads_output() ||
+                         (layers[pi]->backward_reads_output_sign_only() && layers[i]->keeps_sign_where_grad_flows()));
+      if (p != input && p != out_node && readers[pi] == 1 && p_output_free && dims[pi] == dims[i]) {
         values[i] = values[pi];  // shares the storage
         continue;
       }

@@ -79,6 +79,16 @@ class Layer {
   // returns false (batchnorm on oneDNN: it differentiates from its input and the batch
   // statistics) lets a following in-place activation overwrite its output.
   [[nodiscard]] virtual bool backward_reads_output() const { return true; }
+  // Whether backward() reads `out` only through its sign (> 0 or not): ReLU / LeakyReLU
+  // with the use_dst_for_bwd algorithms (their derivative is 1 or the slope). Such an
+  // output may be overwritten by an in-place consumer that keeps_sign_where_grad_flows().
+  [[nodiscard]] virtual bool backward_reads_output_sign_only() const { return false; }
+  // An in-place layer whose output has its input's sign wherever its backward passes a
+  // nonzero gradient, and whose backward writes an exact zero elsewhere (dropout: kept
+  // elements scaled by 1 / (1 - p) > 0, dropped ones 0 in both directions). Overwriting a
+  // sign-only producer's output with it then changes no bit of that producer's backward:
+  // where the sign could differ (a dropped element) the gradient it multiplies is zero.
+  [[nodiscard]] virtual bool keeps_sign_where_grad_flows() const { return false; }
   // Parameter values changed (optimizer step, checkpoint load, init): refresh derived copies
   // such as oneDNN's blocked weights. The Graph calls it before the first forward after
   // instantiate, backward() or params().

@@ -379,3 +379,67 @@ TEST(OnednnGraph, InPlaceActivationAfterBatchnorm) {
   EXPECT_EQ(plain_skip.bytes, fused_skip.bytes);
   EXPECT_TRUE(same_bits(fused_skip.y, plain_skip.y));
 }
+
+// In-place dropout (Graph plan): conv -> BN -> LeakyReLU -> dropout keeps one buffer for the
+// three (LeakyReLU over BN, dropout over LeakyReLU: its backward needs only the sign of its
+// output, which dropout keeps wherever the gradient is nonzero). The fused plan allocates
+// exactly two activation buffers fewer and gives the same bits: output, every parameter
+// gradient and the input gradient's effect on the first conv. ReLU -> dropout shares too;
+// sigmoid -> dropout must not (the logistic backward reads its exact output).
+TEST(OnednnGraph, InPlaceDropoutAfterActivation) {
+  const Dims xd{2, 3, 9, 10};
+  const Tensor x = random_tensor(xd, 3, Format::nchw);
+  enum class Act { leaky, relu, sigmoid };
+  const auto build = [](bool fusion, Act act) {
+    Graph g;
+    g.set_fusion(fusion);
+    NodeId c1 = g.add("c1", Conv2dSpec{3, 8, 3, 1, 1}, {g.input()});
+    NodeId b1 = g.add("bn", BatchNorm2dSpec{8}, {c1});
+    NodeId a1 = act == Act::leaky  ? g.add("act", LeakyReluSpec{0.1f}, {b1})
+                : act == Act::relu ? g.add("act", ReluSpec{}, {b1})
+                                   : g.add("act", SigmoidSpec{}, {b1});
+    NodeId d1 = g.add("drop", DropoutSpec{.p = 0.5f}, {a1});
+    g.set_output(g.add("c2", Conv2dSpec{8, 1, 3, 1, 1}, {d1}));
+    return g;
+  };
+  const std::vector<uint64_t> ids{7, 11};
+  StepContext ctx;
+  ctx.training = true;
+  ctx.seed = 5;
+  ctx.sample_ids = ids;
+  struct Out {
+    uint64_t bytes = 0;
+    Tensor y;
+    std::vector<Tensor> grads;
+  };
+  const auto run = [&](bool fusion, Act act) {
+    auto be = make_backend("onednn");
+    Graph g = build(fusion, act);
+    g.instantiate(*be, 42);
+    Out o;
+    const uint64_t before = nn_counters().bytes_allocated.load();
+    o.y = g.forward(ctx, x).to_format(Format::nchw);
+    o.bytes = nn_counters().bytes_allocated.load() - before;
+    g.backward(ctx, random_tensor(o.y.dims(), 4, Format::nchw));
+    for (Param* p : g.params()) o.grads.push_back(p->grad.clone());
+    return o;
+  };
+  const auto same_bits = [](const Tensor& a, const Tensor& b) {
+    return a.nbytes() == b.nbytes() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
+  };
+  const uint64_t act_bytes = 2 * 8 * 9 * 10 * sizeof(float);
+  for (Act act : {Act::leaky, Act::relu, Act::sigmoid}) {
+    const Out fused = run(true, act), plain = run(false, act);
+    // leaky / relu: BN -> act in place and act -> dropout in place; sigmoid: BN -> sigmoid only
+    const uint64_t saved = act == Act::sigmoid ? act_bytes : 2 * act_bytes;
+    EXPECT_EQ(plain.bytes - fused.bytes, saved) << static_cast<int>(act);
+    EXPECT_TRUE(same_bits(fused.y, plain.y)) << static_cast<int>(act);
+    ASSERT_EQ(fused.grads.size(), plain.grads.size());
+    for (std::size_t k = 0; k < fused.grads.size(); ++k)
+      EXPECT_TRUE(same_bits(fused.grads[k], plain.grads[k])) << static_cast<int>(act) << " grad " << k;
+    // the dropout must have dropped something and kept something, or the case tests nothing
+    std::size_t zeros = 0;
+    for (int64_t i = 0; i < fused.grads[0].numel(); ++i) zeros += fused.grads[0].data<float>()[i] == 0.0f;
+    EXPECT_LT(zeros, static_cast<std::size_t>(fused.grads[0].numel())) << "conv1 weight gradient all zero";
+  }
+}
