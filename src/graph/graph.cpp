@@ -12,6 +12,7 @@
 
 #include "src/core/error.hpp"
 #include "src/graph/backend.hpp"
+#include "src/graph/block_plan.hpp"
 #include "src/layers/shapes.hpp"
 
 namespace crackseg {
@@ -50,8 +51,8 @@ struct Graph::Impl {
   std::vector<std::vector<const Tensor*>> in_ptrs;
   std::vector<std::vector<Tensor*>> din_ptrs;
   std::vector<std::vector<Edge>> edges;
-  std::deque<Tensor> grad_pool;     // gradient buffers, reused once their node is done
-  std::deque<Tensor> scratch_pool;  // for second and later consumers of a tensor (deque: stable addresses)
+  std::vector<Tensor> grad_blocks;  // gradient memory (BlockPlan): views below share these
+  std::deque<Tensor> grad_views;    // each node's gradient and each scratch (deque: stable addresses)
   Tensor input_buf, dout_buf;
   bool input_borrowed = false;  // input_buf is the caller's tensor, not a buffer to write into
 
@@ -72,7 +73,6 @@ struct Graph::Impl {
 
   void plan(const Dims& in_dims);
   static std::vector<Dims> infer_all(const std::vector<Node>& nodes, NodeId input, const Dims& in);
-  Tensor& pool_buffer(std::deque<Tensor>& pool, std::vector<char>& busy, const Dims& d);
 };
 
 Graph::Graph() : impl_(std::make_unique<Impl>()) {}
@@ -202,17 +202,6 @@ void Graph::instantiate(Backend& backend, uint64_t init_seed) {
 bool Graph::instantiated() const { return impl_->backend != nullptr; }
 Backend* Graph::backend() const { return impl_->backend; }
 
-Tensor& Graph::Impl::pool_buffer(std::deque<Tensor>& pool, std::vector<char>& busy, const Dims& d) {
-  for (std::size_t i = 0; i < pool.size(); ++i)
-    if (!busy[i] && pool[i].dims() == d) {
-      busy[i] = 1;
-      return pool[i];
-    }
-  pool.push_back(alloc_buffer(d, DType::f32, format_for(d), backend->device()));
-  busy.push_back(1);
-  return pool.back();
-}
-
 void Graph::Impl::plan(const Dims& in_dims) {
   const std::size_t n = nodes.size();
   dims = infer_all(nodes, input, in_dims);
@@ -272,34 +261,57 @@ void Graph::Impl::plan(const Dims& in_dims) {
     }
     din_ptrs[i].assign(nodes[i].inputs.size(), nullptr);
   }
-  // Backward schedule: gradient buffers come from a pool; a node's gradient buffer is taken
-  // when its first consumer (in backward order) runs and returned after its own backward.
-  grad_pool.clear();
-  scratch_pool.clear();
-  std::vector<char> grad_busy, scratch_busy;
-  std::vector<Tensor*> grad_of(n, nullptr);
+  // Backward schedule: a node's gradient buffer is taken when its first consumer (in backward
+  // order) runs and returned after its own backward; a second consumer's scratch lives for
+  // that consumer's backward only. BlockPlan lays these lifetimes into shared blocks; the
+  // buffers are views into them.
+  grad_views.clear();
+  grad_blocks.clear();
+  BlockPlan bp;
+  std::vector<int> grad_slot(n, -1);
+  struct ScratchUse { std::size_t node, edge; int slot; };
+  std::vector<ScratchUse> scratch_uses;
   const NodeId out = resolve(output);
   for (std::size_t c = n; c-- > 0;) {
     if (!runs(static_cast<NodeId>(c))) continue;
-    std::fill(scratch_busy.begin(), scratch_busy.end(), 0);
+    std::vector<int> scratch_here;
     for (std::size_t k = 0; k < edges[c].size(); ++k) {
       const NodeId p = edges[c][k].producer;
       if (p == input) continue;
       const auto pi = static_cast<std::size_t>(p);
-      if (!grad_of[pi] && p != out) {
-        grad_of[pi] = &pool_buffer(grad_pool, grad_busy, dims[pi]);
-        din_ptrs[c][k] = grad_of[pi];
+      const int64_t elems = numel(dims[pi]);
+      if (grad_slot[pi] < 0 && p != out) {
+        grad_slot[pi] = bp.acquire(elems);
       } else {
-        edges[c][k].scratch = &pool_buffer(scratch_pool, scratch_busy, dims[pi]);
-        din_ptrs[c][k] = edges[c][k].scratch;
+        scratch_uses.push_back({c, k, bp.acquire(elems)});
+        scratch_here.push_back(scratch_uses.back().slot);
       }
     }
-    if (grad_of[c])  // release: index of this buffer in the pool
-      for (std::size_t b = 0; b < grad_pool.size(); ++b)
-        if (&grad_pool[b] == grad_of[c]) grad_busy[b] = 0;
+    for (int s : scratch_here) bp.release(s);
+    if (grad_slot[c] >= 0) bp.release(grad_slot[c]);
   }
-  for (std::size_t i = 0; i < n; ++i)
-    if (grad_of[i]) grads[i] = *grad_of[i];
+  for (int64_t e : bp.block_elems()) grad_blocks.push_back(alloc_buffer({e}, DType::f32, Format::plain, backend->device()));
+  const auto view = [&](int slot, const Dims& d) -> Tensor* {
+    Tensor& blk = grad_blocks[static_cast<std::size_t>(bp.block_of(slot))];
+    grad_views.push_back(Tensor::wrap(blk.raw(), d, DType::f32, format_for(d), backend->device()));
+    return &grad_views.back();
+  };
+  for (std::size_t c = n; c-- > 0;) {
+    if (!runs(static_cast<NodeId>(c))) continue;
+    for (std::size_t k = 0; k < edges[c].size(); ++k) {
+      const NodeId p = edges[c][k].producer;
+      if (p == input) continue;
+      const auto pi = static_cast<std::size_t>(p);
+      if (grad_slot[pi] >= 0 && !grads[pi].defined()) {  // first consumer in backward order
+        grads[pi] = *view(grad_slot[pi], dims[pi]);
+        din_ptrs[c][k] = &grads[pi];
+      }
+    }
+  }
+  for (const auto& u : scratch_uses) {
+    edges[u.node][u.edge].scratch = view(u.slot, dims[static_cast<std::size_t>(edges[u.node][u.edge].producer)]);
+    din_ptrs[u.node][u.edge] = edges[u.node][u.edge].scratch;
+  }
 }
 
 const Tensor& Graph::forward(const StepContext& ctx, const Tensor& x) {
