@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <omp.h>
 
 #include "kernels/cpu/dnnl_common.hpp"
 #include "src/layers/dropout_mask.hpp"
@@ -85,6 +86,55 @@ KeepBits pick_keep_bits() {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("bmi2") ? keep_bits_avx512 : keep_bits_scalar;
 }
 
+// The mask, one bit per element (memory: 1/32 of the activation instead of 1/4 as bytes).
+// Elements are grouped in tiles of kTile pixels x all channels (contiguous in memory, below);
+// each tile's bits start on a 64-bit word, so threads never share a word.
+// Apply y[k] = bit(k) ? x[k] * scale : 0 over one tile; shared by forward and backward so the
+// two directions use the same mask the same way. AVX-512: 16 elements per mask register.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) void apply_bits_avx512(const uint64_t* w, const float* x, float* y, int64_t len,
+                                                          float scale) {
+  const __m512 s = _mm512_set1_ps(scale);
+  int64_t k = 0;
+  for (; k + 16 <= len; k += 16) {
+    const auto m = static_cast<__mmask16>(w[k >> 6] >> (k & 63));
+    _mm512_storeu_ps(y + k, _mm512_maskz_mul_ps(m, _mm512_loadu_ps(x + k), s));
+  }
+  if (k < len) {
+    const auto tail = static_cast<__mmask16>((1u << (len - k)) - 1u);
+    const auto m = static_cast<__mmask16>(w[k >> 6] >> (k & 63)) & tail;
+    _mm512_mask_storeu_ps(y + k, tail, _mm512_maskz_mul_ps(m, _mm512_maskz_loadu_ps(tail, x + k), s));
+  }
+}
+__attribute__((target("avx512f,avx512bw"))) void pack_bits_avx512(const uint8_t* b, uint64_t* w, int64_t len) {
+  int64_t k = 0;
+  for (; k + 64 <= len; k += 64) w[k >> 6] = _mm512_test_epi8_mask(_mm512_loadu_si512(b + k), _mm512_set1_epi8(1));
+  if (k < len) {
+    const __mmask64 tail = (uint64_t{1} << (len - k)) - 1u;
+    w[k >> 6] = _mm512_test_epi8_mask(_mm512_maskz_loadu_epi8(tail, b + k), _mm512_set1_epi8(1));
+  }
+}
+#pragma GCC diagnostic pop
+void apply_bits_scalar(const uint64_t* w, const float* x, float* y, int64_t len, float scale) {
+  for (int64_t k = 0; k < len; ++k) y[k] = (w[k >> 6] >> (k & 63)) & 1u ? x[k] * scale : 0.0f;
+}
+void pack_bits_scalar(const uint8_t* b, uint64_t* w, int64_t len) {
+  for (int64_t j = 0; j < (len + 63) / 64; ++j) {
+    uint64_t v = 0;
+    for (int64_t k = j * 64; k < std::min(len, j * 64 + 64); ++k) v |= uint64_t{b[k] & 1u} << (k & 63);
+    w[j] = v;
+  }
+}
+using ApplyBits = void (*)(const uint64_t*, const float*, float*, int64_t, float);
+using PackBits = void (*)(const uint8_t*, uint64_t*, int64_t);
+bool use_avx512_bits() {
+  const char* off = std::getenv("CRACKSEG_NO_AVX512");
+  if (off && std::string(off) == "1") return false;
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+}
+
 class Dropout final : public DnnlLayer {
  public:
   Dropout(const LayerSpec& s, const std::string& n, std::shared_ptr<Context> c)
@@ -98,8 +148,16 @@ class Dropout final : public DnnlLayer {
   bool keeps_sign_where_grad_flows() const override { return true; }
 
   void plan(std::span<const Dims> in) override {
-    mask_ = alloc_buffer(in[0], DType::u8, Format::plain);
-    ids_.assign(static_cast<std::size_t>(in[0][0]), 0);
+    const Dims& d = in[0];
+    N_ = d[0];
+    L_ = numel(d) / N_;
+    C_ = d.size() == 4 ? d[1] : 1;  // nhwc (the backend's 4-D layout): a tile is kTile pixels x C channels
+    HW_ = L_ / C_;
+    tiles_ = (HW_ + kTile - 1) / kTile;
+    wpt_ = (kTile * C_ + 63) / 64;
+    mask_ = alloc_buffer({N_ * tiles_ * wpt_ * 8}, DType::u8, Format::plain);
+    tile_bytes_.assign(static_cast<std::size_t>(omp_get_max_threads() * kTile * C_), 0);
+    ids_.assign(static_cast<std::size_t>(N_), 0);
   }
 
   void forward(const StepContext& ctx, std::span<const Tensor* const> in, Tensor& out) override {
@@ -121,27 +179,36 @@ class Dropout final : public DnnlLayer {
   // the tile's logical indices c*HW + p0 .. + kTile-1 come from 16 consecutive Philox
   // blocks (kTile + 3 <= 64 words, whatever the alignment). Other layouts: logical = memory.
   static constexpr int64_t kTile = 60;
+  [[nodiscard]] float scale() const {
+    const float p = as<DropoutSpec>().p;
+    return p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
+  }
   void forward_masked(const StepContext& ctx, const Tensor& x, Tensor& y) {
-    const int64_t N = x.dim(0), L = x.numel() / N;
-    const bool nhwc = x.rank() == 4 && x.format() == Format::nhwc;
-    const int64_t C = nhwc ? x.c() : 1, HW = nhwc ? x.h() * x.w() : L;
+    if (C_ > 1 && x.format() != Format::nhwc)
+      throw Error("dropout '" + name_ + "': expects nhwc activations (the oneDNN backend's layout), got " +
+                  to_string(x.dims()) + " in another format");
+    const int64_t N = N_, L = L_, C = C_, HW = HW_, tiles = tiles_, wpt = wpt_;
     for (int64_t n = 0; n < N; ++n) ids_[static_cast<std::size_t>(n)] = dropout_sample_id(ctx, n);  // may throw
     const float p = as<DropoutSpec>().p;
     // u24 * 2^-24 < p  <=>  u24 < ceil(p * 2^24) (exact in double)
     const auto ti = static_cast<uint32_t>(std::ceil(static_cast<double>(p) * 16777216.0));
-    const float scale = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
+    const float sc = scale();
     const uint64_t key = dropout_key(ctx.seed, salt_);
     const uint32_t k0 = static_cast<uint32_t>(key), k1 = static_cast<uint32_t>(key >> 32);
     const uint32_t c2 = static_cast<uint32_t>(ctx.epoch);
-    const int64_t tiles = (HW + kTile - 1) / kTile;
     static const KeepBits keep_bits = pick_keep_bits();
-    uint8_t* m = mask_.data<uint8_t>();
+    static const bool wide = use_avx512_bits();
+    const ApplyBits apply_bits = wide ? apply_bits_avx512 : apply_bits_scalar;
+    const PackBits pack_bits = wide ? pack_bits_avx512 : pack_bits_scalar;
+    uint64_t* words = static_cast<uint64_t*>(mask_.raw());
     const float* xs = x.data<float>();
     float* ys = y.data<float>();
+    uint8_t* tb_all = tile_bytes_.data();
     // layers::dropout_forward
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < N; ++n)
       for (int64_t t = 0; t < tiles; ++t) {
+        uint8_t* tb = tb_all + static_cast<int64_t>(omp_get_thread_num()) * kTile * C;
         const uint64_t s = ids_[static_cast<std::size_t>(n)];
         const uint32_t c0 = static_cast<uint32_t>(s);
         const uint32_t c1 = static_cast<uint32_t>(s >> 32) ^ (static_cast<uint32_t>(Purpose::dropout) << 24);
@@ -150,25 +217,31 @@ class Dropout final : public DnnlLayer {
           const int64_t i0 = c * HW + p0;
           // bit j <-> logical element 4 * (i0 / 4) + j; the tile starts at bit i0 % 4
           const uint64_t bits = keep_bits(c0, c1, c2, static_cast<uint32_t>(i0 / 4), k0, k1, ti) >> (i0 % 4);
-          uint8_t* mc = m + n * L + p0 * C + c;
-          for (int k = 0; k < static_cast<int>(p1 - p0); ++k) mc[k * C] = static_cast<uint8_t>((bits >> k) & 1u);
+          for (int k = 0; k < static_cast<int>(p1 - p0); ++k) tb[k * C + c] = static_cast<uint8_t>((bits >> k) & 1u);
         }
-        // the tile is contiguous in memory: apply the mask in one vectorised sweep
-        const int64_t b0 = n * L + p0 * C, b1 = n * L + p1 * C;
-#pragma omp simd
-        for (int64_t k = b0; k < b1; ++k) ys[k] = m[k] ? xs[k] * scale : 0.0f;
+        // the tile is contiguous in memory: pack its mask, then apply it in one sweep
+        const int64_t b0 = n * L + p0 * C, len = (p1 - p0) * C;
+        uint64_t* w = words + (n * tiles + t) * wpt;
+        pack_bits(tb, w, len);
+        apply_bits(w, xs + b0, ys + b0, len, sc);
       }
   }
   void apply(const Tensor& src, Tensor& dst) const {
-    const float p = as<DropoutSpec>().p;
-    const float scale = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
+    static const bool wide = use_avx512_bits();
+    const ApplyBits apply_bits = wide ? apply_bits_avx512 : apply_bits_scalar;
+    const float sc = scale();
     const float* x = src.data<float>();
     float* y = dst.data<float>();
-    const uint8_t* m = mask_.data<uint8_t>();
-    const int64_t n = src.numel();
+    const auto* words = static_cast<const uint64_t*>(mask_.raw());
+    const int64_t N = N_, L = L_, C = C_, HW = HW_, tiles = tiles_, wpt = wpt_;
     // layers::dropout_apply
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < n; ++i) y[i] = m[i] ? x[i] * scale : 0.0f;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t p0 = t * kTile, p1 = std::min(HW, p0 + kTile);
+        const int64_t b0 = n * L + p0 * C;
+        apply_bits(words + (n * tiles + t) * wpt, x + b0, y + b0, (p1 - p0) * C, sc);
+      }
   }
   static void copy(const Tensor& src, Tensor& dst) {
     if (src.raw() == dst.raw()) return;
@@ -182,7 +255,9 @@ class Dropout final : public DnnlLayer {
 
   uint32_t salt_;
   bool active_ = false;
-  Tensor mask_;
+  int64_t N_ = 0, L_ = 0, C_ = 1, HW_ = 0, tiles_ = 0, wpt_ = 0;
+  Tensor mask_;  // N * tiles * wpt 64-bit words
+  std::vector<uint8_t> tile_bytes_;  // one kTile x C byte mask per thread
   std::vector<uint64_t> ids_;
 };
 
