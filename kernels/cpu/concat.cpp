@@ -28,18 +28,28 @@ inline void copy_channels(float* dst, int64_t dst_stride, const float* src, int6
 class Concat final : public DnnlLayer {
  public:
   using DnnlLayer::DnnlLayer;
-  void plan(std::span<const Dims>) override {}
+  void plan(std::span<const Dims> in) override {
+    chans_.clear();
+    for (const Dims& d : in) chans_.push_back(d.size() == 4 ? d[1] : 0);
+    in_place_.assign(in.size(), 0);
+  }
+  // nhwc (this backend's 4-D layout): an input written in place is already in its channels.
+  bool can_take_inputs_in_place() const override { return true; }
+  void take_input_in_place(std::size_t k) override { in_place_.at(k) = 1; }
   void forward(const StepContext&, std::span<const Tensor* const> in, Tensor& out) override {
     if (out.format() != Format::nhwc) {
+      for (char f : in_place_)
+        if (f) throw Error("concat '" + name_ + "': an input was planned in place but the output is not nhwc");
       std::vector<Tensor*> parts;
       for (const Tensor* t : in) parts.push_back(const_cast<Tensor*>(t));
       return generic(in, parts, out, true);
     }
     const int64_t P = out.n() * out.h() * out.w(), Ct = out.c();
     int64_t c0 = 0;
-    for (const Tensor* t : in) {  // layers::concat_forward
-      copy_channels(out.data<float>() + c0, Ct, t->data<float>(), t->c(), t->c(), P);
-      c0 += t->c();
+    for (std::size_t k = 0; k < in.size(); ++k) {  // layers::concat_forward
+      const int64_t ck = chans_[k];
+      if (!in_place_[k]) copy_channels(out.data<float>() + c0, Ct, in[k]->data<float>(), ck, ck, P);
+      c0 += ck;
     }
   }
   void backward(const StepContext&, std::span<const Tensor* const> in, const Tensor&, const Tensor& dout,
@@ -48,7 +58,7 @@ class Concat final : public DnnlLayer {
     const int64_t P = dout.n() * dout.h() * dout.w(), Ct = dout.c();
     int64_t c0 = 0;
     for (std::size_t k = 0; k < in.size(); ++k) {  // layers::concat_backward
-      const int64_t ck = in[k]->c();
+      const int64_t ck = chans_[k];  // an in-place input's tensor is the concat itself
       if (din[k]) copy_channels(din[k]->data<float>(), ck, dout.data<float>() + c0, Ct, ck, P);
       c0 += ck;
     }
@@ -71,6 +81,9 @@ class Concat final : public DnnlLayer {
       c0 += in[k]->c();
     }
   }
+
+  std::vector<int64_t> chans_;  // each input's channels (from plan: an in-place input's tensor is the concat)
+  std::vector<char> in_place_;
 };
 
 }  // namespace

@@ -239,6 +239,32 @@ void Graph::Impl::plan(const Dims& in_dims) {
     ins.clear();
     for (NodeId j : nodes[i].inputs) ins.push_back(dims[static_cast<std::size_t>(resolve(j))]);
     layers[i]->plan(ins);
+  }
+  // Concat inputs written in place: a producer whose only reader is the concat writes its
+  // output straight into the concat's channels when both layers can (Layer::
+  // write_output_as_channels); it then gets no buffer of its own. Part of fusion.
+  std::vector<NodeId> into_concat(n, -1);
+  if (fusion)
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!runs(static_cast<NodeId>(i)) || !std::holds_alternative<ConcatSpec>(*nodes[i].spec) ||
+          !layers[i]->can_take_inputs_in_place() || dims[i].size() != 4)
+        continue;
+      int64_t first = 0;
+      for (std::size_t k = 0; k < nodes[i].inputs.size(); ++k) {
+        const NodeId p = resolve(nodes[i].inputs[k]);
+        const auto pi = static_cast<std::size_t>(p);
+        const int64_t ck = dims[pi][1];
+        const bool sole = p != input && p != out_node && readers[pi] == 1 && into_concat[pi] < 0 &&
+                          std::count(nodes[i].inputs.begin(), nodes[i].inputs.end(), nodes[i].inputs[k]) == 1;
+        if (sole && layers[pi]->write_output_as_channels(first, dims[i][1])) {
+          into_concat[pi] = static_cast<NodeId>(i);
+          layers[i]->take_input_in_place(k);
+        }
+        first += ck;
+      }
+    }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!runs(static_cast<NodeId>(i)) || into_concat[i] >= 0) continue;
     if (fusion && nodes[i].inputs.size() == 1 && layers[i]->runs_in_place()) {
       const NodeId p = resolve(nodes[i].inputs[0]);
       const auto pi = static_cast<std::size_t>(p);
@@ -252,6 +278,8 @@ void Graph::Impl::plan(const Dims& in_dims) {
     }
     values[i] = alloc_buffer(dims[i], DType::f32, format_for(dims[i]), backend->device());
   }
+  for (std::size_t i = 0; i < n; ++i)
+    if (into_concat[i] >= 0) values[i] = values[static_cast<std::size_t>(into_concat[i])];
   for (std::size_t i = 0; i < n; ++i) {  // fused activations share their conv's tensors
     if (!runs(static_cast<NodeId>(i))) continue;
     for (NodeId j : nodes[i].inputs) {

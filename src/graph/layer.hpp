@@ -89,6 +89,15 @@ class Layer {
   // sign-only producer's output with it then changes no bit of that producer's backward:
   // where the sign could differ (a dropped element) the gradient it multiplies is zero.
   [[nodiscard]] virtual bool keeps_sign_where_grad_flows() const { return false; }
+  // Writing straight into a concat (memory, Graph plan): after plan(), the Graph may ask the
+  // sole producer of a concat input to write its output as channels [first, first + C) of
+  // the concat's nhwc output of `total` channels; a layer that can (and whose backward does
+  // not read `out`) returns true and from then on receives that concat tensor as `out`. The
+  // concat, asked first whether it can_take_inputs_in_place(), is then told to skip input k.
+  // plan() resets both. Saves the U-Net decoder's upsampled tensor and its copy.
+  [[nodiscard]] virtual bool write_output_as_channels(int64_t /*first*/, int64_t /*total*/) { return false; }
+  [[nodiscard]] virtual bool can_take_inputs_in_place() const { return false; }
+  virtual void take_input_in_place(std::size_t /*k*/) {}
   // Parameter values changed (optimizer step, checkpoint load, init): refresh derived copies
   // such as oneDNN's blocked weights. The Graph calls it before the first forward after
   // instantiate, backward() or params().
