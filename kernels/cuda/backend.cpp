@@ -42,6 +42,28 @@ class CudaBackend final : public Backend {
                       },
                       spec);
   }
+  // train.precision for layers made after this call (bench --precision, tests; the trainer
+  // sets it through the device kit, train_kit.cpp, with train.determinism). The Backend
+  // interface has no determinism: asking for tf32 or bf16 here selects the fast mode, which
+  // both need (precision.hpp); bf16 is refused on a GPU below compute capability 8.0.
+  void set_precision(const std::string& precision) override {
+    Context& ctx = Context::get();
+    CudaOptions o = ctx.options();
+    const DeviceInfo& dev = ctx.device_info();
+    const ConvPrecision p = cuda_precision(precision, false, dev.name, dev.cc_major, dev.cc_minor);
+    if (p != ConvPrecision::fp32) o.deterministic = false;
+    o.tf32 = p == ConvPrecision::tf32;
+    o.bf16 = p == ConvPrecision::bf16;
+    ctx.set_options(o);
+  }
+  std::string precision_summary() const override {
+    switch (Context::get().conv_precision()) {
+      case ConvPrecision::bf16: return "bf16 (convolutions on bf16 operands, fp32 accumulation; cuDNN)";
+      case ConvPrecision::tf32: return "tf32 (cuDNN/cuBLAS tensor-op math on fp32 data)";
+      case ConvPrecision::fp32: break;
+    }
+    return "fp32";
+  }
   // Host tensor (any format) -> device tensor `dst` (its own format).
   void upload(const Tensor& host, Tensor& dst) override { copy(host, dst); }
 

@@ -21,6 +21,11 @@ Context::Context() {
                 where_am_i() + "); `crackseg info --devices` lists what the runtime sees");
   device_ = device_for_local_rank(process_local_rank(), n);
   CRACKSEG_CUDA_CHECK(cudaSetDevice(device_));
+  {
+    cudaDeviceProp p{};
+    CRACKSEG_CUDA_CHECK(cudaGetDeviceProperties(&p, device_));
+    info_ = {device_, p.name, p.major, p.minor, p.totalGlobalMem, p.multiProcessorCount};
+  }
   stream_ = make_stream();
   copy_stream_ = make_stream();
   cudnn_ = make_cudnn();
@@ -40,6 +45,10 @@ Context::Context() {
 }
 
 void Context::set_options(CudaOptions o) {
+  // bf16 where the GPU cannot: refused here too (train.precision and bench check it first
+  // with a message naming the key).
+  if (o.bf16 && !o.deterministic)
+    (void)cuda_precision("bf16", false, info_.name, info_.cc_major, info_.cc_minor);
   options_ = o;
   // Pedantic in bitwise mode: it also ignores NVIDIA_TF32_OVERRIDE, so no environment
   // variable can change the arithmetic under a reproducibility promise.

@@ -1,7 +1,8 @@
 // conv2d on cuDNN: forward, backward-data, backward-filter, bias. Weights stay in the
 // parameter's plain (O, I, kh, kw) layout for the optimizer and checkpoints; a KRSC copy
 // (cuDNN's NHWC filter, what tensor-core kernels read) is refreshed in params_changed(),
-// and the filter gradient is computed in KRSC and added back transposed.
+// and the filter gradient is computed in KRSC and added back transposed. bf16
+// (train.precision): ConvCore rounds the operands and widens the results (conv_core.hpp).
 #include "kernels/cuda/conv_core.hpp"
 #include "kernels/cuda/layer_base.hpp"
 #include "kernels/cuda/layers.hpp"
@@ -24,12 +25,13 @@ class Conv2d final : public CudaLayer {
   void plan(std::span<const Dims> in) override {
     const auto& c = as<Conv2dSpec>();
     core_.plan(in[0], {c.out_c, c.in_c, c.kernel, c.kernel}, output_dims(in), c.padding, c.stride, c.dilation,
-               "conv2d '" + name_ + "'");
+               KeptOperand::x, "conv2d '" + name_ + "'");
   }
 
   void params_changed() override {
     const auto& c = as<Conv2dSpec>();
     nchw_to_nhwc(params_[0].value.data<float>(), w_krsc_.as<float>(), c.out_c, c.in_c, c.kernel * c.kernel, 0.0f);
+    core_.weights_changed(w_krsc_.as<float>());  // bf16: the rounded copy the passes read
   }
 
   // out (N, O, Ho, Wo) = conv(in, w) + b

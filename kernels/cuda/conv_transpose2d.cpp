@@ -4,6 +4,8 @@
 //   forward        = that convolution's backward-data
 //   backward-data  = its forward
 //   backward-filter= its backward-filter with x = dout, dy = input.
+// So the layer's input is the geometry's dy: the operand bf16 keeps from forward
+// (KeptOperand::dy, conv_core.hpp).
 #include "kernels/cuda/conv_core.hpp"
 #include "kernels/cuda/layer_base.hpp"
 #include "kernels/cuda/layers.hpp"
@@ -26,12 +28,13 @@ class ConvTranspose2d final : public CudaLayer {
   void plan(std::span<const Dims> in) override {
     const auto& c = as<ConvTranspose2dSpec>();
     core_.plan(output_dims(in), {c.in_c, c.out_c, c.kernel, c.kernel}, in[0], c.padding, c.stride, 1,
-               "conv_transpose2d '" + name_ + "'");
+               KeptOperand::dy, "conv_transpose2d '" + name_ + "'");
   }
 
   void params_changed() override {
     const auto& c = as<ConvTranspose2dSpec>();
     nchw_to_nhwc(params_[0].value.data<float>(), w_krsc_.as<float>(), c.in_c, c.out_c, c.kernel * c.kernel, 0.0f);
+    core_.weights_changed(w_krsc_.as<float>());  // bf16: the rounded copy the passes read
   }
 
   void forward(const StepContext&, std::span<const Tensor* const> in, Tensor& out) override {

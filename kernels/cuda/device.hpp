@@ -34,10 +34,14 @@ struct DeviceInfo {
 [[nodiscard]] int local_rank_from_env();
 
 // Numerics switches. `tf32` lets cuDNN and cuBLAS use TF32 tensor cores for fp32 data
-// (10-bit mantissa products, fp32 accumulation); `deterministic` (the `bitwise` mode) keeps
-// only algorithms that give the same bits run to run. TF32 is always off when deterministic.
+// (10-bit mantissa products, fp32 accumulation); `bf16` runs convolutions on bf16 operands
+// with fp32 accumulation (kernels/cuda/precision.hpp; it takes precedence over tf32 for the
+// convolutions, and cuBLAS then stays fp32); `deterministic` (the `bitwise` mode) keeps only
+// algorithms that give the same bits run to run. TF32 and bf16 are always off when
+// deterministic (train.precision refuses both with bitwise: cuda_precision).
 struct CudaOptions {
   bool tf32 = false;
+  bool bf16 = false;
   bool deterministic = true;
   std::size_t conv_workspace_limit = std::size_t{1} << 30;  // bytes per convolution
 };

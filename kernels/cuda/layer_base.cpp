@@ -37,13 +37,13 @@ int to_int(int64_t v, const std::string& what) {
   return static_cast<int>(v);
 }
 
-void set_activation_desc(cudnnTensorDescriptor_t d, const Dims& dims, const std::string& what) {
+void set_activation_desc(cudnnTensorDescriptor_t d, const Dims& dims, const std::string& what, cudnnDataType_t type) {
   if (dims.size() == 4) {
-    CRACKSEG_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, to_int(dims[0], what),
+    CRACKSEG_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NHWC, type, to_int(dims[0], what),
                                                     to_int(dims[1], what), to_int(dims[2], what),
                                                     to_int(dims[3], what)));
   } else if (dims.size() == 2) {
-    CRACKSEG_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, to_int(dims[0], what),
+    CRACKSEG_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, type, to_int(dims[0], what),
                                                     to_int(dims[1], what), 1, 1));
   } else {
     throw Error(what + ": expected a 2-D or 4-D tensor, got " + to_string(dims));

@@ -36,7 +36,9 @@ class CudaLayer : public Layer {
 // cuDNN takes int dimensions; throws naming `what` when a value does not fit.
 [[nodiscard]] int to_int(int64_t v, const std::string& what);
 // 4-D (N, C, H, W) -> NHWC descriptor; 2-D (N, F) -> (N, F, 1, 1), where NHWC and NCHW agree.
-void set_activation_desc(cudnnTensorDescriptor_t d, const Dims& dims, const std::string& what);
+// `type`: the element type (CUDNN_DATA_BFLOAT16 for a bf16 convolution's operands).
+void set_activation_desc(cudnnTensorDescriptor_t d, const Dims& dims, const std::string& what,
+                         cudnnDataType_t type = CUDNN_DATA_FLOAT);
 // (1, 1, 1, count): for elementwise ops, where layout does not matter.
 void set_flat_desc(cudnnTensorDescriptor_t d, int64_t count, const std::string& what);
 // (1, C, 1, 1) per-channel vector (bias, batchnorm statistics).

@@ -94,14 +94,13 @@ void register_cuda_training() {
     const auto& train = cfg.at("train");
     o.deterministic = train.at("determinism").get<std::string>() == "bitwise";
     // train.precision: absent in configs resolved before the key existed (fp32 then).
-    o.tf32 = train.contains("precision") && train.at("precision").get<std::string>() == "tf32";
-    if (train.contains("precision") && train.at("precision").get<std::string>() == "bf16")
-      throw InputError("train.precision = \"bf16\" is implemented on the CPU (oneDNN) only; the cuda backend takes "
-                       "\"fp32\" or \"tf32\"");
-    if (o.tf32 && o.deterministic)
-      throw InputError("train.precision = \"tf32\" with train.determinism = \"bitwise\": TF32 products depend on "
-                       "the algorithm cuDNN picks, which bitwise mode cannot promise; use precision = \"fp32\" "
-                       "or determinism = \"fast\"");
+    // Refused with the key named: tf32/bf16 under bitwise, bf16 on a GPU without bf16
+    // tensor cores (precision.hpp cuda_precision).
+    const std::string value = train.contains("precision") ? train.at("precision").get<std::string>() : "fp32";
+    const DeviceInfo& dev = Context::get().device_info();
+    const ConvPrecision p = cuda_precision(value, o.deterministic, dev.name, dev.cc_major, dev.cc_minor);
+    o.tf32 = p == ConvPrecision::tf32;
+    o.bf16 = p == ConvPrecision::bf16;
     Context::get().set_options(o);
     return std::make_unique<CudaKit>();
   });

@@ -89,10 +89,10 @@ Schema Schema::standard() {
       string("device", "cpu", {"cpu", "cuda"}, "where tensors live"),
       string("backend", "auto", {"auto", "reference", "onednn", "cuda"}, "layer backend; auto = device default"),
       string("precision", "fp32", {"fp32", "bf16", "tf32"},
-             "fp32 everywhere; bf16 (CPU, oneDNN, AVX512-BF16 or AMX): convolutions read bf16 operands, "
-             "accumulate in fp32, everything else (activations, BN statistics, loss, master weights, "
-             "optimizer) stays fp32; tf32 (cuda): TF32 tensor cores for convolutions and matmuls; "
-             "neither with determinism = bitwise"),
+             "fp32 everywhere; bf16 (CPU: oneDNN, AVX512-BF16 or AMX; cuda: cuDNN, compute capability "
+             ">= 8.0, fast mode only): convolutions read bf16 operands, accumulate in fp32, everything "
+             "else (activations, BN statistics, loss, master weights, optimizer) stays fp32; tf32 "
+             "(cuda, fast mode only): TF32 tensor cores for convolutions and matmuls"),
       integer("threads", 0, 0, "OpenMP threads per rank; 0 = OMP_NUM_THREADS or the runtime default"),
       string("parallel", "auto", {"auto", "intra", "batch"},
              "threads of a rank: intra = inside each kernel, batch = one micro-batch per thread "

@@ -173,10 +173,10 @@ LoadedModel load_model_from_checkpoint(const std::filesystem::path& path, const 
   out.cfg = config::from_resolved_json(nlohmann::json::parse(info.config_json), path.string());
   out.backend = make_backend(resolve_inference_backend(backend, out.cfg.values));
   // The arithmetic the run recorded its metrics with: a bf16-trained model is evaluated in
-  // bf16 where the CPU can, so eval reproduces the recorded numbers; elsewhere in fp32, said.
+  // bf16 where the device can (a CPU with AVX512-BF16, a GPU of compute capability 8.0 or
+  // newer), so eval reproduces the recorded numbers; elsewhere in fp32, said.
   const auto& tr = out.cfg.values.at("train");
-  if (tr.contains("precision") && tr.at("precision").get<std::string>() == "bf16" &&
-      out.backend->device() == Device::cpu) {
+  if (tr.contains("precision") && tr.at("precision").get<std::string>() == "bf16") {
     try {
       out.backend->set_precision("bf16");
     } catch (const InputError& e) {
