@@ -57,8 +57,11 @@ class CudaBackend final : public Backend {
     ctx.set_options(o);
   }
   std::string precision_summary() const override {
-    switch (Context::get().conv_precision()) {
-      case ConvPrecision::bf16: return "bf16 (convolutions on bf16 operands, fp32 accumulation; cuDNN)";
+    const Context& ctx = Context::get();
+    switch (ctx.conv_precision()) {
+      case ConvPrecision::bf16:
+        return "bf16 (" + std::to_string(ctx.bf16_layers) + " convolutions; " + std::to_string(ctx.bf16_fallbacks) +
+               " without a bf16 algorithm stay fp32; cuDNN)";
       case ConvPrecision::tf32: return "tf32 (cuDNN/cuBLAS tensor-op math on fp32 data)";
       case ConvPrecision::fp32: break;
     }

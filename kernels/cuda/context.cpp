@@ -50,6 +50,7 @@ void Context::set_options(CudaOptions o) {
   if (o.bf16 && !o.deterministic)
     (void)cuda_precision("bf16", false, info_.name, info_.cc_major, info_.cc_minor);
   options_ = o;
+  bf16_layers = bf16_fallbacks = 0;
   // Pedantic in bitwise mode: it also ignores NVIDIA_TF32_OVERRIDE, so no environment
   // variable can change the arithmetic under a reproducibility promise.
   const cublasMath_t mode = options_.deterministic ? CUBLAS_PEDANTIC_MATH

@@ -59,6 +59,9 @@ class Context {
   [[nodiscard]] uint16_t* bf16_out() const { return bf16_out_.as<uint16_t>(); }
   [[nodiscard]] std::size_t bf16_in_bytes() const { return bf16_in_.bytes(); }
   [[nodiscard]] std::size_t bf16_out_bytes() const { return bf16_out_.bytes(); }
+  // Convolutions planned in bf16, and those without a bf16 algorithm that stay fp32 (reset by
+  // set_options).
+  int bf16_layers = 0, bf16_fallbacks = 0;
   void set_bf16_in_source(const void* owner, const float* src) { bf16_in_owner_ = owner, bf16_in_src_ = src; }
   [[nodiscard]] bool bf16_in_holds(const void* owner, const float* src) const {
     return owner != nullptr && bf16_in_owner_ == owner && bf16_in_src_ == src;

@@ -68,11 +68,43 @@ void ConvCore::plan(const Dims& x, const Dims& w, const Dims& y, int64_t padding
     w_ = make_filter_desc();
     conv_ = make_conv_desc();
   }
-  if (ctx.conv_precision() != precision_) w_lp_valid_ = false;
-  precision_ = ctx.conv_precision();
   kept_ = kept;
+  count_x_ = count_of(x), count_w_ = count_of(w), count_y_ = count_of(y);
+  const ConvPrecision want = ctx.conv_precision();
+  // bf16 where cuDNN has an algorithm for every pass on bf16 operands; a geometry without
+  // one stays fp32, as on the CPU (counted in Context::bf16_fallbacks, shown by
+  // precision_summary).
+  bool fell_back = false;
+  if (want == ConvPrecision::bf16) {
+    try {
+      configure(ConvPrecision::bf16, x, w, y, padding, stride, dilation, what);
+    } catch (const Error&) {
+      fell_back = true;
+    }
+  }
+  if (want != ConvPrecision::bf16 || fell_back)
+    configure(fell_back ? ConvPrecision::fp32 : want, x, w, y, padding, stride, dilation, what);
+  if (want == ConvPrecision::bf16 && !counted_) {
+    counted_ = true;
+    (fell_back ? ctx.bf16_fallbacks : ctx.bf16_layers) += 1;
+  }
+  if (bf16()) {  // bf16 buffers: once here, never per step
+    const Bf16ConvBuffers b = bf16_conv_buffers(x, w, y, kept);
+    kept_lp_.reserve(b.kept);
+    if (b.weights > w_lp_.bytes()) w_lp_valid_ = false;
+    w_lp_.reserve(b.weights);
+    ctx.reserve_bf16(b.in, b.out);
+  }
+  ctx.reserve_workspace(algos_.workspace);
+}
+
+void ConvCore::configure(ConvPrecision prec, const Dims& x, const Dims& w, const Dims& y, int64_t padding,
+                         int64_t stride, int64_t dilation, const std::string& what) {
+  auto& ctx = Context::get();
+  if (prec != precision_) w_lp_valid_ = false;
+  precision_ = prec;
   // The three passes take the same types (precision.hpp conv_numerics).
-  const ConvNumerics num = conv_numerics(precision_, ConvPass::forward);
+  const ConvNumerics num = conv_numerics(prec, ConvPass::forward);
   const cudnnDataType_t operand = theirs(num.operands);
   set_activation_desc(x_.get(), x, what + " x");
   set_activation_desc(y_.get(), y, what + " y");
@@ -85,8 +117,7 @@ void ConvCore::plan(const Dims& x, const Dims& w, const Dims& y, int64_t padding
                                                        theirs(num.compute)));
   const bool det = ctx.options().deterministic;
   // FMA math forbids TF32: CUDNN_DEFAULT_MATH would still allow it on Ampere and later.
-  CRACKSEG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_.get(), theirs(math_for(precision_, MathType::tensor_op))));
-  count_x_ = count_of(x), count_w_ = count_of(w), count_y_ = count_of(y);
+  CRACKSEG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_.get(), theirs(math_for(prec, MathType::tensor_op))));
 
   int on = 0, oc = 0, oh = 0, ow = 0;
   CRACKSEG_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(conv_.get(), xc_.get(), w_.get(), &on, &oc, &oh, &ow));
@@ -94,80 +125,70 @@ void ConvCore::plan(const Dims& x, const Dims& w, const Dims& y, int64_t padding
     throw Error(what + ": cuDNN computes output " + to_string(Dims{on, oc, oh, ow}) + " for input " + to_string(x) +
                 ", the layer expects " + to_string(y));
 
-  if (num.widen_output) {  // bf16 buffers: once here, never per step
-    const Bf16ConvBuffers b = bf16_conv_buffers(x, w, y, kept);
-    kept_lp_.reserve(b.kept);
-    if (b.weights > w_lp_.bytes()) w_lp_valid_ = false;
-    w_lp_.reserve(b.weights);
-    ctx.reserve_bf16(b.in, b.out);
-  }
-
   const std::size_t limit = ctx.options().conv_workspace_limit;
   const std::string key = to_string(x) + to_string(w) + to_string(y) + "/" + std::to_string(p) + "," +
-                          std::to_string(s) + "," + std::to_string(d) + "/" + precision_name(precision_) +
+                          std::to_string(s) + "," + std::to_string(d) + "/" + precision_name(prec) +
                           (det ? "/det" : "/fast") + "/" + std::to_string(limit) + "/dev" +
                           std::to_string(ctx.device());
   {
     std::lock_guard lock(g_cache_mutex);
-    if (auto it = algo_cache().find(key); it != algo_cache().end()) algos_ = it->second;
-    else algos_.workspace = ~std::size_t{0};
+    if (auto it = algo_cache().find(key); it != algo_cache().end()) {
+      algos_ = it->second;
+      return;
+    }
   }
-  if (algos_.workspace == ~std::size_t{0}) {
-    cudnnHandle_t h = ctx.cudnn();
-    ConvAlgos a;
-    // fp32: FMA whatever the heuristics reported (CUDNN_DEFAULT_MATH would let cuDNN pick
-    // TF32 kernels on Ampere and later); tf32: as reported; bf16: tensor-op math.
-    const ConvPrecision prec = precision_;
-    auto math_of = [prec](cudnnMathType_t reported) { return theirs(math_for(prec, ours(reported))); };
-    auto fail = [&](const char* which) {
-      throw Error(what + ": cuDNN offers no " + which + " algorithm for x " + to_string(x) + ", w " + to_string(w) +
-                  (det ? " that is deterministic" : "") + " within a " + std::to_string(limit >> 20) +
-                  " MiB workspace" +
-                  (prec == ConvPrecision::fp32   ? " without TF32"
-                   : prec == ConvPrecision::bf16 ? " on bf16 operands (train.precision = \"bf16\")"
-                                                 : ""));
-    };
-    int n = 0;
-    cudnnConvolutionFwdAlgoPerf_t fperf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    CRACKSEG_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, xc_.get(), w_.get(), conv_.get(), yc_.get(),
-                                                                CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, fperf));
-    const auto* f = pick(fperf, n, limit, det, prec);
-    if (!f) fail("forward");
-    a.fwd = f->algo;
-    a.fwd_math = math_of(f->mathType);
-    cudnnConvolutionBwdDataAlgoPerf_t dperf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    CRACKSEG_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
-        h, w_.get(), yc_.get(), conv_.get(), xc_.get(), CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, dperf));
-    const auto* bd = pick(dperf, n, limit, det, prec);
-    if (!bd) fail("backward-data");
-    a.bwd_data = bd->algo;
-    a.bwd_data_math = math_of(bd->mathType);
-    cudnnConvolutionBwdFilterAlgoPerf_t wperf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    CRACKSEG_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-        h, xc_.get(), yc_.get(), conv_.get(), w_.get(), CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, wperf));
-    const auto* bw = pick(wperf, n, limit, det, prec);
-    if (!bw) fail("backward-filter");
-    a.bwd_filter = bw->algo;
-    a.bwd_filter_math = math_of(bw->mathType);
-    // The heuristics' memory estimate can differ from the exact query: ask per algorithm.
-    std::size_t ws = 0, need = 0;
-    CRACKSEG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_.get(), a.fwd_math));
-    CRACKSEG_CUDNN_CHECK(
-        cudnnGetConvolutionForwardWorkspaceSize(h, xc_.get(), w_.get(), conv_.get(), yc_.get(), a.fwd, &need));
-    ws = std::max(ws, need);
-    CRACKSEG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_.get(), a.bwd_data_math));
-    CRACKSEG_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(h, w_.get(), yc_.get(), conv_.get(), xc_.get(),
-                                                                      a.bwd_data, &need));
-    ws = std::max(ws, need);
-    CRACKSEG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_.get(), a.bwd_filter_math));
-    CRACKSEG_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, xc_.get(), yc_.get(), conv_.get(),
-                                                                        w_.get(), a.bwd_filter, &need));
-    a.workspace = std::max(ws, need);
-    algos_ = a;
-    std::lock_guard lock(g_cache_mutex);
-    algo_cache()[key] = a;
-  }
-  ctx.reserve_workspace(algos_.workspace);
+  cudnnHandle_t h = ctx.cudnn();
+  ConvAlgos a;
+  // fp32: FMA whatever the heuristics reported (CUDNN_DEFAULT_MATH would let cuDNN pick
+  // TF32 kernels on Ampere and later); tf32: as reported; bf16: tensor-op math.
+  auto math_of = [prec](cudnnMathType_t reported) { return theirs(math_for(prec, ours(reported))); };
+  auto fail = [&](const char* which) {
+    throw Error(what + ": cuDNN offers no " + which + " algorithm for x " + to_string(x) + ", w " + to_string(w) +
+                (det ? " that is deterministic" : "") + " within a " + std::to_string(limit >> 20) +
+                " MiB workspace" +
+                (prec == ConvPrecision::fp32   ? " without TF32"
+                 : prec == ConvPrecision::bf16 ? " on bf16 operands"
+                                               : ""));
+  };
+  int n = 0;
+  cudnnConvolutionFwdAlgoPerf_t fperf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+  CRACKSEG_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, xc_.get(), w_.get(), conv_.get(), yc_.get(),
+                                                              CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, fperf));
+  const auto* f = pick(fperf, n, limit, det, prec);
+  if (!f) fail("forward");
+  a.fwd = f->algo;
+  a.fwd_math = math_of(f->mathType);
+  cudnnConvolutionBwdDataAlgoPerf_t dperf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+  CRACKSEG_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
+      h, w_.get(), yc_.get(), conv_.get(), xc_.get(), CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, dperf));
+  const auto* bd = pick(dperf, n, limit, det, prec);
+  if (!bd) fail("backward-data");
+  a.bwd_data = bd->algo;
+  a.bwd_data_math = math_of(bd->mathType);
+  cudnnConvolutionBwdFilterAlgoPerf_t wperf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+  CRACKSEG_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+      h, xc_.get(), yc_.get(), conv_.get(), w_.get(), CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, wperf));
+  const auto* bw = pick(wperf, n, limit, det, prec);
+  if (!bw) fail("backward-filter");
+  a.bwd_filter = bw->algo;
+  a.bwd_filter_math = math_of(bw->mathType);
+  // The heuristics' memory estimate can differ from the exact query: ask per algorithm.
+  std::size_t ws = 0, need = 0;
+  CRACKSEG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_.get(), a.fwd_math));
+  CRACKSEG_CUDNN_CHECK(
+      cudnnGetConvolutionForwardWorkspaceSize(h, xc_.get(), w_.get(), conv_.get(), yc_.get(), a.fwd, &need));
+  ws = std::max(ws, need);
+  CRACKSEG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_.get(), a.bwd_data_math));
+  CRACKSEG_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(h, w_.get(), yc_.get(), conv_.get(), xc_.get(),
+                                                                    a.bwd_data, &need));
+  ws = std::max(ws, need);
+  CRACKSEG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_.get(), a.bwd_filter_math));
+  CRACKSEG_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, xc_.get(), yc_.get(), conv_.get(), w_.get(),
+                                                                      a.bwd_filter, &need));
+  a.workspace = std::max(ws, need);
+  algos_ = a;
+  std::lock_guard lock(g_cache_mutex);
+  algo_cache()[key] = a;
 }
 
 void ConvCore::weights_changed(const float* w) {

@@ -20,7 +20,8 @@
 // operand into the context's shared `in` buffer. cuDNN writes each pass's result in bf16
 // (its legacy API has no bf16-in / fp32-out configuration) into the shared `out` buffer,
 // widened into the fp32 destination. The layers see fp32 tensors only; x_desc()/y_desc()
-// stay fp32 descriptors (bias, batchnorm).
+// stay fp32 descriptors (bias, batchnorm). A geometry for which cuDNN offers no bf16
+// algorithm for some pass stays fp32 (counted in Context::bf16_fallbacks), as on the CPU.
 #pragma once
 #include <string>
 
@@ -60,6 +61,9 @@ class ConvCore {
 
  private:
   [[nodiscard]] bool bf16() const { return precision_ == ConvPrecision::bf16; }
+  // Descriptors and algorithms for `prec`; throws when cuDNN has no algorithm for a pass.
+  void configure(ConvPrecision prec, const Dims& x, const Dims& w, const Dims& y, int64_t padding, int64_t stride,
+                 int64_t dilation, const std::string& what);
   // The bf16 copy of `src` (count elements) for the operand `role` of this geometry.
   [[nodiscard]] const uint16_t* bf16_operand(const float* src, KeptOperand role, int64_t count);
   [[nodiscard]] const void* bf16_weights(const float* w);
@@ -73,6 +77,7 @@ class ConvCore {
   int64_t count_x_ = 0, count_w_ = 0, count_y_ = 0;
   DevicePtr kept_lp_, w_lp_;  // bf16 only: the layer's input and weights
   bool w_lp_valid_ = false;   // w_lp_ holds the current weights
+  bool counted_ = false;      // in Context::bf16_layers / bf16_fallbacks
 };
 
 }  // namespace crackseg::cuda

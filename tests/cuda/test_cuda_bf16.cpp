@@ -14,6 +14,8 @@
 //    every value is a bf16 value (fails if the fp32 path ran);
 //  - `crackseg train` with train.precision = "bf16" on cuda trains (loss falls, result.json
 //    records bf16), and bitwise + bf16 is refused naming the key.
+// Sums of integers up to 256 are exact in fp32 and in bf16. Channel counts are multiples of
+// 8, so cuDNN has bf16 tensor-core algorithms and no case falls back to fp32 (checked).
 // Skips without a device, and the bf16 cases on a GPU below compute capability 8.0 (where
 // the refusal naming the device is checked instead).
 #include <gtest/gtest.h>
@@ -118,10 +120,10 @@ struct Case {
 std::vector<Case> cases() {
   return {{"conv2d 3x3 pad 1", Conv2dSpec{.in_c = 8, .out_c = 4, .kernel = 3, .padding = 1}, {2, 8, 4, 4},
            {4, 8, 3, 3}, {2, 4, 4, 4}},
-          {"conv2d 3x3 stride 2", Conv2dSpec{.in_c = 4, .out_c = 8, .kernel = 3, .stride = 2, .padding = 1},
-           {2, 4, 6, 6}, {8, 4, 3, 3}, {2, 8, 3, 3}},
-          {"conv_transpose2d 2x2 stride 2", ConvTranspose2dSpec{.in_c = 8, .out_c = 4}, {2, 8, 3, 3}, {8, 4, 2, 2},
-           {2, 4, 6, 6}}};
+          {"conv2d 3x3 stride 2", Conv2dSpec{.in_c = 8, .out_c = 16, .kernel = 3, .stride = 2, .padding = 1},
+           {2, 8, 6, 6}, {16, 8, 3, 3}, {2, 16, 3, 3}},
+          {"conv_transpose2d 2x2 stride 2", ConvTranspose2dSpec{.in_c = 16, .out_c = 8}, {2, 16, 3, 3},
+           {16, 8, 2, 2}, {2, 8, 6, 6}}};
 }
 
 }  // namespace
@@ -146,6 +148,9 @@ TEST(CudaBf16, RoundedOperandsGiveTheExactIntegerSums) {
     EXPECT_TRUE(equal(got.dw, want.dw)) << "weight gradient";
     EXPECT_FALSE(equal(fp32.out, want.out)) << "the case must tell rounded from unrounded operands";
   }
+  // Every case had a bf16 algorithm (channel counts are multiples of 8): none fell back.
+  EXPECT_NE(dev->precision_summary().find("bf16 (3 convolutions; 0 without"), std::string::npos)
+      << dev->precision_summary();
 }
 
 TEST(CudaBf16, RandomOperandsMatchTheRoundedReferenceAndAreBf16Values) {
