@@ -5,6 +5,7 @@
 
 #include "kernels/cuda/bf16_ops.hpp"
 #include "kernels/cuda/context.hpp"
+#include "kernels/cuda/cudnn_numerics.hpp"
 #include "kernels/cuda/layer_base.hpp"
 
 namespace crackseg::cuda {
@@ -17,25 +18,6 @@ std::map<std::string, ConvAlgos>& algo_cache() {
   return cache;
 }
 
-MathType ours(cudnnMathType_t m) {
-  switch (m) {
-    case CUDNN_TENSOR_OP_MATH: return MathType::tensor_op;
-    case CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION: return MathType::tensor_op_allow_conversion;
-    case CUDNN_FMA_MATH: return MathType::fma;
-    default: return MathType::default_math;
-  }
-}
-cudnnMathType_t theirs(MathType m) {
-  switch (m) {
-    case MathType::tensor_op: return CUDNN_TENSOR_OP_MATH;
-    case MathType::tensor_op_allow_conversion: return CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
-    case MathType::fma: return CUDNN_FMA_MATH;
-    case MathType::default_math: return CUDNN_DEFAULT_MATH;
-  }
-  return CUDNN_FMA_MATH;
-}
-cudnnDataType_t theirs(DataType t) { return t == DataType::bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT; }
-
 // First acceptable entry of a heuristics list (sorted by expected speed): precision.hpp's
 // algo_acceptable.
 template <class Perf>
@@ -43,7 +25,7 @@ const Perf* pick(const Perf* perf, int count, std::size_t limit, bool determinis
   for (int i = 0; i < count; ++i) {
     const Perf& p = perf[i];
     if (algo_acceptable(prec, p.status == CUDNN_STATUS_SUCCESS, p.memory, limit, deterministic,
-                        p.determinism == CUDNN_DETERMINISTIC, ours(p.mathType)))
+                        p.determinism == CUDNN_DETERMINISTIC, from_cudnn(p.mathType)))
       return &p;
   }
   return nullptr;
@@ -103,21 +85,22 @@ void ConvCore::configure(ConvPrecision prec, const Dims& x, const Dims& w, const
   auto& ctx = Context::get();
   if (prec != precision_) w_lp_valid_ = false;
   precision_ = prec;
-  // The three passes take the same types (precision.hpp conv_numerics).
-  const ConvNumerics num = conv_numerics(prec, ConvPass::forward);
-  const cudnnDataType_t operand = theirs(num.operands);
+  // The three passes take the same types (precision.hpp conv_numerics); the math type is
+  // set per pass below.
+  const CudnnPassConfig cfg = cudnn_config(prec, ConvPass::forward, CUDNN_TENSOR_OP_MATH);
+  const cudnnDataType_t operand = cfg.tensors;
   set_activation_desc(x_.get(), x, what + " x");
   set_activation_desc(y_.get(), y, what + " y");
   set_activation_desc(xc_.get(), x, what + " x", operand);
   set_activation_desc(yc_.get(), y, what + " y", operand);
-  CRACKSEG_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w_.get(), operand, CUDNN_TENSOR_NHWC, to_int(w[0], what),
+  CRACKSEG_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w_.get(), cfg.filter, CUDNN_TENSOR_NHWC, to_int(w[0], what),
                                                   to_int(w[1], what), to_int(w[2], what), to_int(w[3], what)));
   const int p = to_int(padding, what), s = to_int(stride, what), d = to_int(dilation, what);
   CRACKSEG_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv_.get(), p, p, s, s, d, d, CUDNN_CROSS_CORRELATION,
-                                                       theirs(num.compute)));
+                                                       cfg.compute));
   const bool det = ctx.options().deterministic;
   // FMA math forbids TF32: CUDNN_DEFAULT_MATH would still allow it on Ampere and later.
-  CRACKSEG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_.get(), theirs(math_for(prec, MathType::tensor_op))));
+  CRACKSEG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_.get(), cfg.math));
 
   int on = 0, oc = 0, oh = 0, ow = 0;
   CRACKSEG_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(conv_.get(), xc_.get(), w_.get(), &on, &oc, &oh, &ow));
@@ -141,7 +124,7 @@ void ConvCore::configure(ConvPrecision prec, const Dims& x, const Dims& w, const
   ConvAlgos a;
   // fp32: FMA whatever the heuristics reported (CUDNN_DEFAULT_MATH would let cuDNN pick
   // TF32 kernels on Ampere and later); tf32: as reported; bf16: tensor-op math.
-  auto math_of = [prec](cudnnMathType_t reported) { return theirs(math_for(prec, ours(reported))); };
+  auto math_of = [prec](ConvPass pass, cudnnMathType_t reported) { return cudnn_config(prec, pass, reported).math; };
   auto fail = [&](const char* which) {
     throw Error(what + ": cuDNN offers no " + which + " algorithm for x " + to_string(x) + ", w " + to_string(w) +
                 (det ? " that is deterministic" : "") + " within a " + std::to_string(limit >> 20) +
@@ -157,21 +140,21 @@ void ConvCore::configure(ConvPrecision prec, const Dims& x, const Dims& w, const
   const auto* f = pick(fperf, n, limit, det, prec);
   if (!f) fail("forward");
   a.fwd = f->algo;
-  a.fwd_math = math_of(f->mathType);
+  a.fwd_math = math_of(ConvPass::forward, f->mathType);
   cudnnConvolutionBwdDataAlgoPerf_t dperf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
   CRACKSEG_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
       h, w_.get(), yc_.get(), conv_.get(), xc_.get(), CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, dperf));
   const auto* bd = pick(dperf, n, limit, det, prec);
   if (!bd) fail("backward-data");
   a.bwd_data = bd->algo;
-  a.bwd_data_math = math_of(bd->mathType);
+  a.bwd_data_math = math_of(ConvPass::backward_data, bd->mathType);
   cudnnConvolutionBwdFilterAlgoPerf_t wperf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
   CRACKSEG_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
       h, xc_.get(), yc_.get(), conv_.get(), w_.get(), CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, wperf));
   const auto* bw = pick(wperf, n, limit, det, prec);
   if (!bw) fail("backward-filter");
   a.bwd_filter = bw->algo;
-  a.bwd_filter_math = math_of(bw->mathType);
+  a.bwd_filter_math = math_of(ConvPass::backward_filter, bw->mathType);
   // The heuristics' memory estimate can differ from the exact query: ask per algorithm.
   std::size_t ws = 0, need = 0;
   CRACKSEG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_.get(), a.fwd_math));
