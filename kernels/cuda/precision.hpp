@@ -1,7 +1,8 @@
 // The cuda backend's arithmetic rules (train.precision = fp32 | tf32 | bf16), free of CUDA
 // headers so that host tests run them in CI (tests/unit/test_cuda_precision.cpp):
 //   - which precision a run may use on which GPU and determinism (cuda_precision);
-//   - what each convolution pass hands cuDNN (conv_numerics, math_for, algo_acceptable);
+//   - what each convolution pass hands cuDNN (conv_numerics, math_for, algo_acceptable; in
+//     cuDNN's enums: cudnn_numerics.hpp);
 //   - the fp32 -> bf16 rounding of the conversion kernels (bf16_bits, also compiled for the
 //     device by bf16.cu), bit for bit the CPU's (oneDNN's f32 -> bf16 conversion);
 //   - the bf16 buffers a convolution needs (bf16_conv_buffers), allocated at plan time.
