@@ -1,15 +1,21 @@
 // BlockPlan: the Graph's gradient memory for one backward pass, planned once per input shape.
 // Every gradient buffer (a node's gradient, a second consumer's scratch) is a slot with a
-// lifetime in backward order; slots whose lifetimes do not overlap share a block, whatever
-// their shapes. A request takes the smallest free block that holds it, else grows the largest
-// free block, else opens a new one (best fit; blocks are sized when planning ends, so growing
-// costs nothing). Exact-shape pooling kept one set of buffers per U-Net level; sharing across
-// levels lets the coarse levels' gradients live in the fine levels' blocks (docs/PERFORMANCE.md,
-// "Memory"). Host code, no allocation: tested in tests/unit/test_block_plan.cpp.
+// lifetime in backward order: acquire() and release() are called in that order while the
+// Graph walks its backward schedule, and finish() then places the slots at offsets in one
+// arena so that slots whose lifetimes overlap never overlap in memory, whatever their shapes.
+// Offline greedy by size (as TFLite's arena planner): the largest slot first, each into the
+// smallest gap left between the slots already placed that are live at the same time, else
+// above them. The U-Net's coarse levels live in the gaps of the fine levels and the arena
+// stays at or near the peak of live gradients (docs/PERFORMANCE.md, "Memory"); exact-shape
+// pooling needed one set of buffers per level. Offsets are multiples of kAlign elements (64
+// bytes of floats). Host code: tested in tests/unit/test_block_plan.cpp.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <numeric>
 #include <stdexcept>
 #include <vector>
 
@@ -17,49 +23,73 @@ namespace crackseg {
 
 class BlockPlan {
  public:
-  // A new slot of `elems` elements, busy until release(slot).
+  static constexpr int64_t kAlign = 16;
+
+  // A new slot of `elems` elements, live from now until release(slot).
   int acquire(int64_t elems) {
-    int best = -1, largest = -1;
-    for (int b = 0; b < static_cast<int>(size_.size()); ++b) {
-      if (busy_[static_cast<std::size_t>(b)]) continue;
-      const int64_t s = size_[static_cast<std::size_t>(b)];
-      if (s >= elems && (best < 0 || s < size_[static_cast<std::size_t>(best)])) best = b;
-      if (largest < 0 || s > size_[static_cast<std::size_t>(largest)]) largest = b;
-    }
-    if (best < 0 && largest >= 0) {
-      best = largest;
-      size_[static_cast<std::size_t>(best)] = elems;
-    }
-    if (best < 0) {
-      best = static_cast<int>(size_.size());
-      size_.push_back(elems);
-      busy_.push_back(0);
-    }
-    busy_[static_cast<std::size_t>(best)] = 1;
-    slot_block_.push_back(best);
-    slot_live_.push_back(1);
-    return static_cast<int>(slot_block_.size() - 1);
+    if (finished_) throw std::logic_error("BlockPlan::acquire after finish");
+    slots_.push_back({elems, (elems + kAlign - 1) / kAlign * kAlign, now_++, kOpen, 0});
+    return static_cast<int>(slots_.size() - 1);
   }
   void release(int slot) {
-    const int b = block_of(slot);
-    if (!slot_live_[static_cast<std::size_t>(slot)]) throw std::logic_error("BlockPlan::release: slot released twice");
-    slot_live_[static_cast<std::size_t>(slot)] = 0;
-    busy_[static_cast<std::size_t>(b)] = 0;
+    Slot& s = slots_.at(static_cast<std::size_t>(slot));
+    if (s.end != kOpen) throw std::logic_error("BlockPlan::release: slot released twice");
+    s.end = now_++;
   }
-  [[nodiscard]] int block_of(int slot) const { return slot_block_.at(static_cast<std::size_t>(slot)); }
-  // Final block sizes in elements (the largest request each block served).
-  [[nodiscard]] const std::vector<int64_t>& block_elems() const { return size_; }
-  [[nodiscard]] int64_t total_elems() const {
-    int64_t t = 0;
-    for (int64_t s : size_) t += s;
-    return t;
+  // Places every slot (slots never released stay live to the end).
+  void finish() {
+    std::vector<std::size_t> order(slots_.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return slots_[a].padded > slots_[b].padded; });
+    std::vector<std::size_t> placed, busy;
+    arena_ = 0;
+    for (std::size_t i : order) {
+      Slot& s = slots_[i];
+      busy.clear();
+      for (std::size_t j : placed)
+        if (overlap(s, slots_[j])) busy.push_back(j);
+      std::sort(busy.begin(), busy.end(), [&](std::size_t a, std::size_t b) { return slots_[a].offset < slots_[b].offset; });
+      int64_t at = 0, best = -1, best_gap = std::numeric_limits<int64_t>::max();
+      for (std::size_t j : busy) {
+        const int64_t gap = slots_[j].offset - at;
+        if (gap >= s.padded && gap < best_gap) best = at, best_gap = gap;
+        at = std::max(at, slots_[j].offset + slots_[j].padded);
+      }
+      s.offset = best >= 0 ? best : at;
+      arena_ = std::max(arena_, s.offset + s.padded);
+      placed.push_back(i);
+    }
+    finished_ = true;
+  }
+  // Where the slot starts in the arena, in elements (after finish).
+  [[nodiscard]] int64_t offset_of(int slot) const {
+    if (!finished_) throw std::logic_error("BlockPlan::offset_of before finish");
+    return slots_.at(static_cast<std::size_t>(slot)).offset;
+  }
+  // The arena's size in elements (after finish).
+  [[nodiscard]] int64_t arena_elems() const { return arena_; }
+  // The most (padded) elements live at one time: no placement can use less.
+  [[nodiscard]] int64_t peak_live_elems() const {
+    int64_t peak = 0;
+    for (const Slot& s : slots_) {  // the peak is reached at some slot's start
+      int64_t live = 0;
+      for (const Slot& o : slots_)
+        if (o.start <= s.start && s.start < o.end) live += o.padded;
+      peak = std::max(peak, live);
+    }
+    return peak;
   }
 
  private:
-  std::vector<int64_t> size_;
-  std::vector<char> busy_;
-  std::vector<int> slot_block_;
-  std::vector<char> slot_live_;
+  static constexpr int64_t kOpen = std::numeric_limits<int64_t>::max();
+  struct Slot {
+    int64_t elems, padded, start, end, offset;
+  };
+  static bool overlap(const Slot& a, const Slot& b) { return a.start < b.end && b.start < a.end; }
+  std::vector<Slot> slots_;
+  int64_t now_ = 0, arena_ = 0;
+  bool finished_ = false;
 };
 
 }  // namespace crackseg

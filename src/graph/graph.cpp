@@ -51,7 +51,7 @@ struct Graph::Impl {
   std::vector<std::vector<const Tensor*>> in_ptrs;
   std::vector<std::vector<Tensor*>> din_ptrs;
   std::vector<std::vector<Edge>> edges;
-  std::vector<Tensor> grad_blocks;  // gradient memory (BlockPlan): views below share these
+  Tensor grad_arena;                // gradient memory (BlockPlan): the views below are slices of it
   std::deque<Tensor> grad_views;    // each node's gradient and each scratch (deque: stable addresses)
   Tensor input_buf, dout_buf;
   bool input_borrowed = false;  // input_buf is the caller's tensor, not a buffer to write into
@@ -291,10 +291,10 @@ void Graph::Impl::plan(const Dims& in_dims) {
   }
   // Backward schedule: a node's gradient buffer is taken when its first consumer (in backward
   // order) runs and returned after its own backward; a second consumer's scratch lives for
-  // that consumer's backward only. BlockPlan lays these lifetimes into shared blocks; the
-  // buffers are views into them.
+  // that consumer's backward only. BlockPlan places these lifetimes in one arena; the
+  // buffers are views into it.
   grad_views.clear();
-  grad_blocks.clear();
+  grad_arena = Tensor{};
   BlockPlan bp;
   std::vector<int> grad_slot(n, -1);
   struct ScratchUse { std::size_t node, edge; int slot; };
@@ -318,10 +318,11 @@ void Graph::Impl::plan(const Dims& in_dims) {
     for (int s : scratch_here) bp.release(s);
     if (grad_slot[c] >= 0) bp.release(grad_slot[c]);
   }
-  for (int64_t e : bp.block_elems()) grad_blocks.push_back(alloc_buffer({e}, DType::f32, Format::plain, backend->device()));
+  bp.finish();
+  grad_arena = alloc_buffer({std::max<int64_t>(bp.arena_elems(), 1)}, DType::f32, Format::plain, backend->device());
   const auto view = [&](int slot, const Dims& d) -> Tensor* {
-    Tensor& blk = grad_blocks[static_cast<std::size_t>(bp.block_of(slot))];
-    grad_views.push_back(Tensor::wrap(blk.raw(), d, DType::f32, format_for(d), backend->device()));
+    float* at = static_cast<float*>(grad_arena.raw()) + bp.offset_of(slot);
+    grad_views.push_back(Tensor::wrap(at, d, DType::f32, format_for(d), backend->device()));
     return &grad_views.back();
   };
   for (std::size_t c = n; c-- > 0;) {
