@@ -384,6 +384,20 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
     }
   }
 
+  // A resume from the checkpoint a finished run wrote after its last validation (a job killed
+  // during the final test evaluation, e.g. the patch CNN's minutes of per-patch scoring)
+  // trains nothing and never reaches that validation: run it again on the same weights, so
+  // result.json's final.val and the val-tuned test threshold are the uninterrupted run's.
+  // (metrics.csv and the best checkpoint already have it.)
+  if (last_val.is_null() && has_val && status != TrainStatus::preempted) {
+    const auto t_val = Clock::now();
+    check_same_data(dataset.path(), data_opened, "validation");
+    last_val = device.evaluate(cfg, *model, comm, cfg.at("data").at("val_split").get<std::string>(),
+                               cfg.at("data").at("max_val").get<int64_t>())
+                   .summary;
+    val_s += since(t_val);
+  }
+
   TrainOutcome outcome;
   outcome.status = status;
   if (backend->device() == Device::cpu) {

@@ -386,6 +386,24 @@ TEST(Records, OneBasedEpochsNamedModelEtaAndPredictNames) {
   ASSERT_TRUE(rb["final"]["val"].is_object()) << rb["final"].dump();
   EXPECT_TRUE(rb["final"]["val"]["f1"].is_number()) << rb["final"].dump();
   EXPECT_EQ(rb["steps"], 8) << rb.dump().substr(0, 300);
+  // A job killed after the final checkpoint but before result.json (during the final test
+  // evaluation) resumes with nothing left to train: its result.json still has the final
+  // validation, equal to the uninterrupted run's, and the test scored at the same threshold.
+  for (const char* run : {"boundary", "capped"}) {
+    const auto first = read_json(dir / run / "result.json");
+    fs::remove(dir / run / "result.json");
+    const auto again = test::run_cli("train " + cfg.string() + " data.path=\"" + data.string() + "\" train.out=" +
+                                     (dir / run).string() + (std::string(run) == "boundary"
+                                                                 ? " train.epochs=1000 train.steps=8 train.val_every=1000"
+                                                                 : " train.epochs=100000 train.steps=3 train.log_every=1"));
+    ASSERT_EQ(again.code, 0) << again.output;
+    EXPECT_NE(again.output.find("resuming from"), std::string::npos) << again.output;
+    const auto second = read_json(dir / run / "result.json");
+    ASSERT_TRUE(second["final"]["val"].is_object()) << run << ": " << second["final"].dump();
+    EXPECT_EQ(second["final"]["val"], first["final"]["val"]) << run;
+    EXPECT_EQ(second["final"]["test"], first["final"]["test"]) << run;
+    EXPECT_EQ(second["steps"], first["steps"]) << run;
+  }
   // metrics.csv and result.json count epochs from 1.
   const auto rows = read_csv(out / "metrics.csv");
   ASSERT_EQ(rows.size(), 2u);
