@@ -203,6 +203,10 @@ class Dropout final : public DnnlLayer {
     uint64_t* words = static_cast<uint64_t*>(mask_.raw());
     const float* xs = x.data<float>();
     float* ys = y.data<float>();
+    // one tile of mask bytes per thread; a team larger than at plan time (the thread count
+    // raised since) grows it once
+    const auto need = static_cast<std::size_t>(omp_get_max_threads() * kTile * C);
+    if (tile_bytes_.size() < need) tile_bytes_.resize(need);
     uint8_t* tb_all = tile_bytes_.data();
     // layers::dropout_forward
 #pragma omp parallel for collapse(2) schedule(static)
