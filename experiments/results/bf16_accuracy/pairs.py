@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """bf16 against fp32 per seed (the same seed gives the same initial weights, data order,
 crops and dropout masks): F1 at 0.5, mAP and ODS F1 on the 3 test and 17 val CrackForest
-images, from results.csv; mean over seeds and the mean paired difference. Usage: pairs.py > pairs.md"""
-import csv, os, statistics
+images, from results.csv; mean over seeds and the mean paired difference.
+Usage: pairs.py > pairs.md                                   (this folder: BCE)
+       pairs.py ../bf16_accuracy_pf1 > ../bf16_accuracy_pf1/pairs.md   (pseudo-F1)"""
+import csv, os, statistics, sys
 
-here = os.path.dirname(os.path.abspath(__file__))
+here = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
 rows = list(csv.DictReader(open(os.path.join(here, "results.csv"))))
 keys = [("test_f1", "test F1"), ("test_map", "test mAP"), ("test_ods", "test ODS F1"),
         ("val_f1", "val F1"), ("val_map", "val mAP"), ("val_ods", "val ODS F1"), ("train_time_s", "train s")]
