@@ -331,6 +331,34 @@ TEST(OnednnGraph, WeightChangesReachTheBlockedCopy) {
 
 }  // namespace
 
+namespace {
+
+// One training step of a graph on oneDNN for the plan tests below: the bytes its plan
+// allocates (the first forward plans), its output and every parameter gradient; with
+// `again`, a second forward after the backward (a plan reused).
+struct PlanRun {
+  uint64_t bytes = 0;
+  Tensor y;
+  std::vector<Tensor> grads;
+};
+PlanRun run_plan(Graph g, const StepContext& ctx, const Tensor& x, uint64_t dy_seed, bool again = false) {
+  auto be = make_backend("onednn");
+  g.instantiate(*be, 42);
+  PlanRun o;
+  const uint64_t before = nn_counters().bytes_allocated.load();
+  o.y = g.forward(ctx, x).to_format(Format::nchw);
+  o.bytes = nn_counters().bytes_allocated.load() - before;
+  g.backward(ctx, random_tensor(o.y.dims(), dy_seed, Format::nchw));
+  if (again) o.y = g.forward(ctx, x).to_format(Format::nchw);
+  for (Param* p : g.params()) o.grads.push_back(p->grad.clone());
+  return o;
+}
+bool same_bits(const Tensor& a, const Tensor& b) {
+  return a.nbytes() == b.nbytes() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
+}
+
+}  // namespace
+
 // In-place activations (Graph plan, part of fusion): batchnorm -> LeakyReLU on oneDNN shares
 // one buffer, so the fused plan allocates exactly one batchnorm output fewer than the unfused
 // one, and the numbers are the same bits. With a second reader of the batchnorm output (a skip
@@ -349,26 +377,8 @@ TEST(OnednnGraph, InPlaceActivationAfterBatchnorm) {
     return g;
   };
   StepContext ctx;
-  struct Out {
-    uint64_t bytes = 0;
-    Tensor y;
-    std::vector<Tensor> grads;
-  };
-  const auto run = [&](bool fusion, bool skip) {
-    auto be = make_backend("onednn");
-    Graph g = build(fusion, skip);
-    g.instantiate(*be, 42);
-    Out o;
-    const uint64_t before = nn_counters().bytes_allocated.load();
-    o.y = g.forward(ctx, x).to_format(Format::nchw);
-    o.bytes = nn_counters().bytes_allocated.load() - before;
-    g.backward(ctx, random_tensor(o.y.dims(), 2, Format::nchw));
-    for (Param* p : g.params()) o.grads.push_back(p->grad.clone());
-    return o;
-  };
-  const auto same_bits = [](const Tensor& a, const Tensor& b) {
-    return a.nbytes() == b.nbytes() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
-  };
+  using Out = PlanRun;
+  const auto run = [&](bool fusion, bool skip) { return run_plan(build(fusion, skip), ctx, x, 2); };
   const uint64_t bn_out_bytes = 2 * 8 * 8 * 10 * sizeof(float);
   const Out fused = run(true, false), plain = run(false, false);
   EXPECT_EQ(plain.bytes - fused.bytes, bn_out_bytes);
@@ -407,26 +417,8 @@ TEST(OnednnGraph, InPlaceDropoutAfterActivation) {
   ctx.training = true;
   ctx.seed = 5;
   ctx.sample_ids = ids;
-  struct Out {
-    uint64_t bytes = 0;
-    Tensor y;
-    std::vector<Tensor> grads;
-  };
-  const auto run = [&](bool fusion, Act act) {
-    auto be = make_backend("onednn");
-    Graph g = build(fusion, act);
-    g.instantiate(*be, 42);
-    Out o;
-    const uint64_t before = nn_counters().bytes_allocated.load();
-    o.y = g.forward(ctx, x).to_format(Format::nchw);
-    o.bytes = nn_counters().bytes_allocated.load() - before;
-    g.backward(ctx, random_tensor(o.y.dims(), 4, Format::nchw));
-    for (Param* p : g.params()) o.grads.push_back(p->grad.clone());
-    return o;
-  };
-  const auto same_bits = [](const Tensor& a, const Tensor& b) {
-    return a.nbytes() == b.nbytes() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
-  };
+  using Out = PlanRun;
+  const auto run = [&](bool fusion, Act act) { return run_plan(build(fusion, act), ctx, x, 4); };
   const uint64_t act_bytes = 2 * 8 * 9 * 10 * sizeof(float);
   for (Act act : {Act::leaky, Act::relu, Act::sigmoid}) {
     const Out fused = run(true, act), plain = run(false, act);
@@ -472,27 +464,8 @@ TEST(OnednnGraph, TransposedConvWritesIntoConcat) {
     return g;
   };
   StepContext ctx;
-  struct Out {
-    uint64_t bytes = 0;
-    Tensor y;
-    std::vector<Tensor> grads;
-  };
-  const auto run = [&](bool fusion, Up v) {
-    auto be = make_backend("onednn");
-    Graph g = build(fusion, v);
-    g.instantiate(*be, 42);
-    Out o;
-    const uint64_t before = nn_counters().bytes_allocated.load();
-    o.y = g.forward(ctx, x).to_format(Format::nchw);
-    o.bytes = nn_counters().bytes_allocated.load() - before;
-    g.backward(ctx, random_tensor(o.y.dims(), 6, Format::nchw));
-    o.y = g.forward(ctx, x).to_format(Format::nchw);  // a second step reuses the plan
-    for (Param* p : g.params()) o.grads.push_back(p->grad.clone());
-    return o;
-  };
-  const auto same_bits = [](const Tensor& a, const Tensor& b) {
-    return a.nbytes() == b.nbytes() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
-  };
+  using Out = PlanRun;
+  const auto run = [&](bool fusion, Up v) { return run_plan(build(fusion, v), ctx, x, 6, true); };
   const uint64_t act_bytes = 2 * 24 * 6 * 6 * sizeof(float);  // BN -> LeakyReLU in place (both)
   for (Up v : {Up::first, Up::second, Up::narrow, Up::activated, Up::two_readers}) {
     const Out fused = run(true, v), plain = run(false, v);
