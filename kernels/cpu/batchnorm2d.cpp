@@ -1,114 +1,109 @@
-// oneDNN batchnorm2d. Training: statistics of this call's batch (the micro-batch), running
-// mean/var updated PyTorch-style (unbiased variance). Eval: running statistics; its backward
-// (rare: frozen BN) is a plain OpenMP loop.
+// batchnorm2d on the CPU backend. Training: statistics of this call's batch (the
+// micro-batch), running mean/var updated PyTorch-style (unbiased variance). Eval: running
+// statistics; its backward (rare: frozen BN) is a plain loop.
+//
+// The kernels are our own (batchnorm_kernels.hpp says why: oneDNN 2.6 cannot fuse
+// LeakyReLU into batchnorm and runs 1-channel batchnorm slowly). A following ReLU /
+// LeakyReLU (slope > 0) is fused when the Graph offers it: forward writes act(bn(x)) and
+// backward reads the activation's mask from that saved output, so the activation costs no
+// memory pass of its own; the backward then reads only the output's sign, so an in-place
+// dropout after it keeps every bit (Layer::backward_reads_output_sign_only).
 #include <cmath>
 
+#include "kernels/cpu/batchnorm_kernels.hpp"
 #include "kernels/cpu/dnnl_common.hpp"
 #include "src/layers/running_stats.hpp"
 
 namespace crackseg::onednn {
 namespace {
 
-using nf = dnnl::normalization_flags;
-
 class BatchNorm2d final : public DnnlLayer {
  public:
   BatchNorm2d(const LayerSpec& s, const std::string& n, std::shared_ptr<Context> c)
       : DnnlLayer(s, n, std::move(c)),
-        stats_(std::get<BatchNorm2dSpec>(s).channels, std::get<BatchNorm2dSpec>(s).momentum) {}
+        stats_(std::get<BatchNorm2dSpec>(s).channels, std::get<BatchNorm2dSpec>(s).momentum) {
+    const auto C = static_cast<std::size_t>(std::get<BatchNorm2dSpec>(s).channels);
+    mean_.assign(C, 0.0), var_.assign(C, 0.0), invstd_.assign(C, 0.0);
+    meanf_.assign(C, 0.0f), scale_.assign(C, 0.0f);
+  }
   std::vector<std::pair<std::string, Tensor*>> buffers() override {
     return {{name_ + ".running_mean", &stats_.mean()}, {name_ + ".running_var", &stats_.var()}};
   }
   std::size_t batch_stats_size() const override { return stats_.size(); }
-  bool backward_reads_output() const override { return false; }  // src, mean, variance, dout only
+  // Unfused: backward reads src, the batch statistics and dout only. Fused: also the sign of
+  // the (activated) output, for the activation's derivative.
+  bool backward_reads_output() const override { return act_.on; }
+  bool backward_reads_output_sign_only() const override { return act_.on; }
+  bool fuse_activation(const LayerSpec& act) override {
+    if (const auto a = fusable_relu_alpha(act)) act_ = {true, *a};
+    return act_.on;
+  }
   void set_defer_running_stats(bool defer) override { stats_.set_defer(defer); }
   void read_batch_stats(std::span<float> dst) const override { stats_.read(dst); }
   void apply_batch_stats(std::span<const float> src) override { stats_.apply(src); }
 
   void plan(std::span<const Dims> in) override {
-    const auto& s = as<BatchNorm2dSpec>();
-    const auto& eng = ctx_->engine;
-    // One channel: nhwc and nchw are the same bytes, and oneDNN 2.6 vectorises nchw batchnorm
-    // over space (bnorm_jit) but runs the nhwc one channel-wise (nspc_bnorm, nothing to
-    // vectorise with C = 1: ~3.4x slower per element; Spiral-Net's 1-channel module outputs).
-    const bool one_channel = in[0].size() == 4 && in[0][1] == 1;
-    const auto md = one_channel ? dnnl::memory::desc(to_dnnl(in[0]), dt::f32, tag::nchw) : act_md(in[0]);
-    const dnnl::memory::desc c_md({s.channels}, dt::f32, tag::a);
-    const auto train_flags = nf::use_scale | nf::use_shift;
-    dnnl::batch_normalization_forward::desc td(dnnl::prop_kind::forward_training, md, s.eps, train_flags);
-    auto tpd = CRACKSEG_DNNL_CALL(dnnl::batch_normalization_forward::primitive_desc(td, scratch_attr(), eng));
-    dnnl::batch_normalization_forward::desc id(dnnl::prop_kind::forward_inference, md, s.eps,
-                                               train_flags | nf::use_global_stats);
-    auto ipd = CRACKSEG_DNNL_CALL(dnnl::batch_normalization_forward::primitive_desc(id, scratch_attr(), eng));
-    dnnl::batch_normalization_backward::desc bd(dnnl::prop_kind::backward, md, md, s.eps, train_flags);
-    auto bpd = CRACKSEG_DNNL_CALL(dnnl::batch_normalization_backward::primitive_desc(bd, scratch_attr(), eng, tpd));
-    train_ = make_primitive<dnnl::batch_normalization_forward>(tpd);
-    infer_ = make_primitive<dnnl::batch_normalization_forward>(ipd);
-    bwd_ = make_primitive<dnnl::batch_normalization_backward>(bpd);
-    ts_ = scratch_for(tpd), is_ = scratch_for(ipd), bs_ = scratch_for(bpd);
-    src_ = unbound(md, eng), dst_ = unbound(md, eng), dout_ = unbound(md, eng), din_ = unbound(md, eng);
-    scale_ = unbound(c_md, eng), shift_ = unbound(c_md, eng);
-    rmean_ = unbound(c_md, eng), rvar_ = unbound(c_md, eng);
-    mean_ = owned(c_md, eng, mean_buf_), var_ = owned(c_md, eng, var_buf_);
-    dscale_ = owned(c_md, eng, dscale_buf_), dshift_ = owned(c_md, eng, dshift_buf_);
-    targs_ = {{DNNL_ARG_SRC, src_}, {DNNL_ARG_DST, dst_}, {DNNL_ARG_SCALE, scale_}, {DNNL_ARG_SHIFT, shift_},
-              {DNNL_ARG_MEAN, mean_}, {DNNL_ARG_VARIANCE, var_}};
-    iargs_ = {{DNNL_ARG_SRC, src_}, {DNNL_ARG_DST, dst_}, {DNNL_ARG_SCALE, scale_}, {DNNL_ARG_SHIFT, shift_},
-              {DNNL_ARG_MEAN, rmean_}, {DNNL_ARG_VARIANCE, rvar_}};
-    bargs_ = {{DNNL_ARG_SRC, src_}, {DNNL_ARG_DIFF_DST, dout_}, {DNNL_ARG_SCALE, scale_}, {DNNL_ARG_SHIFT, shift_}, {DNNL_ARG_MEAN, mean_},
-              {DNNL_ARG_VARIANCE, var_}, {DNNL_ARG_DIFF_SRC, din_}, {DNNL_ARG_DIFF_SCALE, dscale_},
-              {DNNL_ARG_DIFF_SHIFT, dshift_}};
+    const Dims& d = in[0];
+    if (d.size() != 4 || d[1] != as<BatchNorm2dSpec>().channels)
+      throw Error("batchnorm2d '" + name_ + "': input " + to_string(d) + " is not (N, " +
+                  std::to_string(as<BatchNorm2dSpec>().channels) + ", H, W)");
+    shape_ = {d[0] * d[2], d[3], d[1]};
+    work_.reserve(shape_);
   }
 
   void forward(const StepContext& ctx, std::span<const Tensor* const> in, Tensor& out) override {
-    bind(src_, *in[0]);
-    bind(dst_, out);
-    bind(scale_, params_[0].value);
-    bind(shift_, params_[1].value);
-    if (!ctx.training) {
-      bind(rmean_, stats_.mean());
-      bind(rvar_, stats_.var());
-      exec(infer_, iargs_, is_);
-      wait();
-      return;
-    }
-    exec(train_, targs_, ts_);
-    wait();
     const Tensor& x = *in[0];
-    stats_.record(mean_buf_.data<float>(), var_buf_.data<float>(), static_cast<double>(x.n() * x.h() * x.w()));
+    check_layout(x);
+    const auto& s = as<BatchNorm2dSpec>();
+    const int64_t C = s.channels;
+    const float* g = params_[0].value.data<float>();
+    const float* b = params_[1].value.data<float>();
+    if (!ctx.training) {
+      const float* rm = stats_.mean().data<float>();
+      const float* rv = stats_.var().data<float>();
+      for (int64_t c = 0; c < C; ++c) {
+        meanf_[c] = rm[c];
+        scale_[c] = static_cast<float>(g[c] / std::sqrt(static_cast<double>(rv[c]) + s.eps));
+      }
+    } else {
+      bn_batch_stats(x.data<float>(), shape_, work_, mean_, var_);
+      for (int64_t c = 0; c < C; ++c) {
+        invstd_[c] = 1.0 / std::sqrt(var_[c] + s.eps);
+        meanf_[c] = static_cast<float>(mean_[c]);
+        scale_[c] = static_cast<float>(g[c] * invstd_[c]);
+      }
+    }
+    bn_apply(x.data<float>(), out.data<float>(), shape_, meanf_, scale_, std::span<const float>(b, meanf_.size()), act_);
+    if (ctx.training) stats_.record(mean_.data(), var_.data(), static_cast<double>(shape_.pixels()));
   }
 
-  void backward(const StepContext& ctx, std::span<const Tensor* const> in, const Tensor&, const Tensor& dout,
+  void backward(const StepContext& ctx, std::span<const Tensor* const> in, const Tensor& out, const Tensor& dout,
                 std::span<Tensor* const> din) override {
-    if (!ctx.training) return eval_backward(*in[0], dout, din[0]);
-    // oneDNN always produces diff_src; without a consumer it goes to a scratch-sized
-    // buffer owned here (allocated on first use only).
-    Tensor* dx = din[0];
-    if (!dx) {
-      if (!unused_din_.defined() || unused_din_.dims() != in[0]->dims())
-        unused_din_ = alloc_buffer(in[0]->dims(), DType::f32, in[0]->format());
-      dx = &unused_din_;
-    }
-    bind(src_, *in[0]);
-    bind(dout_, dout);
-    bind(din_, *dx);
-    bind(scale_, params_[0].value);
-    bind(shift_, params_[1].value);
-    exec(bwd_, bargs_, bs_);
-    wait();
-    const int64_t C = as<BatchNorm2dSpec>().channels;
-    float* dg = params_[0].grad.data<float>();
-    float* db = params_[1].grad.data<float>();
-    for (int64_t c = 0; c < C; ++c) dg[c] += dscale_buf_.data<float>()[c], db[c] += dshift_buf_.data<float>()[c];
+    if (!ctx.training) return eval_backward(*in[0], out, dout, din[0]);
+    check_layout(*in[0]);
+    // Statistics and invstd are this layer's last training forward's (the Graph runs a
+    // layer's backward after its own forward). Without a consumer of dx only the sums run.
+    bn_backward(in[0]->data<float>(), out.data<float>(), dout.data<float>(), din[0] ? din[0]->data<float>() : nullptr,
+                shape_, work_, mean_, invstd_, std::span<const float>(params_[0].value.data<float>(), mean_.size()),
+                act_, params_[0].grad.data<float>(), params_[1].grad.data<float>());
   }
 
  private:
+  void check_layout(const Tensor& x) const {
+    if (x.dtype() != DType::f32 || (x.format() != Format::nhwc && shape_.channels != 1) || x.dims()[0] * x.dims()[2] != shape_.rows ||
+        x.dims()[3] != shape_.width)
+      throw Error("batchnorm2d '" + name_ + "': input " + to_string(x.dims()) +
+                  " is not the planned f32 nhwc tensor (this backend's layout)");
+  }
+
   // y = (x - rm) / sqrt(rv + eps) * g + b with constants rm, rv (nhwc: channel fastest).
-  void eval_backward(const Tensor& x, const Tensor& dout, Tensor* din) {
+  // With a fused activation, dout is first multiplied by its derivative (from out's sign).
+  void eval_backward(const Tensor& x, const Tensor& out, const Tensor& dout, Tensor* din) {
     const auto& s = as<BatchNorm2dSpec>();
     const int64_t C = s.channels, P = x.numel() / C;
     const float* xd = x.data<float>();
     const float* dy = dout.data<float>();
+    const float* y = out.data<float>();
     const float* g = params_[0].value.data<float>();
     const float* rm = stats_.mean().data<float>();
     const float* rv = stats_.var().data<float>();
@@ -116,7 +111,7 @@ class BatchNorm2d final : public DnnlLayer {
     for (int64_t p = 0; p < P; ++p)
       for (int64_t c = 0; c < C; ++c) {
         const double inv = 1.0 / std::sqrt(double(rv[c]) + s.eps);
-        const double d = dy[p * C + c];
+        const double d = act_.on && !(y[p * C + c] > 0.0f) ? dy[p * C + c] * act_.slope : dy[p * C + c];
         sdy[c] += d;
         sdyx[c] += d * (xd[p * C + c] - rm[c]) * inv;
         if (din) din->data<float>()[p * C + c] = static_cast<float>(d * g[c] * inv);
@@ -128,11 +123,11 @@ class BatchNorm2d final : public DnnlLayer {
   }
 
   RunningStats stats_;
-  Tensor unused_din_;
-  dnnl::primitive train_, infer_, bwd_;
-  dnnl::memory ts_, is_, bs_, src_, dst_, dout_, din_, scale_, shift_, rmean_, rvar_, mean_, var_, dscale_, dshift_;
-  Tensor mean_buf_, var_buf_, dscale_buf_, dshift_buf_;
-  Args targs_, iargs_, bargs_;
+  BnShape shape_;
+  BnWork work_;
+  BnAct act_;
+  std::vector<double> mean_, var_, invstd_;  // the last training forward's batch statistics
+  std::vector<float> meanf_, scale_;         // per call: y = act((x - mean) * scale + beta)
 };
 
 }  // namespace

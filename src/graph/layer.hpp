@@ -64,8 +64,8 @@ class Layer {
   [[nodiscard]] virtual std::vector<std::pair<std::string, Tensor*>> buffers() { return {}; }
 
   // ---- optional hooks (defaults keep simple layers simple) ----
-  // Fusion: the Graph offers a conv / transposed conv the ReLU or LeakyReLU spec that
-  // directly follows it when the conv's output has no other consumer. Returning true means
+  // Fusion: the Graph offers a conv / transposed conv / batchnorm the ReLU or LeakyReLU spec
+  // that directly follows it when the producer's output has no other consumer. Returning true means
   // forward now writes act(conv(x) + b) (oneDNN post-op) and backward receives that
   // activated `out` and the gradient w.r.t. it (the activation's backward uses the saved
   // output). The Graph then skips the activation node.

@@ -68,6 +68,10 @@ std::vector<Case> cases() {
       {"batchnorm_train", BatchNorm2dSpec{3}, {kX}},
       {"batchnorm_eval", BatchNorm2dSpec{3}, {kX}, false},
       {"batchnorm_train_1ch", BatchNorm2dSpec{1}, {{2, 1, 7, 9}}},  // described as nchw (same bytes)
+      // kernels/cpu/batchnorm_kernels.cpp runs channels in groups of 64/32/16 and a tail
+      {"batchnorm_train_80ch", BatchNorm2dSpec{80}, {{2, 80, 3, 5}}},
+      {"batchnorm_train_43ch", BatchNorm2dSpec{43}, {{2, 43, 4, 3}}},
+      {"batchnorm_eval_43ch", BatchNorm2dSpec{43}, {{2, 43, 4, 3}}, false},
       {"batchnorm_eval_1ch", BatchNorm2dSpec{1}, {{2, 1, 7, 9}}, false},
       {"relu", ReluSpec{}, {kX}, true, Fill::away_from_zero},
       {"leaky_relu", LeakyReluSpec{0.1f}, {kX}, true, Fill::away_from_zero},
@@ -81,6 +85,9 @@ std::vector<Case> cases() {
       {"linear_nobias", LinearSpec{70, 3, false}, {{2, 70}}},
       {"flatten", FlattenSpec{}, {kX}, true, Fill::normal, 0, 0},
       {"concat3", ConcatSpec{}, {kX, {2, 1, 7, 9}, {2, 2, 7, 9}}, true, Fill::normal, 0, 0},
+      // 510 pixels: two 256-pixel tiles, the second partial; 1-, 16- and 3-channel parts
+      {"concat_tiles", ConcatSpec{}, {{2, 1, 15, 17}, {2, 16, 15, 17}, {2, 1, 15, 17}, {2, 3, 15, 17}}, true,
+       Fill::normal, 0, 0},
       {"add3", AddSpec{}, {kX, kX, kX}},
   };
 }
@@ -359,10 +366,12 @@ bool same_bits(const Tensor& a, const Tensor& b) {
 
 }  // namespace
 
-// In-place activations (Graph plan, part of fusion): batchnorm -> LeakyReLU on oneDNN shares
-// one buffer, so the fused plan allocates exactly one batchnorm output fewer than the unfused
-// one, and the numbers are the same bits. With a second reader of the batchnorm output (a skip
-// into a concat) the activation may not overwrite it, and both plans allocate alike.
+// Fused batchnorm + activation (Graph fusion): batchnorm -> LeakyReLU runs as one layer
+// writing act(bn(x)) into one buffer, so the fused plan allocates exactly one batchnorm output
+// fewer than the unfused one (batchnorm, then the activation in place), and the numbers are
+// the same bits, in training and in eval mode (running statistics; eval backward). With a
+// second reader of the batchnorm output (a skip into a concat) nothing fuses or shares, and
+// both plans allocate alike.
 TEST(OnednnGraph, InPlaceActivationAfterBatchnorm) {
   const Dims xd{2, 3, 8, 10};
   const Tensor x = random_tensor(xd, 1, Format::nchw);
@@ -385,6 +394,13 @@ TEST(OnednnGraph, InPlaceActivationAfterBatchnorm) {
   EXPECT_TRUE(same_bits(fused.y, plain.y));
   ASSERT_EQ(fused.grads.size(), plain.grads.size());
   for (std::size_t k = 0; k < fused.grads.size(); ++k) EXPECT_TRUE(same_bits(fused.grads[k], plain.grads[k])) << k;
+  StepContext eval;
+  eval.training = false;
+  const Out fused_eval = run_plan(build(true, false), eval, x, 2), plain_eval = run_plan(build(false, false), eval, x, 2);
+  EXPECT_TRUE(same_bits(fused_eval.y, plain_eval.y));
+  EXPECT_FALSE(same_bits(fused_eval.y, fused.y));  // eval really used the running statistics
+  for (std::size_t k = 0; k < fused_eval.grads.size(); ++k)
+    EXPECT_TRUE(same_bits(fused_eval.grads[k], plain_eval.grads[k])) << "eval grad " << k;
   const Out fused_skip = run(true, true), plain_skip = run(false, true);
   EXPECT_EQ(plain_skip.bytes, fused_skip.bytes);
   EXPECT_TRUE(same_bits(fused_skip.y, plain_skip.y));

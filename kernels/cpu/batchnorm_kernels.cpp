@@ -1,0 +1,227 @@
+// Batchnorm kernels (see batchnorm_kernels.hpp for what and why).
+//
+// Each row function is compiled for AVX-512, AVX2 and the baseline (GCC target_clones picks
+// one at load time; the build has no -march); the channel loops vectorise over C (nhwc: one
+// pixel's channels are contiguous), the C = 1 case over the row's pixels. OpenMP splits rows
+// in the callers, outside the cloned functions.
+#include "kernels/cpu/batchnorm_kernels.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace crackseg::onednn {
+namespace {
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define CRACKSEG_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CRACKSEG_CLONES
+#endif
+
+// Channels go in groups of NB blocks of kB floats (one AVX-512 register each; NB = 4, 2, 1
+// as the channels left allow) with the group's accumulators in locals, so they stay in
+// registers while the row's pixels stream through in memory order; channels left over
+// (C not a multiple of kB) run the same arithmetic with a runtime-length inner loop.
+constexpr int64_t kB = 16;
+
+// Calls f.template operator()<L>(c0) for each channel group [c0, c0 + L) covering [0, C), with
+// L = 64, 32, 16 while whole blocks remain and then L = 0 meaning "the remaining C - c0".
+// Everything here is always_inline: inlined into each target_clones variant, it is compiled
+// for that variant's instruction set (a call would run baseline code).
+template <class F>
+__attribute__((always_inline)) inline void for_channel_groups(int64_t C, F&& f) {
+  int64_t c0 = 0;
+  for (; C - c0 >= 4 * kB; c0 += 4 * kB) f.template operator()<4 * kB>(c0);
+  if (C - c0 >= 2 * kB) f.template operator()<2 * kB>(c0), c0 += 2 * kB;
+  if (C - c0 >= kB) f.template operator()<kB>(c0), c0 += kB;
+  if (c0 < C) f.template operator()<0>(c0);
+}
+
+// Row r's per-channel sum rs[c] and sum of squared deviations from the row's own mean m2[c].
+CRACKSEG_CLONES void row_stats(const float* __restrict x, int64_t W, int64_t C, float* __restrict rs,
+                               float* __restrict m2) {
+  const float inv = 1.0f / static_cast<float>(W);
+  if (C == 1) {
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int64_t w = 0; w < W; ++w) s += x[w];
+    const float m = s * inv;
+    float q = 0.0f;
+#pragma omp simd reduction(+ : q)
+    for (int64_t w = 0; w < W; ++w) q += (x[w] - m) * (x[w] - m);
+    rs[0] = s, m2[0] = q;
+    return;
+  }
+  for_channel_groups(C, [&]<int64_t L>(int64_t c0) __attribute__((always_inline)) {
+    constexpr int64_t M = L ? L : kB;
+    const int64_t n = L ? L : C - c0;
+    float acc[M] = {}, mean[M] = {}, dev[M] = {};
+    for (int64_t w = 0; w < W; ++w)
+#pragma omp simd
+      for (int64_t j = 0; j < (L ? L : n); ++j) acc[j] += x[w * C + c0 + j];
+    for (int64_t j = 0; j < n; ++j) mean[j] = acc[j] * inv;
+    for (int64_t w = 0; w < W; ++w)
+#pragma omp simd
+      for (int64_t j = 0; j < (L ? L : n); ++j) dev[j] += (x[w * C + c0 + j] - mean[j]) * (x[w * C + c0 + j] - mean[j]);
+    for (int64_t j = 0; j < n; ++j) rs[c0 + j] = acc[j], m2[c0 + j] = dev[j];
+  });
+}
+
+// y = act((x - m) * a + b) over one row of W pixels (y may be x). Subtracting the mean first
+// keeps the precision of data far from zero (x * a + (b - m * a) would cancel).
+CRACKSEG_CLONES void row_apply(const float* x, float* y, int64_t W, int64_t C, const float* __restrict m,
+                               const float* __restrict a, const float* __restrict b, bool act, float slope) {
+  if (C == 1) {
+    const float m0 = m[0], a0 = a[0], b0 = b[0];
+#pragma omp simd
+    for (int64_t w = 0; w < W; ++w) {
+      const float v = (x[w] - m0) * a0 + b0;
+      y[w] = act && !(v > 0.0f) ? v * slope : v;
+    }
+    return;
+  }
+  for_channel_groups(C, [&]<int64_t L>(int64_t c0) __attribute__((always_inline)) {
+    constexpr int64_t M = L ? L : kB;
+    const int64_t n = L ? L : C - c0;
+    float mb[M] = {}, ab[M] = {}, bb[M] = {};
+    for (int64_t j = 0; j < n; ++j) mb[j] = m[c0 + j], ab[j] = a[c0 + j], bb[j] = b[c0 + j];
+    for (int64_t w = 0; w < W; ++w)
+#pragma omp simd
+      for (int64_t j = 0; j < (L ? L : n); ++j) {
+        const float v = (x[w * C + c0 + j] - mb[j]) * ab[j] + bb[j];
+        y[w * C + c0 + j] = act && !(v > 0.0f) ? v * slope : v;
+      }
+  });
+}
+
+// Backward sums over one row: sg[c] = sum g, sgx[c] = sum g * (x - mean[c]), g = dy * act'(y).
+// y is always a readable row (the callers pass dy when there is no activation): vectorised
+// code may load it whether or not act is set.
+CRACKSEG_CLONES void row_bwd_sums(const float* __restrict x, const float* __restrict y, const float* __restrict dy,
+                                  int64_t W, int64_t C, const float* __restrict mean, bool act, float slope,
+                                  float* __restrict sg, float* __restrict sgx) {
+  if (C == 1) {
+    const float m = mean[0];
+    float s = 0.0f, t = 0.0f;
+#pragma omp simd reduction(+ : s, t)
+    for (int64_t w = 0; w < W; ++w) {
+      const float g = act && !(y[w] > 0.0f) ? dy[w] * slope : dy[w];
+      s += g;
+      t += g * (x[w] - m);
+    }
+    sg[0] = s, sgx[0] = t;
+    return;
+  }
+  for_channel_groups(C, [&]<int64_t L>(int64_t c0) __attribute__((always_inline)) {
+    constexpr int64_t M = L ? L : kB;
+    const int64_t n = L ? L : C - c0;
+    float s[M] = {}, t[M] = {}, m[M] = {};
+    for (int64_t j = 0; j < n; ++j) m[j] = mean[c0 + j];
+    for (int64_t w = 0; w < W; ++w)
+#pragma omp simd
+      for (int64_t j = 0; j < (L ? L : n); ++j) {
+        const int64_t i = w * C + c0 + j;
+        const float g = act && !(y[i] > 0.0f) ? dy[i] * slope : dy[i];
+        s[j] += g;
+        t[j] += g * (x[i] - m[j]);
+      }
+    for (int64_t j = 0; j < n; ++j) sg[c0 + j] = s[j], sgx[c0 + j] = t[j];
+  });
+}
+
+// dx = k1 * g + k2 * (x - mean) + k3 over one row, g = dy * act'(y).
+CRACKSEG_CLONES void row_bwd_apply(const float* __restrict x, const float* __restrict y, const float* __restrict dy,
+                                   float* __restrict dx, int64_t W, int64_t C, const float* __restrict mean,
+                                   const float* __restrict k1, const float* __restrict k2,
+                                   const float* __restrict k3, bool act, float slope) {
+  if (C == 1) {
+    const float m = mean[0], a1 = k1[0], a2 = k2[0], a3 = k3[0];
+#pragma omp simd
+    for (int64_t w = 0; w < W; ++w) {
+      const float g = act && !(y[w] > 0.0f) ? dy[w] * slope : dy[w];
+      dx[w] = a1 * g + a2 * (x[w] - m) + a3;
+    }
+    return;
+  }
+  for_channel_groups(C, [&]<int64_t L>(int64_t c0) __attribute__((always_inline)) {
+    constexpr int64_t M = L ? L : kB;
+    const int64_t n = L ? L : C - c0;
+    float m[M] = {}, a1[M] = {}, a2[M] = {}, a3[M] = {};
+    for (int64_t j = 0; j < n; ++j) m[j] = mean[c0 + j], a1[j] = k1[c0 + j], a2[j] = k2[c0 + j], a3[j] = k3[c0 + j];
+    for (int64_t w = 0; w < W; ++w)
+#pragma omp simd
+      for (int64_t j = 0; j < (L ? L : n); ++j) {
+        const int64_t i = w * C + c0 + j;
+        const float g = act && !(y[i] > 0.0f) ? dy[i] * slope : dy[i];
+        dx[i] = a1[j] * g + a2[j] * (x[i] - m[j]) + a3[j];
+      }
+  });
+}
+
+[[nodiscard]] bool parallel(const BnShape& s) { return s.pixels() * s.channels > 32768; }
+
+}  // namespace
+
+void bn_batch_stats(const float* x, const BnShape& s, BnWork& work, std::span<double> mean, std::span<double> var) {
+  const int64_t R = s.rows, W = s.width, C = s.channels;
+  float* rs = work.a();
+  float* m2 = work.b();
+#pragma omp parallel for schedule(static) if (parallel(s))
+  for (int64_t r = 0; r < R; ++r) row_stats(x + r * W * C, W, C, rs + r * C, m2 + r * C);
+  // Chan et al.: merge the rows' (count W, mean, M2) in row order, in double.
+  for (int64_t c = 0; c < C; ++c) mean[c] = 0.0, var[c] = 0.0;
+  const double w = static_cast<double>(W);
+  for (int64_t r = 0; r < R; ++r) {
+    const double n_a = w * static_cast<double>(r), n = n_a + w;
+    for (int64_t c = 0; c < C; ++c) {
+      const double mb = static_cast<double>(rs[r * C + c]) / w, delta = mb - mean[c];
+      mean[c] += delta * w / n;
+      var[c] += static_cast<double>(m2[r * C + c]) + delta * delta * n_a * w / n;
+    }
+  }
+  const double P = static_cast<double>(s.pixels());
+  for (int64_t c = 0; c < C; ++c) var[c] /= P;
+}
+
+void bn_apply(const float* x, float* y, const BnShape& s, std::span<const float> mean, std::span<const float> scale,
+              std::span<const float> shift, BnAct act) {
+  const int64_t R = s.rows, W = s.width, C = s.channels;
+#pragma omp parallel for schedule(static) if (parallel(s))
+  for (int64_t r = 0; r < R; ++r)
+    row_apply(x + r * W * C, y + r * W * C, W, C, mean.data(), scale.data(), shift.data(), act.on, act.slope);
+}
+
+void bn_backward(const float* x, const float* y, const float* dy, float* dx, const BnShape& s, BnWork& work,
+                 std::span<const double> mean, std::span<const double> invstd, std::span<const float> gamma,
+                 BnAct act, float* dscale, float* dshift) {
+  const int64_t R = s.rows, W = s.width, C = s.channels;
+  float* sg = work.a();
+  float* sgx = work.b();
+  float* mf = work.k(0);
+  for (int64_t c = 0; c < C; ++c) mf[c] = static_cast<float>(mean[c]);
+#pragma omp parallel for schedule(static) if (parallel(s))
+  for (int64_t r = 0; r < R; ++r)
+    row_bwd_sums(x + r * W * C, act.on ? y + r * W * C : dy + r * W * C, dy + r * W * C, W, C, mf, act.on, act.slope,
+                 sg + r * C, sgx + r * C);
+  float* k1 = work.k(1);
+  float* k2 = work.k(2);
+  float* k3 = work.k(3);
+  const double P = static_cast<double>(s.pixels());
+  for (int64_t c = 0; c < C; ++c) {
+    double g = 0.0, gx = 0.0;
+    for (int64_t r = 0; r < R; ++r) g += sg[r * C + c], gx += sgx[r * C + c];
+    dshift[c] += static_cast<float>(g);
+    dscale[c] += static_cast<float>(gx * invstd[c]);
+    const double a = static_cast<double>(gamma[c]) * invstd[c];
+    k1[c] = static_cast<float>(a);
+    k2[c] = static_cast<float>(-a * invstd[c] * invstd[c] * gx / P);
+    k3[c] = static_cast<float>(-a * g / P);
+  }
+  if (!dx) return;
+#pragma omp parallel for schedule(static) if (parallel(s))
+  for (int64_t r = 0; r < R; ++r)
+    row_bwd_apply(x + r * W * C, act.on ? y + r * W * C : dy + r * W * C, dy + r * W * C, dx + r * W * C, W, C, mf, k1, k2,
+                  k3, act.on, act.slope);
+}
+
+}  // namespace crackseg::onednn
