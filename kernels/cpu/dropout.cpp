@@ -2,8 +2,9 @@
 // threads come from OpenMP here), regions "layers::dropout_forward" / "layers::dropout_apply".
 // The mask follows src/layers/dropout_mask.hpp bit for bit; Philox blocks are computed 16
 // at a time in structure-of-arrays form so the compiler vectorises the rounds (one block
-// gives the words of 4 consecutive logical elements). Forward writes the mask (memory order)
-// and the output in one tiled pass; backward reuses the mask.
+// gives the words of 4 consecutive logical elements). Forward writes the mask (one 64-bit row
+// per channel and tile, as Philox gives it) and the output in one tiled pass; backward
+// reuses the mask.
 #include <immintrin.h>
 
 #include <cmath>
@@ -87,52 +88,61 @@ KeepBits pick_keep_bits() {
 }
 
 // The mask, one bit per element (memory: 1/32 of the activation instead of 1/4 as bytes).
-// Elements are grouped in tiles of kTile pixels x all channels (contiguous in memory, below);
-// each tile's bits start on a 64-bit word, so threads never share a word.
-// Apply y[k] = bit(k) ? x[k] * scale : 0 over one tile; shared by forward and backward so the
-// two directions use the same mask the same way. AVX-512: 16 elements per mask register.
+// Elements are grouped in tiles of kTile pixels x all channels (contiguous in nhwc memory,
+// below). A tile's mask is one 64-bit word per channel ("row"), bit k = pixel k of the tile:
+// exactly the keep bits Philox gives for that channel's run of logical indices, so forward
+// stores them as they come (no per-element transpose), and the apply reads, per pixel, bit k
+// of every channel's row. Threads never share a word (a tile is one thread's).
+// Apply y[k*C + c] = bit k of rows[c] ? x[k*C + c] * scale : 0 over one tile of npix pixels;
+// shared by forward and backward so the two directions use the same mask the same way.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-__attribute__((target("avx512f"))) void apply_bits_avx512(const uint64_t* w, const float* x, float* y, int64_t len,
-                                                          float scale) {
+__attribute__((target("avx512f"))) void apply_rows_avx512(const uint64_t* rows, const float* x, float* y, int64_t npix,
+                                                          int64_t C, float scale) {
   const __m512 s = _mm512_set1_ps(scale);
-  int64_t k = 0;
-  for (; k + 16 <= len; k += 16) {
-    const auto m = static_cast<__mmask16>(w[k >> 6] >> (k & 63));
-    _mm512_storeu_ps(y + k, _mm512_maskz_mul_ps(m, _mm512_loadu_ps(x + k), s));
+  if (C == 1) {  // one row: 16 pixels per mask register
+    const uint64_t r = rows[0];
+    int64_t k = 0;
+    for (; k + 16 <= npix; k += 16)
+      _mm512_storeu_ps(y + k, _mm512_maskz_mul_ps(static_cast<__mmask16>(r >> k), _mm512_loadu_ps(x + k), s));
+    if (k < npix) {
+      const auto tail = static_cast<__mmask16>((1u << (npix - k)) - 1u);
+      const auto m = static_cast<__mmask16>(r >> k) & tail;
+      _mm512_mask_storeu_ps(y + k, tail, _mm512_maskz_mul_ps(m, _mm512_maskz_loadu_ps(tail, x + k), s));
+    }
+    return;
   }
-  if (k < len) {
-    const auto tail = static_cast<__mmask16>((1u << (len - k)) - 1u);
-    const auto m = static_cast<__mmask16>(w[k >> 6] >> (k & 63)) & tail;
-    _mm512_mask_storeu_ps(y + k, tail, _mm512_maskz_mul_ps(m, _mm512_maskz_loadu_ps(tail, x + k), s));
-  }
-}
-__attribute__((target("avx512f,avx512bw"))) void pack_bits_avx512(const uint8_t* b, uint64_t* w, int64_t len) {
-  int64_t k = 0;
-  for (; k + 64 <= len; k += 64) w[k >> 6] = _mm512_test_epi8_mask(_mm512_loadu_si512(b + k), _mm512_set1_epi8(1));
-  if (k < len) {
-    const __mmask64 tail = (uint64_t{1} << (len - k)) - 1u;
-    w[k >> 6] = _mm512_test_epi8_mask(_mm512_maskz_loadu_epi8(tail, b + k), _mm512_set1_epi8(1));
+  const __m512i one = _mm512_set1_epi64(1);
+  for (int64_t k = 0; k < npix; ++k) {
+    const __m128i shift = _mm_cvtsi64_si128(k);
+    const float* xp = x + k * C;
+    float* yp = y + k * C;
+    int64_t c = 0;
+    for (; c + 16 <= C; c += 16) {  // two groups of 8 rows -> one 16-bit mask
+      const __mmask8 lo = _mm512_test_epi64_mask(_mm512_srl_epi64(_mm512_loadu_si512(rows + c), shift), one);
+      const __mmask8 hi = _mm512_test_epi64_mask(_mm512_srl_epi64(_mm512_loadu_si512(rows + c + 8), shift), one);
+      const auto m = static_cast<__mmask16>(lo | (static_cast<unsigned>(hi) << 8));
+      _mm512_storeu_ps(yp + c, _mm512_maskz_mul_ps(m, _mm512_loadu_ps(xp + c), s));
+    }
+    for (; c < C; c += 8) {  // up to 8 channels left
+      const auto tail = static_cast<__mmask8>((1u << std::min<int64_t>(8, C - c)) - 1u);
+      const __mmask8 m =
+          _mm512_test_epi64_mask(_mm512_srl_epi64(_mm512_maskz_loadu_epi64(tail, rows + c), shift), one) & tail;
+      _mm512_mask_storeu_ps(yp + c, tail, _mm512_maskz_mul_ps(m, _mm512_maskz_loadu_ps(tail, xp + c), s));
+    }
   }
 }
 #pragma GCC diagnostic pop
-void apply_bits_scalar(const uint64_t* w, const float* x, float* y, int64_t len, float scale) {
-  for (int64_t k = 0; k < len; ++k) y[k] = (w[k >> 6] >> (k & 63)) & 1u ? x[k] * scale : 0.0f;
+void apply_rows_scalar(const uint64_t* rows, const float* x, float* y, int64_t npix, int64_t C, float scale) {
+  for (int64_t k = 0; k < npix; ++k)
+    for (int64_t c = 0; c < C; ++c) y[k * C + c] = (rows[c] >> k) & 1u ? x[k * C + c] * scale : 0.0f;
 }
-void pack_bits_scalar(const uint8_t* b, uint64_t* w, int64_t len) {
-  for (int64_t j = 0; j < (len + 63) / 64; ++j) {
-    uint64_t v = 0;
-    for (int64_t k = j * 64; k < std::min(len, j * 64 + 64); ++k) v |= uint64_t{b[k] & 1u} << (k & 63);
-    w[j] = v;
-  }
-}
-using ApplyBits = void (*)(const uint64_t*, const float*, float*, int64_t, float);
-using PackBits = void (*)(const uint8_t*, uint64_t*, int64_t);
-bool use_avx512_bits() {
+using ApplyRows = void (*)(const uint64_t*, const float*, float*, int64_t, int64_t, float);
+bool use_avx512_rows() {
   const char* off = std::getenv("CRACKSEG_NO_AVX512");
   if (off && std::string(off) == "1") return false;
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  return __builtin_cpu_supports("avx512f");
 }
 
 class Dropout final : public DnnlLayer {
@@ -154,9 +164,7 @@ class Dropout final : public DnnlLayer {
     C_ = d.size() == 4 ? d[1] : 1;  // nhwc (the backend's 4-D layout): a tile is kTile pixels x C channels
     HW_ = L_ / C_;
     tiles_ = (HW_ + kTile - 1) / kTile;
-    wpt_ = (kTile * C_ + 63) / 64;
-    mask_ = alloc_buffer({N_ * tiles_ * wpt_ * 8}, DType::u8, Format::plain);
-    tile_bytes_.assign(static_cast<std::size_t>(omp_get_max_threads() * kTile * C_), 0);
+    mask_ = alloc_buffer({N_ * tiles_ * C_ * 8}, DType::u8, Format::plain);
     ids_.assign(static_cast<std::size_t>(N_), 0);
   }
 
@@ -187,7 +195,7 @@ class Dropout final : public DnnlLayer {
     if (C_ > 1 && x.format() != Format::nhwc)
       throw Error("dropout '" + name_ + "': expects nhwc activations (the oneDNN backend's layout), got " +
                   to_string(x.dims()) + " in another format");
-    const int64_t N = N_, L = L_, C = C_, HW = HW_, tiles = tiles_, wpt = wpt_;
+    const int64_t N = N_, L = L_, C = C_, HW = HW_, tiles = tiles_;
     for (int64_t n = 0; n < N; ++n) ids_[static_cast<std::size_t>(n)] = dropout_sample_id(ctx, n);  // may throw
     const float p = as<DropoutSpec>().p;
     // u24 * 2^-24 < p  <=>  u24 < ceil(p * 2^24) (exact in double)
@@ -197,54 +205,43 @@ class Dropout final : public DnnlLayer {
     const uint32_t k0 = static_cast<uint32_t>(key), k1 = static_cast<uint32_t>(key >> 32);
     const uint32_t c2 = static_cast<uint32_t>(ctx.epoch);
     static const KeepBits keep_bits = pick_keep_bits();
-    static const bool wide = use_avx512_bits();
-    const ApplyBits apply_bits = wide ? apply_bits_avx512 : apply_bits_scalar;
-    const PackBits pack_bits = wide ? pack_bits_avx512 : pack_bits_scalar;
+    static const ApplyRows apply_rows = use_avx512_rows() ? apply_rows_avx512 : apply_rows_scalar;
     uint64_t* words = static_cast<uint64_t*>(mask_.raw());
     const float* xs = x.data<float>();
     float* ys = y.data<float>();
-    // one tile of mask bytes per thread; a team larger than at plan time (the thread count
-    // raised since) grows it once
-    const auto need = static_cast<std::size_t>(omp_get_max_threads() * kTile * C);
-    if (tile_bytes_.size() < need) tile_bytes_.resize(need);
-    uint8_t* tb_all = tile_bytes_.data();
     // layers::dropout_forward
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < N; ++n)
       for (int64_t t = 0; t < tiles; ++t) {
-        uint8_t* tb = tb_all + static_cast<int64_t>(omp_get_thread_num()) * kTile * C;
         const uint64_t s = ids_[static_cast<std::size_t>(n)];
         const uint32_t c0 = static_cast<uint32_t>(s);
         const uint32_t c1 = static_cast<uint32_t>(s >> 32) ^ (static_cast<uint32_t>(Purpose::dropout) << 24);
-        const int64_t p0 = t * kTile, p1 = std::min(HW, p0 + kTile);
+        const int64_t p0 = t * kTile, npix = std::min(HW, p0 + kTile) - p0;
+        uint64_t* rows = words + (n * tiles + t) * C;
+        const uint64_t used = (uint64_t{1} << npix) - 1u;  // npix <= kTile < 64
         for (int64_t c = 0; c < C; ++c) {
           const int64_t i0 = c * HW + p0;
           // bit j <-> logical element 4 * (i0 / 4) + j; the tile starts at bit i0 % 4
-          const uint64_t bits = keep_bits(c0, c1, c2, static_cast<uint32_t>(i0 / 4), k0, k1, ti) >> (i0 % 4);
-          for (int k = 0; k < static_cast<int>(p1 - p0); ++k) tb[k * C + c] = static_cast<uint8_t>((bits >> k) & 1u);
+          rows[c] = (keep_bits(c0, c1, c2, static_cast<uint32_t>(i0 / 4), k0, k1, ti) >> (i0 % 4)) & used;
         }
-        // the tile is contiguous in memory: pack its mask, then apply it in one sweep
-        const int64_t b0 = n * L + p0 * C, len = (p1 - p0) * C;
-        uint64_t* w = words + (n * tiles + t) * wpt;
-        pack_bits(tb, w, len);
-        apply_bits(w, xs + b0, ys + b0, len, sc);
+        const int64_t b0 = n * L + p0 * C;
+        apply_rows(rows, xs + b0, ys + b0, npix, C, sc);
       }
   }
   void apply(const Tensor& src, Tensor& dst) const {
-    static const bool wide = use_avx512_bits();
-    const ApplyBits apply_bits = wide ? apply_bits_avx512 : apply_bits_scalar;
+    static const ApplyRows apply_rows = use_avx512_rows() ? apply_rows_avx512 : apply_rows_scalar;
     const float sc = scale();
     const float* x = src.data<float>();
     float* y = dst.data<float>();
     const auto* words = static_cast<const uint64_t*>(mask_.raw());
-    const int64_t N = N_, L = L_, C = C_, HW = HW_, tiles = tiles_, wpt = wpt_;
+    const int64_t N = N_, L = L_, C = C_, HW = HW_, tiles = tiles_;
     // layers::dropout_apply
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < N; ++n)
       for (int64_t t = 0; t < tiles; ++t) {
-        const int64_t p0 = t * kTile, p1 = std::min(HW, p0 + kTile);
+        const int64_t p0 = t * kTile, npix = std::min(HW, p0 + kTile) - p0;
         const int64_t b0 = n * L + p0 * C;
-        apply_bits(words + (n * tiles + t) * wpt, x + b0, y + b0, (p1 - p0) * C, sc);
+        apply_rows(words + (n * tiles + t) * C, x + b0, y + b0, npix, C, sc);
       }
   }
   static void copy(const Tensor& src, Tensor& dst) {
@@ -259,9 +256,8 @@ class Dropout final : public DnnlLayer {
 
   uint32_t salt_;
   bool active_ = false;
-  int64_t N_ = 0, L_ = 0, C_ = 1, HW_ = 0, tiles_ = 0, wpt_ = 0;
-  Tensor mask_;  // N * tiles * wpt 64-bit words
-  std::vector<uint8_t> tile_bytes_;  // one kTile x C byte mask per thread
+  int64_t N_ = 0, L_ = 0, C_ = 1, HW_ = 0, tiles_ = 0;
+  Tensor mask_;  // N * tiles * C 64-bit words: per tile, one row of kTile bits per channel
   std::vector<uint64_t> ids_;
 };
 

@@ -80,6 +80,10 @@ std::vector<Case> cases() {
       {"softmax_2d", SoftmaxSpec{}, {{3, 5}}},
       {"dropout_train", DropoutSpec{0.3f}, {{2, 5, 7, 9}}, true, Fill::normal, 0, 1e-6},
       {"dropout_2d", DropoutSpec{0.5f}, {{3, 11}}, true, Fill::normal, 0, 1e-6},
+      // AVX-512 mask rows: 37 channels (two 16-channel groups and a 5-channel tail), 1 channel
+      // (16 pixels per register, a 41-pixel last tile); 65 and 221 pixels: several 60-pixel tiles
+      {"dropout_train_37ch", DropoutSpec{0.3f}, {{2, 37, 5, 13}}, true, Fill::normal, 0, 1e-6},
+      {"dropout_train_1ch", DropoutSpec{0.3f}, {{2, 1, 13, 17}}, true, Fill::normal, 0, 1e-6},
       {"dropout_eval", DropoutSpec{0.3f}, {kX}, false, Fill::normal, 0, 0},
       {"linear", LinearSpec{10, 4}, {{3, 10}}},
       {"linear_nobias", LinearSpec{70, 3, false}, {{2, 70}}},
