@@ -12,9 +12,21 @@
 // the incoming gradient once in backward; weights are rounded by the plain -> blocked reorder
 // that already runs once per step. A shape oneDNN has no bf16 kernel for stays fp32
 // (Context::bf16_fallbacks counts them; `crackseg bench` reports it).
+//
+// Single-input-channel strided convolutions (conv2d, fp32, 1 input channel, stride >= 2, no
+// dilation: Spiral-Net's module 2, which reads module 1's map): oneDNN 2.6 runs their
+// backward-data on its old jit kernel with the input channel padded to a block of 16 (3.3 ms
+// per call at 255x255, batch 4, 1 thread, about what 16 input channels would cost). There the
+// input gradient is computed as GEMM + col2im instead: one 1x1 convolution (brgconv) of dy to
+// K*K channels, T[n, oh, ow, kh*K + kw] = sum_o dy[n, oh, ow, o] * W[o, 0, kh, kw], then
+// dx[n, S*oh + kh - p, S*ow + kw - p] = sum of T (col2im.hpp): the transposed conv's narrow
+// forward, read backwards (2.2 ms). Measured and not taken for 2-6 input channels: equal at 2,
+// slower from 3 (at 6 the 1x1 convolution to 54 channels alone costs 3.8 ms, col2im 3 more).
+// T lives in the shared scratchpad behind the 1x1 primitive's own scratch.
 #pragma once
 #include <type_traits>
 
+#include "kernels/cpu/col2im.hpp"
 #include "kernels/cpu/dnnl_common.hpp"
 
 namespace crackseg::onednn {
@@ -89,6 +101,25 @@ class ConvLayer final : public DnnlLayer {
     }
     if (!lp_) CRACKSEG_DNNL_CALL(make_pds());
     if (lp_) ctx_->bf16_layers += 1;
+    narrow_ = false;
+    if constexpr (!Transposed) narrow_ = !lp_ && s.in_c == 1 && s.stride >= 2 && s.dilation == 1;
+    if (narrow_) {  // dx = col2im(dy * W as a 1x1 convolution to K*K*I channels)
+      const int64_t KKI = K * K * s.in_c;
+      dnnl::convolution_forward::desc cd(
+          dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, dst_md,
+          dnnl::memory::desc({KKI, s.out_c, 1, 1}, dt::f32, tag::any), dnnl::memory::desc(),
+          dnnl::memory::desc({y[0], KKI, y[2], y[3]}, dt::f32, tag::nhwc), {1, 1}, {0, 0}, {0, 0}, {0, 0});
+      const auto col_pd = CRACKSEG_DNNL_CALL(dnnl::convolution_forward::primitive_desc(cd, scratch_attr(), eng));
+      col_ = make_primitive<dnnl::convolution_forward>(col_pd);
+      col_scratch_ = scratch_for(col_pd);
+      col_off_ = (col_pd.scratchpad_desc().get_size() + 63) / 64 * 64;
+      ctx_->reserve_scratch(col_off_ + col_pd.dst_desc().get_size());
+      col_dst_ = unbound(col_pd.dst_desc(), eng);
+      col_plain_w_ = owned(dnnl::memory::desc({KKI, s.out_c, 1, 1}, dt::f32, tag::oihw), eng, col_plain_w_buf_);
+      col_w_ = owned(col_pd.weights_desc(), eng, col_w_buf_);
+      reorder_col_w_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(col_plain_w_, col_w_));
+      reorder_col_w_args_ = {{DNNL_ARG_FROM, col_plain_w_}, {DNNL_ARG_TO, col_w_}};
+    }
     fwd_ = make_primitive<Fwd>(fwd_pd_);
     bwd_d_ = make_primitive<BwdD>(bwd_d_pd);
     bwd_w_ = make_primitive<BwdW>(bwd_w_pd);
@@ -150,6 +181,7 @@ class ConvLayer final : public DnnlLayer {
       ddst = ddst_lp_;
     }
     bwd_d_args_ = {{DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, w_bwd_}, {DNNL_ARG_DIFF_SRC, din_}};
+    if (narrow_) col_args_ = {{DNNL_ARG_SRC, ddst}, {DNNL_ARG_WEIGHTS, col_w_}, {DNNL_ARG_DST, col_dst_}};
     bwd_w_args_ = {{DNNL_ARG_SRC, lp_ ? src_lp_ : src_}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dw_}};
     if (s.bias) bwd_w_args_[DNNL_ARG_DIFF_BIAS] = db_;
     planned_ = true;
@@ -181,7 +213,16 @@ class ConvLayer final : public DnnlLayer {
       ddst_lp_.set_data_handle(ctx_->bf16_grad.raw());
       CRACKSEG_DNNL_CALL(to_lp_ddst_.execute(ctx_->stream, to_lp_ddst_args_));
     }
-    if (din[0]) {
+    if (din[0] && narrow_) {
+      std::byte* T = static_cast<std::byte*>(ctx_->scratch_ptr()) + col_off_;
+      col_dst_.set_data_handle(T);
+      exec(col_, col_args_, col_scratch_);
+      wait();
+      const auto& s = as<Spec>();
+      const Dims& x = in[0]->dims();
+      col2im_nhwc(reinterpret_cast<const float*>(T), x[0], out.h(), out.w(), s.kernel, s.stride, s.padding, s.in_c,
+                  nullptr, din[0]->data<float>(), x[2], x[3]);
+    } else if (din[0]) {
       bind(din_, *din[0]);
       exec(bwd_d_, bwd_d_args_, bwd_d_scratch_);
     }
@@ -198,13 +239,28 @@ class ConvLayer final : public DnnlLayer {
 
  private:
   void refresh_weights() {
+    if (narrow_) {  // (O, I, K, K) -> (K*K*I, O): row (kh*K + kw)*I + i (I = 1 today)
+      const auto& s = as<Spec>();
+      const int64_t O = s.out_c, I = s.in_c, KK = s.kernel * s.kernel;
+      const float* W = params_[0].value.data<float>();
+      float* v = col_plain_w_buf_.data<float>();
+      for (int64_t o = 0; o < O; ++o)
+        for (int64_t i = 0; i < I; ++i)
+          for (int64_t kk = 0; kk < KK; ++kk) v[(kk * I + i) * O + o] = W[(o * I + i) * KK + kk];
+      CRACKSEG_DNNL_CALL(reorder_col_w_.execute(ctx_->stream, reorder_col_w_args_));
+    }
     bind(plain_w_, params_[0].value);
     CRACKSEG_DNNL_CALL(reorder_fwd_.execute(ctx_->stream, reorder_fwd_args_));
     if (w_bwd_ != w_fwd_) CRACKSEG_DNNL_CALL(reorder_bwd_.execute(ctx_->stream, reorder_bwd_args_));
     wait();
   }
 
-  bool fused_ = false, planned_ = false, lp_ = false;
+  bool fused_ = false, planned_ = false, lp_ = false, narrow_ = false;
+  dnnl::primitive col_, reorder_col_w_;
+  dnnl::memory col_scratch_, col_dst_, col_plain_w_, col_w_;
+  Tensor col_plain_w_buf_, col_w_buf_;
+  Args col_args_, reorder_col_w_args_;
+  std::size_t col_off_ = 0;
   float alpha_ = 0.0f;
   typename Fwd::primitive_desc fwd_pd_;
   dnnl::primitive fwd_, bwd_d_, bwd_w_, act_bwd_, reorder_fwd_, reorder_bwd_, reorder_dw_, to_lp_src_, to_lp_ddst_;

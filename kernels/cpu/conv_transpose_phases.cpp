@@ -62,6 +62,8 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/col2im.hpp"
+
 namespace crackseg::onednn {
 
 AxisPhase axis_phase(int64_t in, int64_t K, int64_t s, int64_t p, int64_t op, int64_t a) {
@@ -485,42 +487,10 @@ class ConvTransposePhases final : public DnnlLayer {
     wait();
   }
 
-  // y (N, Ho, Wo, C) nhwc = act(b + col2im(T)), T (N, H, W, K*K*C) nhwc: each output row
-  // sums its taps in the order (kh, kw, iw), whatever the thread count.
+  // y (N, Ho, Wo, C) nhwc = act(b + col2im(T)), T (N, H, W, K*K*C) nhwc (col2im.hpp).
   void col2im(const float* T, const float* b, float* y) const {
     const auto& s = as<ConvTranspose2dSpec>();
-    const int64_t S = s.stride, K = s.kernel, p = s.padding, C = s.out_c, H = x_[2], W = x_[3];
-    const int64_t Ho = y_[2], Wo = y_[3], rows = y_[0] * Ho, KKC = K * K * C;
-#pragma omp parallel for schedule(static) if (rows * Wo * C > 16384)
-    for (int64_t row = 0; row < rows; ++row) {
-      const int64_t n = row / Ho, oh = row % Ho;
-      float* yr = y + row * Wo * C;
-      for (int64_t ow = 0; ow < Wo; ++ow)
-        for (int64_t c = 0; c < C; ++c) yr[ow * C + c] = b ? b[c] : 0.0f;
-      for (int64_t kh = 0; kh < K; ++kh) {
-        const int64_t t = oh + p - kh;  // = s*ih
-        if (t < 0 || t % S != 0 || t / S >= H) continue;
-        const float* Tr = T + (n * H + t / S) * W * KKC;
-        for (int64_t kw = 0; kw < K; ++kw) {
-          // ow = s*iw + kw - p in [0, Wo), iw in [0, W)
-          const int64_t last = Wo - 1 + p - kw;  // s*iw <= last
-          if (last < 0) continue;
-          const int64_t iw0 = p - kw > 0 ? (p - kw + S - 1) / S : 0, iw1 = std::min<int64_t>(W, last / S + 1);
-          const float* Tk = Tr + (kh * K + kw) * C;
-          if (C == 1) {
-            for (int64_t iw = iw0; iw < iw1; ++iw) yr[S * iw + kw - p] += Tk[iw * KKC];
-          } else {
-            for (int64_t iw = iw0; iw < iw1; ++iw) {
-              float* d = yr + (S * iw + kw - p) * C;
-              const float* v = Tk + iw * KKC;
-              for (int64_t c = 0; c < C; ++c) d[c] += v[c];
-            }
-          }
-        }
-      }
-      if (fused_)
-        for (int64_t k = 0; k < Wo * C; ++k) yr[k] = yr[k] > 0.0f ? yr[k] : alpha_ * yr[k];
-    }
+    col2im_nhwc(T, x_[0], x_[2], x_[3], s.kernel, s.stride, s.padding, s.out_c, b, y, y_[2], y_[3], fused_, alpha_);
   }
 
   // y (N, Ho, Wo, C) nhwc <- phase outputs (N, M_h, M_w, C): y[n, s*mh+ah, s*mw+aw, :].

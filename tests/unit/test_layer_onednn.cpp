@@ -36,6 +36,13 @@ std::vector<Case> cases() {
       {"conv_k5_p2_nobias", Conv2dSpec{3, 2, 5, 1, 2, 1, false}, {kX}},
       {"conv_k2_s3_p1", Conv2dSpec{3, 3, 2, 3, 1, 1}, {kX}},
       {"conv_16to32", Conv2dSpec{16, 32, 3, 1, 1, 1}, {{2, 16, 6, 5}}},
+      // 1 input channel, stride >= 2: input gradient as GEMM + col2im (conv_impl.hpp); the
+      // few-channel strided ones stay on oneDNN (measured slower that way)
+      {"conv_narrow_6to16_s2", Conv2dSpec{6, 16, 3, 2, 0, 1}, {{2, 6, 11, 9}}},
+      {"conv_narrow_1to16_s2_p1", Conv2dSpec{1, 16, 3, 2, 1, 1}, {{2, 1, 8, 7}}},
+      {"conv_narrow_1to4_k2_s3_p1", Conv2dSpec{1, 4, 2, 3, 1, 1}, {{2, 1, 7, 8}}},  // pixels no tap reaches
+      {"conv_narrow_1to16_k3_s2_p0", Conv2dSpec{1, 16, 3, 2, 0, 1}, {{2, 1, 11, 9}}},
+      {"conv_narrow_15to20_s2_nobias", Conv2dSpec{15, 20, 3, 2, 1, 1, false}, {{2, 15, 7, 6}}},
       {"convT_k2_s2", ConvTranspose2dSpec{3, 2, 2, 2, 0, 0}, {{2, 3, 4, 5}}},
       {"convT_k3_s2_p0", ConvTranspose2dSpec{3, 2, 3, 2, 0, 0}, {{2, 3, 4, 5}}},
       {"convT_k3_s2_p1_op1", ConvTranspose2dSpec{3, 4, 3, 2, 1, 1}, {{2, 3, 4, 5}}},
