@@ -33,11 +33,19 @@ class OnednnBackend final : public Backend {
                        (precision == "tf32" ? "tf32 is a CUDA tensor-core mode" : "unknown value") + ")");
     }
   }
+  void set_conv_algorithm(const std::string& algorithm) override {
+    if (algorithm != "direct" && algorithm != "winograd")
+      throw InputError("train.conv_algorithm = \"" + algorithm + "\": the onednn backend knows direct and winograd");
+    ctx_->winograd = algorithm == "winograd";
+  }
   std::string precision_summary() const override {
     // The A/B switch changes the transposed convolutions' summation order: recorded with it.
-    const std::string convt = onednn::convt_phases_enabled()
-                                  ? ""
-                                  : "; transposed convolutions on oneDNN deconvolution (CRACKSEG_CONVT_PHASES=0)";
+    std::string convt = onednn::convt_phases_enabled()
+                            ? ""
+                            : "; transposed convolutions on oneDNN deconvolution (CRACKSEG_CONVT_PHASES=0)";
+    if (ctx_->winograd)
+      convt += "; Winograd F(4x4, 3x3) for " + std::to_string(ctx_->wino_layers) + " convolutions (" +
+               std::to_string(ctx_->wino_fallbacks) + " 3x3 stride-1 ones without a Winograd kernel run direct)";
     if (!ctx_->bf16) return "fp32" + convt;
     return "bf16 (" + std::to_string(ctx_->bf16_layers) + " convolutions; " + std::to_string(ctx_->bf16_fallbacks) +
            " without a bf16 kernel stay fp32)" + convt;

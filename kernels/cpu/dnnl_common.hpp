@@ -29,6 +29,10 @@ struct Context {
   // (conv_impl.hpp). The counts say how many did and how many had no bf16 kernel.
   bool bf16 = false;
   int bf16_layers = 0, bf16_fallbacks = 0;
+  // train.conv_algorithm = "winograd": 3x3 stride-1 fp32 convolutions made after this is set
+  // run oneDNN's Winograd F(4x4, 3x3) where it has a kernel (conv_impl.hpp); counts as above.
+  bool winograd = false;
+  int wino_layers = 0, wino_fallbacks = 0;
   // The bf16 copy of a convolution's output gradient lives only during that layer's
   // backward: one buffer, shared, sized to the largest (grown only in plan()).
   Tensor bf16_grad;

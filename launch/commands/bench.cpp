@@ -48,6 +48,7 @@ struct Opts {
   std::string backend = "onednn";
   std::string parallel = "intra";
   std::string precision = "fp32";
+  std::string conv_algorithm = "direct";
 } opts;
 
 struct BenchCase {
@@ -180,7 +181,8 @@ CaseResult run_case_batch_parallel(const BenchCase& c, Backend& backend, double 
   m->graph.instantiate(backend, 126);
   auto opt = make_optimizer(nlohmann::json{{"name", "adam"}, {"lr", 1e-4}}, m->graph.params());
   std::vector<Param*> params = m->graph.params();
-  train::Replicas reps(T, backend.name(), c.model, 126, [] { return std::make_unique<BenchLoss>(); }, opts.precision);
+  train::Replicas reps(T, backend.name(), c.model, 126, [] { return std::make_unique<BenchLoss>(); }, opts.precision,
+                       opts.conv_algorithm);
   reps.copy_params_from(params);
   const Dims out_dims = m->output_dims(mb, c.size, c.size);
   for (int j = 0; j < T; ++j) {
@@ -277,6 +279,7 @@ int run() {
 
   auto backend = make_backend(opts.backend);  // the header's name; every case gets its own below
   backend->set_precision(opts.precision);
+  backend->set_conv_algorithm(opts.conv_algorithm);
   double peak_per_cpu_s = 0;
   const double peak = sgemm_peak_gflops(2048, 3, peak_per_cpu_s);
   if (!opts.json)
@@ -290,6 +293,7 @@ int run() {
   for (const BenchCase* c : chosen) {
     auto case_backend = make_backend(opts.backend);
     case_backend->set_precision(opts.precision);
+    case_backend->set_conv_algorithm(opts.conv_algorithm);
     const CaseResult r = run_case(*c, *case_backend, peak, peak_per_cpu_s);
     if (opts.json) {
       const nlohmann::json j = {{"case", r.name},
@@ -309,6 +313,7 @@ int run() {
                                 {"threads", threads},
                                 {"parallel", opts.parallel},
                                 {"precision", opts.precision},
+                                {"conv_algorithm", opts.conv_algorithm},
                                 {"arithmetic", r.arithmetic},
                                 {"backend", backend->name()},
                                 {"steps", opts.steps},
@@ -356,6 +361,11 @@ crackseg::cli::CommandRegistration reg{{
                          "AVX512-BF16 or AMX); %% of peak stays relative to the fp32 sgemm peak")
               ->capture_default_str()
               ->check(CLI::IsMember({"fp32", "bf16"}));
+          app.add_option("--conv-algorithm", opts.conv_algorithm,
+                         "direct, or winograd (train.conv_algorithm: Winograd F(4x4, 3x3) for the 3x3 stride-1 "
+                         "fp32 convolutions); %% of peak still counts direct-convolution FLOPs")
+              ->capture_default_str()
+              ->check(CLI::IsMember({"direct", "winograd"}));
         },
     .run = run,
     .needs_mpi = false,

@@ -93,6 +93,11 @@ Schema Schema::standard() {
              ">= 8.0, fast mode only): convolutions read bf16 operands, accumulate in fp32, everything "
              "else (activations, BN statistics, loss, master weights, optimizer) stays fp32; tf32 "
              "(cuda, fast mode only): TF32 tensor cores for convolutions and matmuls"),
+      string("conv_algorithm", "direct", {"direct", "winograd"},
+             "3x3 stride-1 convolutions on the CPU (onednn backend, fp32): direct, or Winograd "
+             "F(4x4, 3x3) where oneDNN has the kernel (AVX-512 CPUs; about 2x faster there; rounding "
+             "differs from direct in the last digits; recorded in result.json arithmetic and used "
+             "again by eval/predict of the checkpoint)"),
       integer("threads", 0, 0, "OpenMP threads per rank; 0 = OMP_NUM_THREADS or the runtime default"),
       string("parallel", "auto", {"auto", "intra", "batch"},
              "threads of a rank: intra = inside each kernel, batch = one micro-batch per thread "

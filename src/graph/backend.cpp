@@ -57,6 +57,12 @@ void Backend::set_precision(const std::string& precision) {
                      " backend computes in fp32 only (bf16 needs the onednn backend on a CPU with AVX512-BF16 or AMX)");
 }
 
+void Backend::set_conv_algorithm(const std::string& algorithm) {
+  if (algorithm != "direct")
+    throw InputError("train.conv_algorithm = \"" + algorithm + "\": the " + name() +
+                     " backend runs direct convolutions only (winograd needs the onednn backend)");
+}
+
 // nchw <-> nhwc for f32 images (OpenMP over rows); anything else: Tensor::copy_from.
 void Backend::copy(const Tensor& src, Tensor& dst) {
   if (src.device() != Device::cpu || dst.device() != Device::cpu || src.dtype() != DType::f32 ||

@@ -134,6 +134,10 @@ class Backend {
   // backend; "bf16" on oneDNN where the CPU has AVX512-BF16 or AMX. Throws InputError naming
   // the backend and the missing instruction set otherwise. Call before Graph::instantiate.
   virtual void set_precision(const std::string& precision);
+  // Algorithm of the 3x3 stride-1 convolutions made after this call (train.conv_algorithm):
+  // "direct" on every backend; "winograd" on oneDNN (Winograd F(4x4, 3x3), fp32). Throws
+  // InputError naming the backend otherwise. Call before Graph::instantiate.
+  virtual void set_conv_algorithm(const std::string& algorithm);
   // What the layers made so far compute in, for records and benchmarks ("fp32", or e.g.
   // "bf16 (19 convolutions; 0 without a bf16 kernel stay fp32)").
   [[nodiscard]] virtual std::string precision_summary() const { return "fp32"; }

@@ -19,7 +19,8 @@ struct Replicas::Slot {
 };
 
 Replicas::Replicas(int count, const std::string& backend, const nlohmann::json& model_cfg, uint64_t init_seed,
-                   const std::function<std::unique_ptr<StepLoss>()>& make_loss, const std::string& precision) {
+                   const std::function<std::unique_ptr<StepLoss>()>& make_loss, const std::string& precision,
+                   const std::string& conv_algorithm) {
   if (count < 1) throw Error("Replicas: count " + std::to_string(count) + " < 1");
   for (int j = 0; j < count; ++j) {
     auto s = std::make_unique<Slot>();
@@ -27,6 +28,7 @@ Replicas::Replicas(int count, const std::string& backend, const nlohmann::json& 
     if (s->backend->device() != Device::cpu)
       throw InputError("train.parallel = \"batch\" needs a host backend, not " + s->backend->name());
     s->backend->set_precision(precision);
+    s->backend->set_conv_algorithm(conv_algorithm);
     s->model = build_model(model_cfg);
     s->model->graph.instantiate(*s->backend, init_seed);
     s->model->graph.defer_running_stats(true);

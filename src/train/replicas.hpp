@@ -32,9 +32,11 @@ class Replicas {
  public:
   // count >= 1 replicas of the model built from `model_cfg` on backends named `backend`
   // (host backends only), each with its own loss from make_loss().
-  // `precision`: train.precision of every replica's backend (Backend::set_precision).
+  // `precision`: train.precision of every replica's backend (Backend::set_precision);
+  // `conv_algorithm`: train.conv_algorithm (Backend::set_conv_algorithm).
   Replicas(int count, const std::string& backend, const nlohmann::json& model_cfg, uint64_t init_seed,
-           const std::function<std::unique_ptr<StepLoss>()>& make_loss, const std::string& precision = "fp32");
+           const std::function<std::unique_ptr<StepLoss>()>& make_loss, const std::string& precision = "fp32",
+           const std::string& conv_algorithm = "direct");
   ~Replicas();
   Replicas(const Replicas&) = delete;
   Replicas& operator=(const Replicas&) = delete;

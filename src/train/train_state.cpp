@@ -184,6 +184,17 @@ LoadedModel load_model_from_checkpoint(const std::filesystem::path& path, const 
                    "differ from the recorded ones in the last digits\n", path.string().c_str(), e.what());
     }
   }
+  // Winograd-trained models are evaluated with Winograd too (the recorded metrics' arithmetic);
+  // a backend without it (reference, cuda) evaluates direct, said.
+  if (tr.contains("conv_algorithm") && tr.at("conv_algorithm").get<std::string>() != "direct") {
+    try {
+      out.backend->set_conv_algorithm(tr.at("conv_algorithm").get<std::string>());
+    } catch (const InputError& e) {
+      std::fprintf(stderr, "note: %s was trained with train.conv_algorithm = %s; evaluating with direct convolutions "
+                   "here (%s): metrics may differ from the recorded ones in the last digits\n", path.string().c_str(),
+                   tr.at("conv_algorithm").get<std::string>().c_str(), e.what());
+    }
+  }
   out.model = build_model(out.cfg.values.at("model"));
   out.model->graph.instantiate(*out.backend, 0);
   checkpoint::ReadOptions ro;

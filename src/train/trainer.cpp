@@ -91,6 +91,9 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
   // take it here; the cuda device kit reads it (TF32) in TrainDevice below.
   const std::string precision = tr.contains("precision") ? tr.at("precision").get<std::string>() : "fp32";
   if (backend->device() == Device::cpu) backend->set_precision(precision);
+  // train.conv_algorithm (absent in older configs: direct); a backend without it refuses.
+  const std::string conv_algorithm = tr.contains("conv_algorithm") ? tr.at("conv_algorithm").get<std::string>() : "direct";
+  backend->set_conv_algorithm(conv_algorithm);
   // Loss, optimizer and gradient sync for the device the backend runs on (before the layers
   // exist: a device kit may set the device's numerics from train.determinism).
   TrainDevice device(*backend, cfg);
@@ -152,7 +155,7 @@ TrainOutcome run_training(const config::ResolvedConfig& rc, dist::Communicator& 
                        backend->name());
     replicas = std::make_unique<Replicas>(static_cast<int>(std::min<int64_t>(threads, a)), backend->name(),
                                           cfg.at("model"), seed, [&] { return device.make_loss(cfg.at("loss"), loss_ctx); },
-                                          precision);
+                                          precision, conv_algorithm);
     if (a < threads && lead && !opt.quiet)
       std::printf("note: train.parallel = \"batch\" runs one micro-batch per thread; %lld micro-batch(es) per rank "
                   "and step keep only %lld of the %d threads busy (a smaller train.micro_batch uses them all)\n",

@@ -6,7 +6,9 @@
 //    with an error naming the key and the missing instruction set, and write no result;
 //  - where bf16 runs, `crackseg eval` of the checkpoint reproduces the test metrics the run
 //    recorded (it evaluates in bf16 too), and result.json names the arithmetic;
-//  - the cuda-only tf32 is refused on the CPU instead of being ignored.
+//  - the cuda-only tf32 is refused on the CPU instead of being ignored;
+//  - train.conv_algorithm = "winograd" likewise: recorded in result.json, reproduced by eval
+//    (which evaluates with Winograd too), refused by a backend without it.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -114,6 +116,38 @@ TEST(Bf16Cli, RecordedTestMetricsReproducedByEval) {
   const auto rf = read_json(s.dir / "fp32" / "result.json");
   EXPECT_EQ(rf["arithmetic"]["precision"], "fp32");
   EXPECT_NE(rf["final"]["test"]["loss"].dump(), rec["loss"].dump());
+}
+
+TEST(ConvAlgorithmCli, WinogradRecordedAndReproducedByEval) {
+  if (!__builtin_cpu_supports("avx512f")) GTEST_SKIP() << "no AVX-512: oneDNN 2.6 has no Winograd kernel here";
+  Scratch s;
+  const auto out = s.dir / "wino";
+  const auto t = test::run_cli(s.train_args(out, "model.base=16 train.conv_algorithm=\"winograd\""));
+  ASSERT_EQ(t.code, 0) << t.output;
+  const auto r = read_json(out / "result.json");
+  const std::string arith = r["arithmetic"]["precision"].get<std::string>();
+  EXPECT_NE(arith.find("Winograd F(4x4, 3x3) for "), std::string::npos) << arith;
+  EXPECT_EQ(arith.find("for 0 convolutions"), std::string::npos) << arith;  // some really ran it
+  const auto e = test::run_cli("eval --checkpoint " + (out / "checkpoint.h5").string() + " --split test --out " +
+                               (s.dir / "e.json").string());
+  ASSERT_EQ(e.code, 0) << e.output;
+  const auto ev = read_json(s.dir / "e.json");
+  for (const char* k : {"f1", "precision", "recall", "iou", "map"}) {
+    ASSERT_TRUE(ev.contains(k)) << k << " " << ev.dump();
+    EXPECT_EQ(r["final"]["test"][k].dump(), ev[k].dump()) << k;
+  }
+  // direct records other numbers, so the comparison above can fail
+  const auto d = test::run_cli(s.train_args(s.dir / "direct", "model.base=16"));
+  ASSERT_EQ(d.code, 0) << d.output;
+  EXPECT_NE(read_json(s.dir / "direct" / "result.json")["final"]["test"]["loss"].dump(), r["final"]["test"]["loss"].dump());
+}
+
+TEST(ConvAlgorithmCli, WinogradRefusedByTheReferenceBackend) {
+  Scratch s;
+  const auto t = test::run_cli(s.train_args(s.dir / "ref", "train.backend=\"reference\" train.conv_algorithm=\"winograd\""));
+  EXPECT_NE(t.code, 0);
+  EXPECT_NE(t.output.find("train.conv_algorithm"), std::string::npos) << t.output;
+  EXPECT_FALSE(fs::exists(s.dir / "ref" / "result.json"));
 }
 
 }  // namespace
