@@ -6,11 +6,13 @@
 # threads, load), every run, and a markdown table of medians: samples/s, crackseg's ratio to
 # the stronger PyTorch mode, % of this machine's sgemm peak, peak RSS. With --precisions
 # "fp32 bf16" crackseg also runs with --precision bf16 and PyTorch with bf16 autocast (mode
-# bf16), and a second table compares those (needs AVX512-BF16 or AMX).
+# bf16), and a second table compares those (needs AVX512-BF16 or AMX). With
+# --conv-algorithms "direct winograd" crackseg's fp32 also runs with --conv-algorithm winograd
+# (train.conv_algorithm) and a third table compares it with the strongest fp32 peer.
 #
 #   scripts/bench-peer.sh [--reps 3] [--steps 10] [--warmup 3] [--threads N] [--case C]...
-#                         [--modes "eager compile"] [--precisions "fp32 bf16"] [--crackseg PATH]
-#                         [--out results.jsonl]
+#                         [--modes "eager compile"] [--precisions "fp32 bf16"]
+#                         [--conv-algorithms "direct winograd"] [--crackseg PATH] [--out results.jsonl]
 #   scripts/bench-peer.sh --check-only     # parameter counts and multiply-adds only
 #
 # PyTorch is a benchmark dependency only: on first use the script creates a virtual
@@ -21,7 +23,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${CRACKSEG_PEER_VENV:-$root/build/peer-venv}"
-reps=3 steps=10 warmup=3 threads="$(nproc)" modes="eager compile" precisions="fp32" bin="${CRACKSEG_BIN:-}" out="" check_only=0
+reps=3 steps=10 warmup=3 threads="$(nproc)" modes="eager compile" precisions="fp32" convs="direct" bin="${CRACKSEG_BIN:-}" out="" check_only=0
 cases=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -32,10 +34,11 @@ while [ $# -gt 0 ]; do
     --case) cases+=("$2"); shift 2 ;;
     --modes) modes="$2"; shift 2 ;;
     --precisions) precisions="$2"; shift 2 ;;
+    --conv-algorithms) convs="$2"; shift 2 ;;
     --crackseg) bin="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --check-only) check_only=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "bench-peer.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -74,10 +77,17 @@ echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 case " $precisions " in *" bf16 "*) modes="$modes bf16" ;; esac
 
 run_crackseg() {
-  for p in $precisions; do run_crackseg_at "$1" "$2" "$p"; done
+  for p in $precisions; do
+    for a in $convs; do
+      # Winograd is an fp32 algorithm: bf16 runs direct
+      [ "$p" = bf16 ] && [ "$a" != direct ] && continue
+      run_crackseg_at "$1" "$2" "$p" "$a"
+    done
+  done
 }
 run_crackseg_at() {
-  "$bin" bench --case "$1" --json --threads="$threads" --steps "$steps" --warmup "$warmup" --precision "$3" |
+  "$bin" bench --case "$1" --json --threads="$threads" --steps "$steps" --warmup "$warmup" --precision "$3" \
+    --conv-algorithm "$4" |
     "$py" -c 'import json,sys
 for l in sys.stdin:
     if l.startswith("{"):

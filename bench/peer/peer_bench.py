@@ -150,8 +150,10 @@ def cmd_table(a):
     cases = [c for c in ("unet", "spiral_net", "patch_cnn") if any(r["case"] == c for r in rows)]
     modes = [m for m in ("eager", "compile") if any(r.get("mode") == m for r in rows)]
     bf16_rows = [r for r in rows if r["side"] == "crackseg" and r.get("precision") == "bf16"]
+    wino_rows = [r for r in rows if r["side"] == "crackseg" and r.get("conv_algorithm", "direct") == "winograd"]
     rows_all = rows
-    rows = [r for r in rows if r.get("precision", "fp32") == "fp32" and r.get("mode") != "bf16"]
+    rows = [r for r in rows if r.get("precision", "fp32") == "fp32" and r.get("mode") != "bf16" and
+            r.get("conv_algorithm", "direct") == "direct"]
     unit = {"unet": "img/s", "spiral_net": "img/s", "patch_cnn": "patches/s"}
     label = {"unet": "unet base=16 @400, batch 4", "spiral_net": "spiral_net width 0.25 @255, batch 4",
              "patch_cnn": "patch_cnn 27x27, batch 128"}
@@ -208,7 +210,38 @@ def cmd_table(a):
     print("\n".join(detail))
     if bf16_rows:
         print_bf16_table(rows_all, cases, label, unit)
+    if wino_rows:
+        print_winograd_table(rows_all, cases, label, unit, peak)
     return 0
+
+
+def print_winograd_table(rows, cases, label, unit, peak):
+    """crackseg fp32 with train.conv_algorithm = winograd against the strongest fp32 peer."""
+    print()
+    print("| case | crackseg fp32 Winograd | crackseg fp32 direct | strongest PyTorch fp32 | Winograd vs strongest peer | "
+          "direct-convolution GFLOP/s as % of sgemm peak | peak RSS MB (Winograd / direct) |")
+    print("|---|---|---|---|---|---|---|")
+    detail = []
+    for c in cases:
+        def pick(sel):
+            return [r for r in rows if r["case"] == c and sel(r)]
+        w = pick(lambda r: r["side"] == "crackseg" and r.get("conv_algorithm") == "winograd")
+        d = pick(lambda r: r["side"] == "crackseg" and r.get("precision", "fp32") == "fp32" and
+                 r.get("conv_algorithm", "direct") == "direct")
+        if not w:
+            continue
+        med = lambda rs, k="samples_per_s": statistics.median(r[k] for r in rs) if rs else 0.0
+        pf = max(med(pick(lambda r, m=m: r["side"] == "peer" and r.get("mode") == m)) for m in ("eager", "compile"))
+        cw, cd = med(w), med(d)
+        pct = f"{100 * w[0]['gflop_per_sample_step'] * cw / peak:.0f}%" if peak else "-"
+        ratio = f"**{cw / pf:.2f}x**" if pf else "-"
+        print(f"| {label[c]} | {fmt_rate(cw)} {unit[c]} | {fmt_rate(cd) if cd else '-'} | {fmt_rate(pf) if pf else '-'} | "
+              f"{ratio} | {pct} | {med(w, 'peak_rss_mb'):,.0f} / {med(d, 'peak_rss_mb') if d else 0:,.0f} |")
+        detail.append(f"  {c} crackseg Winograd: " + ", ".join(fmt_rate(r["samples_per_s"]) for r in w) +
+                      f" ({w[0].get('arithmetic', '')})")
+    print()
+    print("Winograd runs (samples/s):")
+    print("\n".join(detail))
 
 
 def print_bf16_table(rows, cases, label, unit):
