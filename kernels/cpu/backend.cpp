@@ -45,7 +45,7 @@ class OnednnBackend final : public Backend {
                             : "; transposed convolutions on oneDNN deconvolution (CRACKSEG_CONVT_PHASES=0)";
     if (ctx_->winograd)
       convt += "; Winograd F(4x4, 3x3) for " + std::to_string(ctx_->wino_layers) + " convolutions (" +
-               std::to_string(ctx_->wino_fallbacks) + " 3x3 stride-1 ones without a Winograd kernel run direct)";
+               std::to_string(ctx_->wino_fallbacks) + " 3x3 stride-1 ones run direct: no Winograd kernel, or too small to gain)";
     if (!ctx_->bf16) return "fp32" + convt;
     return "bf16 (" + std::to_string(ctx_->bf16_layers) + " convolutions; " + std::to_string(ctx_->bf16_fallbacks) +
            " without a bf16 kernel stay fp32)" + convt;

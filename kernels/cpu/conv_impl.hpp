@@ -15,7 +15,8 @@
 //
 // Winograd (Context::winograd, train.conv_algorithm = "winograd"): a 3x3 stride-1 fp32
 // convolution runs oneDNN's Winograd F(4x4, 3x3) kernels (jit_wino_4x3) for all three passes
-// where oneDNN has them (else direct, counted). They take blocked activations, so the layer
+// where oneDNN has them and the input has at least kWinoMinPerImage values per image (else
+// direct, counted). They take blocked activations, so the layer
 // reorders nhwc -> blocked before and blocked -> nhwc after each call; the blocked temps live
 // in the shared scratchpad, and the blocked input is rebuilt in backward from the nhwc input
 // the Graph keeps anyway (no per-layer copy). Measured 2-2.5x faster per pass than direct on
@@ -106,7 +107,10 @@ class ConvLayer final : public DnnlLayer {
     };
     wino_ = false;
     if constexpr (!Transposed) {
-      if (ctx_->winograd && !lp_ && K == 3 && s.stride == 1 && s.dilation == 1) {
+      if (ctx_->winograd && !lp_ && K == 3 && s.stride == 1 && s.dilation == 1 &&
+          x[1] * x[2] * x[3] < kWinoMinPerImage) {
+        ctx_->wino_fallbacks += 1;  // too small to gain: direct (see kWinoMinPerImage)
+      } else if (ctx_->winograd && !lp_ && K == 3 && s.stride == 1 && s.dilation == 1) {
         try {
           make_pds(dnnl::algorithm::convolution_winograd, true);
           wino_ = true;
@@ -329,6 +333,10 @@ class ConvLayer final : public DnnlLayer {
     m.set_data_handle(static_cast<std::byte*>(ctx_->scratch_ptr()) + off);
   }
 
+  // Winograd only from this many input values per image (C*H*W) up: measured, the patch CNN's
+  // 27x27 / 13x13 layers (<= 12k) ran 17% slower with it (reorders and partial 4x4 tiles),
+  // the U-Net's (>= 80k, down to 128 channels at 25x25) 2-2.5x faster.
+  static constexpr int64_t kWinoMinPerImage = 32768;
   bool fused_ = false, planned_ = false, lp_ = false, narrow_ = false, wino_ = false;
   // Winograd (train.conv_algorithm): blocked copies of the input, output / output gradient and
   // input gradient in the scratchpad, and the reorders to and from this backend's nhwc.
