@@ -16,11 +16,12 @@
 // Winograd (Context::winograd, train.conv_algorithm = "winograd"): a 3x3 stride-1 fp32
 // convolution runs oneDNN's Winograd F(4x4, 3x3) kernels (jit_wino_4x3) for all three passes
 // where oneDNN has them and the input has at least kWinoMinPerImage values per image (else
-// direct, counted). They take blocked activations, so the layer
-// reorders nhwc -> blocked before and blocked -> nhwc after each call; the blocked temps live
-// in the shared scratchpad, and the blocked input is rebuilt in backward from the nhwc input
-// the Graph keeps anyway (no per-layer copy). Measured 2-2.5x faster per pass than direct on
-// the U-Net's convolutions (docs/PERFORMANCE.md); rounding differs from direct.
+// direct, counted). They take blocked activations, so the layer runs them one image at a
+// time, reordering nhwc -> blocked before and blocked -> nhwc after each call; the blocked
+// temps (one image's) live in the shared scratchpad, and the blocked input is rebuilt in
+// backward from the nhwc input the Graph keeps anyway (no per-layer copy). Measured 2-2.5x
+// faster per pass than direct on the U-Net's convolutions (docs/PERFORMANCE.md); rounding
+// differs from direct.
 //
 // Single-input-channel strided convolutions (conv2d, fp32, 1 input channel, stride >= 2, no
 // dilation: Spiral-Net's module 2, which reads module 1's map): oneDNN 2.6 runs their
@@ -90,12 +91,14 @@ class ConvLayer final : public DnnlLayer {
     typename BwdW::primitive_desc bwd_w_pd;
     // any_layout: activations in the layout the algorithm wants (Winograd: blocked), reordered
     // from and to this backend's nhwc around each call.
+    // Winograd runs one image at a time (any_layout): its blocked temps are one image's.
+    const dnnl::memory::dims x1{1, x[1], x[2], x[3]}, y1{1, y[1], y[2], y[3]};
     const auto make_pds = [&](dnnl::algorithm algo, bool any_layout) {
       const dt op = lp_ ? dt::bf16 : dt::f32;
       const tag at = any_layout ? tag::any : tag::nhwc;
-      const dnnl::memory::desc src_op({x.begin(), x.end()}, op, at), dst_op({y.begin(), y.end()}, op, at);
+      const dnnl::memory::desc src_op(any_layout ? x1 : to_dnnl(x), op, at), dst_op(any_layout ? y1 : to_dnnl(y), op, at);
       const dnnl::memory::desc src_f = any_layout ? src_op : src_md;
-      const dnnl::memory::desc dst_f = any_layout ? dnnl::memory::desc({y.begin(), y.end()}, dt::f32, tag::any) : dst_md;
+      const dnnl::memory::desc dst_f = any_layout ? dnnl::memory::desc(y1, dt::f32, tag::any) : dst_md;
       const dnnl::memory::desc w_any({s.out_c, s.in_c, K, K}, op, tag::any);
       typename Fwd::desc fd(dnnl::prop_kind::forward_training, algo, src_op, w_any, b_md, dst_f, strides, dilates, pl,
                             pr);
@@ -228,10 +231,16 @@ class ConvLayer final : public DnnlLayer {
         p = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(from, to));
         a = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
       };
-      reo(src_, src_blk_, blk_in_, blk_in_args_);
-      reo(dst_blk_, dst_, blk_out_, blk_out_args_);
-      reo(ddst, ddst_blk_, blk_dout_, blk_dout_args_);
-      reo(dsrc_blk_, din_, blk_din_, blk_din_args_);
+      img_in_bytes_ = x[1] * x[2] * x[3] * static_cast<int64_t>(sizeof(float));
+      img_out_bytes_ = y[1] * y[2] * y[3] * static_cast<int64_t>(sizeof(float));
+      img_src_ = unbound(dnnl::memory::desc(x1, dt::f32, tag::nhwc), eng);
+      img_dst_ = unbound(dnnl::memory::desc(y1, dt::f32, tag::nhwc), eng);
+      img_ddst_ = unbound(dnnl::memory::desc(y1, dt::f32, tag::nhwc), eng);
+      img_din_ = unbound(dnnl::memory::desc(x1, dt::f32, tag::nhwc), eng);
+      reo(img_src_, src_blk_, blk_in_, blk_in_args_);
+      reo(dst_blk_, img_dst_, blk_out_, blk_out_args_);
+      reo(img_ddst_, ddst_blk_, blk_dout_, blk_dout_args_);
+      reo(dsrc_blk_, img_din_, blk_din_, blk_din_args_);
       fwd_args_[DNNL_ARG_SRC] = src_blk_;
       fwd_args_[DNNL_ARG_DST] = dst_blk_;
       bwd_d_args_[DNNL_ARG_DIFF_DST] = ddst_blk_;
@@ -254,11 +263,14 @@ class ConvLayer final : public DnnlLayer {
     bind(dst_, out);
     if (as<Spec>().bias) bind(bias_, params_[1].value);
     if (lp_) CRACKSEG_DNNL_CALL(to_lp_src_.execute(ctx_->stream, to_lp_src_args_));
-    if (wino_) {
+    if (wino_) {  // image by image: nhwc -> blocked, Winograd, blocked -> nhwc
       blk(src_blk_, blk_src_off_), blk(dst_blk_, blk_dst_off_);
-      CRACKSEG_DNNL_CALL(blk_in_.execute(ctx_->stream, blk_in_args_));
-      exec(fwd_, fwd_args_, fwd_scratch_);
-      CRACKSEG_DNNL_CALL(blk_out_.execute(ctx_->stream, blk_out_args_));
+      for (int64_t n = 0; n < out.n(); ++n) {
+        img(img_src_, in[0]->raw(), n, img_in_bytes_), img(img_dst_, out.raw(), n, img_out_bytes_);
+        CRACKSEG_DNNL_CALL(blk_in_.execute(ctx_->stream, blk_in_args_));
+        exec(fwd_, fwd_args_, fwd_scratch_);
+        CRACKSEG_DNNL_CALL(blk_out_.execute(ctx_->stream, blk_out_args_));
+      }
       return wait();
     }
     exec(fwd_, fwd_args_, fwd_scratch_);
@@ -277,16 +289,8 @@ class ConvLayer final : public DnnlLayer {
       ddst_lp_.set_data_handle(ctx_->bf16_grad.raw());
       CRACKSEG_DNNL_CALL(to_lp_ddst_.execute(ctx_->stream, to_lp_ddst_args_));
     }
-    if (wino_) {  // the blocked input is rebuilt from the kept nhwc one (no copy kept per layer)
-      blk(src_blk_, blk_src_off_), blk(ddst_blk_, blk_dst_off_), blk(dsrc_blk_, blk_dsrc_off_);
-      CRACKSEG_DNNL_CALL(blk_dout_.execute(ctx_->stream, blk_dout_args_));
-      if (din[0]) {
-        bind(din_, *din[0]);
-        exec(bwd_d_, bwd_d_args_, bwd_d_scratch_);
-        CRACKSEG_DNNL_CALL(blk_din_.execute(ctx_->stream, blk_din_args_));
-      }
-      CRACKSEG_DNNL_CALL(blk_in_.execute(ctx_->stream, blk_in_args_));
-    } else if (din[0] && narrow_) {
+    if (wino_) return wino_backward(*in[0], fused_ ? dpre_buf_.raw() : dout.raw(), din[0]);
+    if (din[0] && narrow_) {
       std::byte* T = static_cast<std::byte*>(ctx_->scratch_ptr()) + col_off_;
       col_dst_.set_data_handle(T);
       exec(col_, col_args_, col_scratch_);
@@ -328,6 +332,37 @@ class ConvLayer final : public DnnlLayer {
     wait();
   }
 
+  // Winograd backward, image by image (the blocked input is rebuilt from the kept nhwc one, no
+  // copy kept per layer); each image's weight and bias gradients are added into the
+  // parameters' (the sum post-op reorder, as for the whole batch otherwise). g: dout, or the
+  // fused activation's d(pre-activation).
+  void wino_backward(const Tensor& x, const void* g, Tensor* dx) {
+    blk(src_blk_, blk_src_off_), blk(ddst_blk_, blk_dst_off_), blk(dsrc_blk_, blk_dsrc_off_);
+    bind(plain_dw_, params_[0].grad);
+    const auto& s = as<Spec>();
+    for (int64_t n = 0; n < x.n(); ++n) {
+      img(img_ddst_, g, n, img_out_bytes_), img(img_src_, x.raw(), n, img_in_bytes_);
+      CRACKSEG_DNNL_CALL(blk_dout_.execute(ctx_->stream, blk_dout_args_));
+      if (dx) {
+        img(img_din_, dx->raw(), n, img_in_bytes_);
+        exec(bwd_d_, bwd_d_args_, bwd_d_scratch_);
+        CRACKSEG_DNNL_CALL(blk_din_.execute(ctx_->stream, blk_din_args_));
+      }
+      CRACKSEG_DNNL_CALL(blk_in_.execute(ctx_->stream, blk_in_args_));
+      exec(bwd_w_, bwd_w_args_, bwd_w_scratch_);
+      CRACKSEG_DNNL_CALL(reorder_dw_.execute(ctx_->stream, reorder_dw_args_));
+      wait();
+      if (s.bias) {
+        float* gb = params_[1].grad.data<float>();
+        const float* d = db_buf_.data<float>();
+        for (int64_t o = 0; o < s.out_c; ++o) gb[o] += d[o];
+      }
+    }
+  }
+  // Points a per-image nhwc view at image n of the tensor at `base` (`bytes` per image).
+  static void img(const dnnl::memory& m, const void* base, int64_t n, int64_t bytes) {
+    m.set_data_handle(static_cast<std::byte*>(const_cast<void*>(base)) + n * bytes);
+  }
   // Points a blocked temp at its offset in the shared scratchpad (which plan() may regrow).
   void blk(const dnnl::memory& m, std::size_t off) {
     m.set_data_handle(static_cast<std::byte*>(ctx_->scratch_ptr()) + off);
@@ -341,9 +376,10 @@ class ConvLayer final : public DnnlLayer {
   // Winograd (train.conv_algorithm): blocked copies of the input, output / output gradient and
   // input gradient in the scratchpad, and the reorders to and from this backend's nhwc.
   dnnl::primitive blk_in_, blk_out_, blk_dout_, blk_din_;
-  dnnl::memory src_blk_, dst_blk_, ddst_blk_, dsrc_blk_;
+  dnnl::memory src_blk_, dst_blk_, ddst_blk_, dsrc_blk_, img_src_, img_dst_, img_ddst_, img_din_;
   Args blk_in_args_, blk_out_args_, blk_dout_args_, blk_din_args_;
   std::size_t blk_src_off_ = 0, blk_dst_off_ = 0, blk_dsrc_off_ = 0;
+  int64_t img_in_bytes_ = 0, img_out_bytes_ = 0;
   dnnl::primitive col_, reorder_col_w_;
   dnnl::memory col_scratch_, col_dst_, col_plain_w_, col_w_;
   Tensor col_plain_w_buf_, col_w_buf_;
