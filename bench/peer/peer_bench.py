@@ -256,7 +256,8 @@ def print_bf16_table(rows, cases, label, unit):
             v = [r["samples_per_s"] for r in rows if r["case"] == c and sel(r)]
             return (statistics.median(v), v) if v else (0.0, [])
         cb, cb_all = med(lambda r: r["side"] == "crackseg" and r.get("precision") == "bf16")
-        cf, _ = med(lambda r: r["side"] == "crackseg" and r.get("precision", "fp32") == "fp32")
+        cf, _ = med(lambda r: r["side"] == "crackseg" and r.get("precision", "fp32") == "fp32" and
+                    r.get("conv_algorithm", "direct") == "direct")
         pb, pb_all = med(lambda r: r["side"] == "peer" and r.get("mode") == "bf16")
         pf = max(med(lambda r, m=m: r["side"] == "peer" and r.get("mode") == m)[0] for m in ("eager", "compile"))
         if not cb:
