@@ -110,10 +110,10 @@ class ConvLayer final : public DnnlLayer {
     };
     wino_ = false;
     if constexpr (!Transposed) {
-      if (ctx_->winograd && !lp_ && K == 3 && s.stride == 1 && s.dilation == 1 &&
-          x[1] * x[2] * x[3] < kWinoMinPerImage) {
+      const bool wino_shape = ctx_->winograd && !lp_ && K == 3 && s.stride == 1 && s.dilation == 1;
+      if (wino_shape && x[1] * x[2] * x[3] < kWinoMinPerImage) {
         ctx_->wino_fallbacks += 1;  // too small to gain: direct (see kWinoMinPerImage)
-      } else if (ctx_->winograd && !lp_ && K == 3 && s.stride == 1 && s.dilation == 1) {
+      } else if (wino_shape) {
         try {
           make_pds(dnnl::algorithm::convolution_winograd, true);
           wino_ = true;
@@ -307,11 +307,7 @@ class ConvLayer final : public DnnlLayer {
     bind(plain_dw_, params_[0].grad);
     CRACKSEG_DNNL_CALL(reorder_dw_.execute(ctx_->stream, reorder_dw_args_));
     wait();
-    if (as<Spec>().bias) {
-      float* g = params_[1].grad.data<float>();
-      const float* d = db_buf_.data<float>();
-      for (int64_t o = 0; o < as<Spec>().out_c; ++o) g[o] += d[o];
-    }
+    if (as<Spec>().bias) add_into(params_[1].grad, db_buf_, as<Spec>().out_c);
   }
 
  private:
@@ -352,11 +348,7 @@ class ConvLayer final : public DnnlLayer {
       exec(bwd_w_, bwd_w_args_, bwd_w_scratch_);
       CRACKSEG_DNNL_CALL(reorder_dw_.execute(ctx_->stream, reorder_dw_args_));
       wait();
-      if (s.bias) {
-        float* gb = params_[1].grad.data<float>();
-        const float* d = db_buf_.data<float>();
-        for (int64_t o = 0; o < s.out_c; ++o) gb[o] += d[o];
-      }
+      if (s.bias) add_into(params_[1].grad, db_buf_, s.out_c);
     }
   }
   // Points a per-image nhwc view at image n of the tensor at `base` (`bytes` per image).

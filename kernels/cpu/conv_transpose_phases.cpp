@@ -401,11 +401,7 @@ class ConvTransposePhases final : public DnnlLayer {
       bind(plain_dw_, params_[0].grad);
       CRACKSEG_DNNL_CALL(reorder_dw_.execute(ctx_->stream, reorder_dw_args_));
       wait();
-      if (s.bias) {
-        float* gb = params_[1].grad.data<float>();
-        const float* d = db_buf_.data<float>();
-        for (int64_t o = 0; o < s.out_c; ++o) gb[o] += d[o];
-      }
+      if (s.bias) add_into(params_[1].grad, db_buf_, s.out_c);
       return;
     }
     wait();

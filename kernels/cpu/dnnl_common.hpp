@@ -86,6 +86,12 @@ template <class P, class PD>
   return CRACKSEG_DNNL_CALL(dnnl::memory(md, e, storage.raw()));
 }
 inline void bind(const dnnl::memory& m, const Tensor& t) { m.set_data_handle(const_cast<void*>(t.raw())); }
+// grad[0..n) += delta[0..n): a primitive's bias gradient into the parameter's accumulated one.
+inline void add_into(Tensor& grad, const Tensor& delta, int64_t n) {
+  float* g = grad.data<float>();
+  const float* d = delta.data<float>();
+  for (int64_t i = 0; i < n; ++i) g[i] += d[i];
+}
 
 // The activation a convolution may fuse as a relu post-op (backward from the saved output):
 // ReLU (alpha 0) or a LeakyReLU with slope > 0 (dst > 0 <=> pre-activation > 0); else none.

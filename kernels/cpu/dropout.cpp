@@ -10,7 +10,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <omp.h>
 
 #include "kernels/cpu/dnnl_common.hpp"
 #include "src/layers/dropout_mask.hpp"

@@ -181,8 +181,9 @@ void Graph::instantiate(Backend& backend, uint64_t init_seed) {
       backend.zero(ps[k]->grad);
     }
   }
-  // Fusion pass: conv / batchnorm -> ReLU/LeakyReLU where the producer's output feeds only
-  // the activation (the layer decides: Layer::fuse_activation).
+  // Fusion pass: producer -> ReLU/LeakyReLU where the producer's output feeds only the
+  // activation; the producing layer decides (Layer::fuse_activation: conv, transposed conv and
+  // batchnorm on the oneDNN backend accept).
   if (g.fusion)
     for (std::size_t a = 0; a < g.nodes.size(); ++a) {
       const auto& node = g.nodes[a];
@@ -191,9 +192,6 @@ void Graph::instantiate(Backend& backend, uint64_t init_seed) {
       const NodeId p = node.inputs[0];
       const auto& prod = g.nodes[static_cast<std::size_t>(p)];
       if (!prod.spec || consumers[static_cast<std::size_t>(p)] != 1 || p == g.output) continue;
-      if (!std::holds_alternative<Conv2dSpec>(*prod.spec) && !std::holds_alternative<ConvTranspose2dSpec>(*prod.spec) &&
-          !std::holds_alternative<BatchNorm2dSpec>(*prod.spec))
-        continue;
       if (g.alias[static_cast<std::size_t>(p)] != p) continue;
       if (g.layers[static_cast<std::size_t>(p)]->fuse_activation(*node.spec)) g.alias[a] = p;
     }
