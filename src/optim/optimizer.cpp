@@ -6,6 +6,7 @@
 #include "src/core/error.hpp"
 #include "src/losses/parallel.hpp"
 #include "src/optim/json_keys.hpp"
+#include "src/optim/update_kernels.hpp"
 
 namespace crackseg {
 
@@ -140,6 +141,13 @@ StepInfo Optimizer::step() {
 
 namespace {
 
+// f(begin, end) over [0, n) in blocks of par::kChunk elements, blocks spread over the threads.
+template <class F>
+void for_blocks(const char* label, int64_t n, F&& f) {
+  const int64_t blocks = (n + par::kChunk - 1) / par::kChunk;
+  par::for_each(label, blocks, [&](int64_t b) { f(b * par::kChunk, std::min(n, (b + 1) * par::kChunk)); }, 2);
+}
+
 class Adam final : public Optimizer {
  public:
   Adam(OptimConfig cfg, std::vector<Param*> params) : Optimizer(std::move(cfg), std::move(params)) {
@@ -157,22 +165,13 @@ class Adam final : public Optimizer {
     const double bc1 = 1 - std::pow(b1, static_cast<double>(t));
     const double sqrt_bc2 = std::sqrt(1 - std::pow(b2, static_cast<double>(t)));
     const double step_size = lr / bc1;
+    const optim_kernels::AdamCoef c{b1, b2, eps, lr, wd, step_size, sqrt_bc2, decoupled};
     float* w = p.value.data<float>();
     const float* g = p.grad.data<float>();
     float* m = m_[i]->data<float>();
     float* v = v_[i]->data<float>();
-    par::for_each(decoupled ? "optim::adamw_update" : "optim::adam_update", p.value.numel(), [&](int64_t k) {
-      double wk = w[k], gk = g[k];
-      if (decoupled)
-        wk -= lr * wd * wk;
-      else
-        gk += wd * wk;
-      const double mk = b1 * m[k] + (1 - b1) * gk;
-      const double vk = b2 * v[k] + (1 - b2) * gk * gk;
-      m[k] = static_cast<float>(mk);
-      v[k] = static_cast<float>(vk);
-      w[k] = static_cast<float>(wk - step_size * mk / (std::sqrt(vk) / sqrt_bc2 + eps));
-    });
+    for_blocks(decoupled ? "optim::adamw_update" : "optim::adam_update", p.value.numel(),
+               [&](int64_t b, int64_t e) { optim_kernels::adam(c, w, g, m, v, b, e); });
   }
 
  private:
@@ -194,15 +193,9 @@ class Sgd final : public Optimizer {
     float* w = p.value.data<float>();
     const float* g = p.grad.data<float>();
     float* buf = mu > 0 ? buf_[i]->data<float>() : nullptr;
-    par::for_each("optim::sgd_update", p.value.numel(), [&](int64_t k) {
-      double gk = static_cast<double>(g[k]) + wd * static_cast<double>(w[k]);
-      if (buf) {
-        const double bk = first ? gk : mu * buf[k] + (1 - damp) * gk;
-        buf[k] = static_cast<float>(bk);
-        gk = nesterov ? gk + mu * bk : bk;
-      }
-      w[k] = static_cast<float>(static_cast<double>(w[k]) - lr * gk);
-    });
+    const optim_kernels::SgdCoef c{lr, wd, mu, damp, first, nesterov};
+    for_blocks("optim::sgd_update", p.value.numel(),
+               [&](int64_t b, int64_t e) { optim_kernels::sgd(c, w, g, buf, b, e); });
   }
 
  private:

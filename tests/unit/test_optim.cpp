@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "src/core/error.hpp"
@@ -218,4 +219,67 @@ TEST(Optim, ConfigErrorsNameTheKey) {
   const OptimConfig c = parse_optim_config(json{{"lr", 1}});  // integers are numbers too
   EXPECT_EQ(c.lr, 1.0);
   EXPECT_EQ(c.name, "adam");
+}
+
+// The update kernels (src/optim/update_kernels.cpp) are vectorised per CPU (target_clones)
+// and threaded in blocks. Over a parameter of several blocks with a ragged tail, every element
+// must carry the bits of the scalar double formula as optimizer.cpp states it (this file is
+// compiled without FMA contraction at the baseline ISA): a contracted or reassociated variant
+// would make results depend on the CPU.
+TEST(Optim, VectorisedUpdatesGiveTheBitsOfTheScalarFormula) {
+  const std::size_t n = 3 * 4096 + 77;
+  std::vector<float> w0(n);
+  for (std::size_t k = 0; k < n; ++k) w0[k] = static_cast<float>(std::sin(0.37 * static_cast<double>(k)) * 3.0);
+  auto grad = [](int t, std::size_t k) { return static_cast<float>(std::cos(0.11 * static_cast<double>(k * t)) * 1e-2); };
+  const double lr = 0.01, b1 = 0.85, b2 = 0.995, eps = 1e-7, wd = 0.03;
+  for (const std::string name : {"adam", "adamw"}) {
+    Param p = make_param("w", w0);
+    auto opt = make_optimizer(json{{"name", name}, {"lr", lr}, {"betas", {b1, b2}}, {"eps", eps}, {"weight_decay", wd}}, {&p});
+    std::vector<float> w = w0, m(n, 0.0f), v(n, 0.0f);
+    for (int t = 1; t <= 3; ++t) {
+      std::vector<float> g(n);
+      for (std::size_t k = 0; k < n; ++k) g[k] = grad(t, k);
+      set_grad(p, g);
+      (void)opt->step();
+      const double step = lr / (1 - std::pow(b1, static_cast<double>(t)));
+      const double sb = std::sqrt(1 - std::pow(b2, static_cast<double>(t)));
+      std::size_t differ = 0;
+      for (std::size_t k = 0; k < n; ++k) {
+        double wk = w[k], gk = g[k];
+        if (name == "adamw")
+          wk -= lr * wd * wk;
+        else
+          gk += wd * wk;
+        const double mk = b1 * static_cast<double>(m[k]) + (1 - b1) * gk;
+        const double vk = b2 * static_cast<double>(v[k]) + (1 - b2) * gk * gk;
+        m[k] = static_cast<float>(mk);
+        v[k] = static_cast<float>(vk);
+        w[k] = static_cast<float>(wk - step * mk / (std::sqrt(vk) / sb + eps));
+        differ += std::memcmp(&w[k], p.value.data<float>() + k, 4) != 0;
+      }
+      EXPECT_EQ(differ, 0u) << name << " step " << t;
+    }
+  }
+  for (const bool nesterov : {false, true}) {
+    const double mu = 0.9;
+    Param p = make_param("w", w0);
+    auto opt = make_optimizer(json{{"name", "sgd"}, {"lr", lr}, {"momentum", mu}, {"nesterov", nesterov}, {"weight_decay", wd}}, {&p});
+    std::vector<float> w = w0, buf(n, 0.0f);
+    for (int t = 1; t <= 3; ++t) {
+      std::vector<float> g(n);
+      for (std::size_t k = 0; k < n; ++k) g[k] = grad(t, k);
+      set_grad(p, g);
+      (void)opt->step();
+      std::size_t differ = 0;
+      for (std::size_t k = 0; k < n; ++k) {
+        double gk = static_cast<double>(g[k]) + wd * static_cast<double>(w[k]);
+        const double bk = t == 1 ? gk : mu * static_cast<double>(buf[k]) + (1 - 0.0) * gk;
+        buf[k] = static_cast<float>(bk);
+        gk = nesterov ? gk + mu * bk : bk;
+        w[k] = static_cast<float>(static_cast<double>(w[k]) - lr * gk);
+        differ += std::memcmp(&w[k], p.value.data<float>() + k, 4) != 0;
+      }
+      EXPECT_EQ(differ, 0u) << "sgd nesterov " << nesterov << " step " << t;
+    }
+  }
 }
