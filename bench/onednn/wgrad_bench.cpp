@@ -1,5 +1,8 @@
 // Standalone prototype benchmark: convolution weight gradient (nhwc, fp32) by a register-
-// blocked AVX-512 kernel against oneDNN 2.6's convolution_backward_weights, one thread.
+// blocked AVX-512 kernel against oneDNN 2.6's convolution_backward_weights, one thread, on
+// the U-Net's, Spiral-Net's and the patch CNN's shapes. Outcome (seventh session,
+// docs/PERFORMANCE.md): oneDNN's runs at the sgemm rate and ours is not faster, so crackseg
+// keeps oneDNN's; this stays as the evidence and as a harness for the next attempt.
 //   g++ -O3 -std=c++20 -fopenmp bench/onednn/wgrad_bench.cpp -ldnnl -o /tmp/wgrad && OMP_NUM_THREADS=1 /tmp/wgrad
 #include <dnnl.hpp>
 #include <immintrin.h>
