@@ -33,12 +33,19 @@
 // forward, read backwards (2.2 ms). Measured and not taken for 2-6 input channels: equal at 2,
 // slower from 3 (at 6 the 1x1 convolution to 54 channels alone costs 3.8 ms, col2im 3 more).
 // T lives in the shared scratchpad behind the 1x1 primitive's own scratch.
+//
+// Few input channels (K*K*I <= 64, fp32, direct, dilation 1, AVX-512; Spiral-Net's modules
+// 2-7 read 1-6 maps): the input gradient runs on small_conv_dgrad.hpp instead of oneDNN's
+// (which pads the input channels to 16) or the GEMM + col2im above: our own T GEMM, kept in
+// cache per block of rows, gathered straight into dx. The 1-channel path above stays for
+// CPUs without AVX-512.
 #pragma once
 #include <algorithm>
 #include <type_traits>
 
 #include "kernels/cpu/col2im.hpp"
 #include "kernels/cpu/dnnl_common.hpp"
+#include "kernels/cpu/small_conv_dgrad.hpp"
 
 namespace crackseg::onednn {
 
@@ -136,7 +143,13 @@ class ConvLayer final : public DnnlLayer {
     if (!lp_ && !wino_) CRACKSEG_DNNL_CALL(make_pds(kAlgo, false));
     if (lp_) ctx_->bf16_layers += 1;
     narrow_ = false;
-    if constexpr (!Transposed) narrow_ = !lp_ && s.in_c == 1 && s.stride >= 2 && s.dilation == 1;
+    small_.reset();
+    if constexpr (!Transposed) {
+      if (!lp_ && !wino_ && s.dilation == 1 && small_conv_dgrad_fits(s.in_c, K))
+        small_ = std::make_unique<SmallConvDgrad>(
+            SmallConvShape{x[0], x[1], x[2], x[3], s.out_c, y[2], y[3], K, s.stride, s.padding});
+      narrow_ = !small_ && !lp_ && s.in_c == 1 && s.stride >= 2 && s.dilation == 1;
+    }
     if (narrow_) {  // dx = col2im(dy * W as a 1x1 convolution to K*K*I channels)
       const int64_t KKI = K * K * s.in_c;
       dnnl::convolution_forward::desc cd(
@@ -290,7 +303,10 @@ class ConvLayer final : public DnnlLayer {
       CRACKSEG_DNNL_CALL(to_lp_ddst_.execute(ctx_->stream, to_lp_ddst_args_));
     }
     if (wino_) return wino_backward(*in[0], fused_ ? dpre_buf_.raw() : dout.raw(), din[0]);
-    if (din[0] && narrow_) {
+    if (din[0] && small_) {  // few input channels: our own GEMM + col2im (small_conv_dgrad.hpp)
+      wait();  // the fused activation's d(pre-activation) is read below
+      small_->run(static_cast<const float*>(fused_ ? dpre_buf_.raw() : dout.raw()), din[0]->data<float>());
+    } else if (din[0] && narrow_) {
       std::byte* T = static_cast<std::byte*>(ctx_->scratch_ptr()) + col_off_;
       col_dst_.set_data_handle(T);
       exec(col_, col_args_, col_scratch_);
@@ -312,6 +328,7 @@ class ConvLayer final : public DnnlLayer {
 
  private:
   void refresh_weights() {
+    if (small_) small_->set_weights(params_[0].value.data<float>());
     if (narrow_) {  // (O, I, K, K) -> (K*K*I, O): row (kh*K + kw)*I + i (I = 1 today)
       const auto& s = as<Spec>();
       const int64_t O = s.out_c, I = s.in_c, KK = s.kernel * s.kernel;
@@ -384,6 +401,7 @@ class ConvLayer final : public DnnlLayer {
   dnnl::memory::desc plain_w_md_;
   dnnl::memory src_, dst_, dout_, din_, plain_w_, plain_dw_, w_fwd_, w_bwd_, dw_, bias_, db_, dpre_, src_lp_, ddst_lp_;
   Tensor w_fwd_buf_, w_bwd_buf_, dw_buf_, db_buf_, dpre_buf_, src_lp_buf_;
+  std::unique_ptr<SmallConvDgrad> small_;  // few input channels: own input gradient
   Args fwd_args_, bwd_d_args_, bwd_w_args_, act_args_, reorder_fwd_args_, reorder_bwd_args_, reorder_dw_args_,
       to_lp_src_args_, to_lp_ddst_args_;
 };

@@ -6,6 +6,9 @@
 // allocates no buffer.
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
+#include <cstring>
 #include <map>
 
 #include "src/graph/graph.hpp"
@@ -43,6 +46,11 @@ std::vector<Case> cases() {
       {"conv_narrow_1to4_k2_s3_p1", Conv2dSpec{1, 4, 2, 3, 1, 1}, {{2, 1, 7, 8}}},  // pixels no tap reaches
       {"conv_narrow_1to16_k3_s2_p0", Conv2dSpec{1, 16, 3, 2, 0, 1}, {{2, 1, 11, 9}}},
       {"conv_narrow_15to20_s2_nobias", Conv2dSpec{15, 20, 3, 2, 1, 1, false}, {{2, 15, 7, 6}}},
+      // kernels/cpu/small_conv_dgrad.cpp (K*K*I <= 64): several row blocks with their halo,
+      // 1-4 tap registers, 4-pixel groups and a tail, padding, stride 1
+      {"conv_small_5to16_s2_blocks", Conv2dSpec{5, 16, 3, 2, 0, 1}, {{2, 5, 75, 19}}},
+      {"conv_small_7to16_s2_p1", Conv2dSpec{7, 16, 3, 2, 1, 1}, {{2, 7, 37, 11}}},
+      {"conv_small_2to24_s1_p1", Conv2dSpec{2, 24, 3, 1, 1, 1}, {{2, 2, 40, 13}}},
       {"convT_k2_s2", ConvTranspose2dSpec{3, 2, 2, 2, 0, 0}, {{2, 3, 4, 5}}},
       {"convT_k3_s2_p0", ConvTranspose2dSpec{3, 2, 3, 2, 0, 0}, {{2, 3, 4, 5}}},
       {"convT_k3_s2_p1_op1", ConvTranspose2dSpec{3, 4, 3, 2, 1, 1}, {{2, 3, 4, 5}}},
@@ -522,4 +530,32 @@ TEST(OnednnGraph, TransposedConvWritesIntoConcat) {
   auto narrow = be->make_layer(ConvTranspose2dSpec{24, 8, 2, 2, 0, 0}, "up8");
   narrow->plan(in);
   EXPECT_FALSE(narrow->write_output_as_channels(0, 40));  // col2im path
+}
+
+// The few-input-channel input gradient (small_conv_dgrad.cpp) sums each element in a fixed
+// order: 1 and 3 threads give the same bits (row blocks are spread over threads differently).
+TEST(OnednnLayers, SmallInputChannelGradientIsThreadCountInvariant) {
+  const Dims d{3, 6, 83, 21};
+  std::vector<Tensor> dx;
+  const int saved = omp_get_max_threads();
+  for (const int threads : {1, 3}) {
+    omp_set_num_threads(threads);
+    auto be = make_backend("onednn");
+    auto layer = be->make_layer(Conv2dSpec{6, 16, 3, 2, 0, 1}, "t.small");
+    const Tensor x = random_tensor(d, 3, be->activation_format());
+    layer->plan(std::vector<Dims>{d});
+    randomize_params(*layer, 4);
+    layer->params_changed();
+    StepContext ctx;
+    ctx.training = true;
+    const Tensor out = run_forward(*be, *layer, ctx, {x});
+    const Tensor dout = random_tensor(out.dims(), 5, be->activation_format());
+    Tensor din = Tensor::empty(d, DType::f32, be->activation_format());
+    const Tensor* ip = &x;
+    Tensor* dp = &din;
+    layer->backward(ctx, std::span<const Tensor* const>(&ip, 1), out, dout, std::span<Tensor* const>(&dp, 1));
+    dx.push_back(din);
+  }
+  omp_set_num_threads(saved);
+  EXPECT_EQ(std::memcmp(dx[0].raw(), dx[1].raw(), dx[0].nbytes()), 0);
 }

@@ -1,0 +1,140 @@
+// Few-input-channel convolution input gradient (see small_conv_dgrad.hpp).
+#include "kernels/cpu/small_conv_dgrad.hpp"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "src/core/error.hpp"
+#include "src/graph/backend.hpp"
+
+namespace crackseg::onednn {
+namespace {
+
+// GCC 12's AVX-512 intrinsic headers trip -Wmaybe-uninitialized (their _mm512_undefined_*).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+// One row of T: T[ow, :] = sum_o dy[ow, o] * wt[o, :] (NV registers per pixel), four pixels
+// at a time so each weight vector loaded serves four FMAs.
+template <int NV>
+__attribute__((target("avx512f"))) void t_row(const float* dy, const float* wt, float* T, int64_t Wo, int64_t O) {
+  constexpr int64_t L = NV * 16;
+  int64_t ow = 0;
+  for (; ow + 4 <= Wo; ow += 4) {
+    __m512 acc[4][NV];
+    for (int p = 0; p < 4; ++p)
+      for (int v = 0; v < NV; ++v) acc[p][v] = _mm512_setzero_ps();
+    const float* d = dy + ow * O;
+    for (int64_t o = 0; o < O; ++o) {
+      __m512 w[NV];
+      for (int v = 0; v < NV; ++v) w[v] = _mm512_loadu_ps(wt + o * L + 16 * v);
+      for (int p = 0; p < 4; ++p) {
+        const __m512 b = _mm512_set1_ps(d[p * O + o]);
+        for (int v = 0; v < NV; ++v) acc[p][v] = _mm512_fmadd_ps(b, w[v], acc[p][v]);
+      }
+    }
+    for (int p = 0; p < 4; ++p)
+      for (int v = 0; v < NV; ++v) _mm512_storeu_ps(T + (ow + p) * L + 16 * v, acc[p][v]);
+  }
+  for (; ow < Wo; ++ow) {
+    __m512 acc[NV];
+    for (int v = 0; v < NV; ++v) acc[v] = _mm512_setzero_ps();
+    for (int64_t o = 0; o < O; ++o) {
+      const __m512 b = _mm512_set1_ps(dy[ow * O + o]);
+      for (int v = 0; v < NV; ++v) acc[v] = _mm512_fmadd_ps(b, _mm512_loadu_ps(wt + o * L + 16 * v), acc[v]);
+    }
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(T + ow * L + 16 * v, acc[v]);
+  }
+}
+#pragma GCC diagnostic pop
+
+using TRow = void (*)(const float*, const float*, float*, int64_t, int64_t);
+TRow t_row_for(int64_t nv) {
+  switch (nv) {
+    case 1: return t_row<1>;
+    case 2: return t_row<2>;
+    case 3: return t_row<3>;
+    case 4: return t_row<4>;
+    default: throw Error("SmallConvDgrad: " + std::to_string(nv) + " tap registers (at most 4)");
+  }
+}
+
+}  // namespace
+
+bool small_conv_dgrad_fits(int64_t in_c, int64_t kernel) {
+  const char* off = std::getenv("CRACKSEG_NO_AVX512");
+  if (off && std::string(off) == "1") return false;
+  return in_c >= 1 && kernel >= 1 && kernel * kernel * in_c <= 64 && __builtin_cpu_supports("avx512f");
+}
+
+SmallConvDgrad::SmallConvDgrad(const SmallConvShape& s) : s_(s) {
+  KKI_ = s.K * s.K * s.I;
+  NV_ = (KKI_ + 15) / 16;
+  // dx rows per block: T rows about 16 (one row of halo per block when K > S).
+  rows_per_block_ = 16 * s.S;
+  t_rows_ = (rows_per_block_ - 1 + s.K - 1) / s.S + 2;
+  threads_ = std::max(1, omp_get_max_threads());
+  wt_ = alloc_buffer({s.O * NV_ * 16});
+  tbuf_ = alloc_buffer({threads_ * t_rows_ * s.Wo * NV_ * 16});
+  std::memset(wt_.raw(), 0, wt_.nbytes());
+}
+
+void SmallConvDgrad::set_weights(const float* W) {
+  const int64_t KK = s_.K * s_.K, L = NV_ * 16;
+  float* wt = wt_.data<float>();
+  for (int64_t o = 0; o < s_.O; ++o)
+    for (int64_t i = 0; i < s_.I; ++i)
+      for (int64_t kk = 0; kk < KK; ++kk) wt[o * L + kk * s_.I + i] = W[(o * s_.I + i) * KK + kk];
+}
+
+void SmallConvDgrad::run(const float* dy, float* dx) {
+  const SmallConvShape s = s_;
+  const int64_t L = NV_ * 16, blocks_per_image = (s.H + rows_per_block_ - 1) / rows_per_block_;
+  const int64_t tasks = s.N * blocks_per_image;
+  const TRow row = t_row_for(NV_);
+  const float* wt = wt_.data<float>();
+  float* tb = tbuf_.data<float>();
+  const int nthreads = static_cast<int>(std::min<int64_t>(threads_, std::max(1, omp_get_max_threads())));
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t task = 0; task < tasks; ++task) {
+    const int64_t n = task / blocks_per_image, h0 = (task % blocks_per_image) * rows_per_block_;
+    const int64_t h1 = std::min(s.H, h0 + rows_per_block_);
+    // T rows reaching [h0, h1): oh * S + kh - P in [h0, h1) for some kh < K.
+    const int64_t lo = h0 + s.P - (s.K - 1);
+    const int64_t oh0 = std::max<int64_t>(0, lo <= 0 ? 0 : (lo + s.S - 1) / s.S);
+    const int64_t oh1 = std::min(s.Ho, (h1 - 1 + s.P) / s.S + 1);
+    float* T = tb + omp_get_thread_num() * t_rows_ * s.Wo * L;
+    for (int64_t oh = oh0; oh < oh1; ++oh) row(dy + ((n * s.Ho + oh) * s.Wo) * s.O, wt, T + (oh - oh0) * s.Wo * L, s.Wo, s.O);
+    // col2im, gathered per dx row: taps in (kh, kw) order, then the output columns.
+    for (int64_t h = h0; h < h1; ++h) {
+      float* d = dx + ((n * s.H + h) * s.W) * s.I;
+      std::memset(d, 0, static_cast<std::size_t>(s.W * s.I) * sizeof(float));
+      for (int64_t kh = 0; kh < s.K; ++kh) {
+        const int64_t t = h + s.P - kh;  // = S * oh
+        if (t < 0 || t % s.S != 0 || t / s.S >= s.Ho) continue;
+        const float* Tr = T + (t / s.S - oh0) * s.Wo * L;
+        for (int64_t kw = 0; kw < s.K; ++kw) {
+          // w = S * ow + kw - P in [0, W), ow in [0, Wo)
+          const int64_t last = s.W - 1 + s.P - kw;
+          if (last < 0) continue;
+          const int64_t ow0 = s.P - kw > 0 ? (s.P - kw + s.S - 1) / s.S : 0;
+          const int64_t ow1 = std::min(s.Wo, last / s.S + 1);
+          const float* Tk = Tr + (kh * s.K + kw) * s.I;
+          for (int64_t ow = ow0; ow < ow1; ++ow) {
+            float* q = d + (s.S * ow + kw - s.P) * s.I;
+            const float* v = Tk + ow * L;
+            for (int64_t i = 0; i < s.I; ++i) q[i] += v[i];
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace crackseg::onednn
