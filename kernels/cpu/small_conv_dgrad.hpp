@@ -1,4 +1,4 @@
-// Input gradient of a convolution with few input channels (K*K*I <= 64, e.g. Spiral-Net's
+// Input gradient of a convolution with few input channels (I <= 7, K*K*I <= 64, e.g. Spiral-Net's
 // modules 2-7, whose first convolution reads 1-6 maps): oneDNN 2.6 pads the input channels
 // to a block of 16 there, so its backward-data costs what 16 channels would (2.7 ms per call
 // at 255x255, batch 4, 1 thread, for 1 to 6 channels alike). Here, per block of input rows:
@@ -23,7 +23,8 @@ struct SmallConvShape {
   int64_t K, S, P;      // square kernel, stride, padding (dilation 1)
 };
 
-// Whether the kernel takes this convolution (fp32, dilation 1): K*K*I <= 64, and AVX-512
+// Whether the kernel takes this convolution (fp32, dilation 1): I <= 7, K >= 2 (a 1x1
+// convolution is a plain GEMM, which oneDNN does well), K*K*I <= 64, AVX-512
 // present and not switched off (CRACKSEG_NO_AVX512=1, read at each call: layers decide at plan).
 [[nodiscard]] bool small_conv_dgrad_fits(int64_t in_c, int64_t kernel);
 
