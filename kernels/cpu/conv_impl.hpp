@@ -34,8 +34,8 @@
 // slower from 3 (at 6 the 1x1 convolution to 54 channels alone costs 3.8 ms, col2im 3 more).
 // T lives in the shared scratchpad behind the 1x1 primitive's own scratch.
 //
-// Few input channels (K*K*I <= 64, fp32, direct, dilation 1, AVX-512; Spiral-Net's modules
-// 2-7 read 1-6 maps): the input gradient runs on small_conv_dgrad.hpp instead of oneDNN's
+// Few input channels (1-7, kernel >= 2, K*K*I <= 64, fp32, direct, dilation 1, AVX-512;
+// Spiral-Net's modules 2-7 read 1-6 maps): the input gradient runs on small_conv_dgrad.hpp instead of oneDNN's
 // (which pads the input channels to 16) or the GEMM + col2im above: our own T GEMM, kept in
 // cache per block of rows, gathered straight into dx. The 1-channel path above stays for
 // CPUs without AVX-512.
@@ -148,6 +148,7 @@ class ConvLayer final : public DnnlLayer {
       if (!lp_ && !wino_ && s.dilation == 1 && small_conv_dgrad_fits(s.in_c, K))
         small_ = std::make_unique<SmallConvDgrad>(
             SmallConvShape{x[0], x[1], x[2], x[3], s.out_c, y[2], y[3], K, s.stride, s.padding});
+      if (small_) ctx_->reserve_scratch(small_->scratch_bytes());
       narrow_ = !small_ && !lp_ && s.in_c == 1 && s.stride >= 2 && s.dilation == 1;
     }
     if (narrow_) {  // dx = col2im(dy * W as a 1x1 convolution to K*K*I channels)
@@ -305,7 +306,8 @@ class ConvLayer final : public DnnlLayer {
     if (wino_) return wino_backward(*in[0], fused_ ? dpre_buf_.raw() : dout.raw(), din[0]);
     if (din[0] && small_) {  // few input channels: our own GEMM + col2im (small_conv_dgrad.hpp)
       wait();  // the fused activation's d(pre-activation) is read below
-      small_->run(static_cast<const float*>(fused_ ? dpre_buf_.raw() : dout.raw()), din[0]->data<float>());
+      small_->run(static_cast<const float*>(fused_ ? dpre_buf_.raw() : dout.raw()), din[0]->data<float>(),
+                  static_cast<float*>(ctx_->scratch_ptr()));
     } else if (din[0] && narrow_) {
       std::byte* T = static_cast<std::byte*>(ctx_->scratch_ptr()) + col_off_;
       col_dst_.set_data_handle(T);

@@ -120,7 +120,6 @@ SmallConvDgrad::SmallConvDgrad(const SmallConvShape& s) : s_(s) {
   t_rows_ = (rows_per_block_ - 1 + s.K - 1) / s.S + 2;
   threads_ = std::max(1, omp_get_max_threads());
   wt_ = alloc_buffer({s.O * NV_ * 16});
-  tbuf_ = alloc_buffer({threads_ * t_rows_ * s.Wo * NV_ * 16});
   std::memset(wt_.raw(), 0, wt_.nbytes());
 }
 
@@ -132,13 +131,17 @@ void SmallConvDgrad::set_weights(const float* W) {
       for (int64_t kk = 0; kk < KK; ++kk) wt[o * L + kk * s_.I + i] = W[(o * s_.I + i) * KK + kk];
 }
 
-void SmallConvDgrad::run(const float* dy, float* dx) {
+std::size_t SmallConvDgrad::scratch_bytes() const {
+  return static_cast<std::size_t>(threads_ * t_rows_ * s_.Wo * NV_ * 16) * sizeof(float);
+}
+
+void SmallConvDgrad::run(const float* dy, float* dx, float* scratch) {
   const SmallConvShape s = s_;
   const int64_t L = NV_ * 16, blocks_per_image = (s.H + rows_per_block_ - 1) / rows_per_block_;
   const int64_t tasks = s.N * blocks_per_image;
   const TRow row = t_row_for(NV_);
   const float* wt = wt_.data<float>();
-  float* tb = tbuf_.data<float>();
+  float* tb = scratch;
   const int nthreads = static_cast<int>(std::min<int64_t>(threads_, std::max(1, omp_get_max_threads())));
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t task = 0; task < tasks; ++task) {

@@ -1,17 +1,19 @@
-// Input gradient of a convolution with few input channels (I <= 7, K*K*I <= 64, e.g. Spiral-Net's
-// modules 2-7, whose first convolution reads 1-6 maps): oneDNN 2.6 pads the input channels
-// to a block of 16 there, so its backward-data costs what 16 channels would (2.7 ms per call
-// at 255x255, batch 4, 1 thread, for 1 to 6 channels alike). Here, per block of input rows:
+// Input gradient of a convolution with few input channels (1-7, kernel >= 2, K*K*I <= 64;
+// e.g. Spiral-Net's modules 2-7, whose first convolution reads 1-6 maps): oneDNN 2.6 pads the
+// input channels to a block of 16 there, so its backward-data costs what 16 channels would
+// (2.7 ms per call at 255x255, batch 4, 1 thread, for 1 to 6 channels alike). Here, per block
+// of input rows:
 //   T[oh, ow, (kh*K + kw)*I + i] = sum_o dy[oh, ow, o] * W[o, i, kh, kw]    (a small GEMM,
 //     every output pixel's K*K*I tap products in at most four AVX-512 registers)
 //   dx[h, w, i] = sum over the taps (kh, kw) that reach (h, w) of T          (col2im, gather)
-// with T kept per thread for the rows the block needs (its halo recomputed), so T never
-// leaves the cache. Each dx element is summed in a fixed order (taps in (kh, kw) order; each
-// T value over o in order), whatever the thread count: the same bits for 1 or 64 threads.
-// AVX-512 only: without it (or with CRACKSEG_NO_AVX512=1) the layer keeps oneDNN's path.
+// with T computed per thread, for the rows the block needs (its halo recomputed), in the
+// backend's shared scratchpad, so it stays in cache. Each dx element is summed in a fixed
+// order (taps in (kh, kw) order; each T value over o in order), whatever the thread count:
+// the same bits for 1 or 64 threads. AVX-512 only: without it (or with CRACKSEG_NO_AVX512=1)
+// the layer keeps oneDNN's path.
 #pragma once
+#include <cstddef>
 #include <cstdint>
-#include <vector>
 
 #include "src/tensor/tensor.hpp"
 
@@ -33,14 +35,16 @@ class SmallConvDgrad {
   explicit SmallConvDgrad(const SmallConvShape& s);
   // W (O, I, K, K) plain -> the packed (O, NV*16) tap matrix; call when the weights change.
   void set_weights(const float* W);
+  // Bytes of scratch run() needs (the T rows of one block per thread): the backend's shared
+  // scratchpad, since layers run one at a time.
+  [[nodiscard]] std::size_t scratch_bytes() const;
   // dx (N, H, W, I) nhwc, every element written, from dy (N, Ho, Wo, O) nhwc.
-  void run(const float* dy, float* dx);
+  void run(const float* dy, float* dx, float* scratch);
 
  private:
   SmallConvShape s_;
   int64_t KKI_ = 0, NV_ = 0, rows_per_block_ = 0, t_rows_ = 0, threads_ = 1;
-  Tensor wt_;    // (O, NV*16), zero beyond K*K*I
-  Tensor tbuf_;  // per thread: the T rows of one block
+  Tensor wt_;  // (O, NV*16), zero beyond K*K*I
 };
 
 }  // namespace crackseg::onednn

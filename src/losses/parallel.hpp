@@ -17,8 +17,8 @@
 #include <omp.h>
 #endif
 #include <array>
-#include <type_traits>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace crackseg::par {
