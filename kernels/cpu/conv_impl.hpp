@@ -35,10 +35,10 @@
 // T lives in the shared scratchpad behind the 1x1 primitive's own scratch.
 //
 // Few input channels (1-7, kernel >= 2, K*K*I <= 64, fp32, direct, dilation 1, AVX-512;
-// Spiral-Net's modules 2-7 read 1-6 maps): the input gradient runs on small_conv_dgrad.hpp instead of oneDNN's
-// (which pads the input channels to 16) or the GEMM + col2im above: our own T GEMM, kept in
-// cache per block of rows, gathered straight into dx. The 1-channel path above stays for
-// CPUs without AVX-512.
+// Spiral-Net's modules 2-7 read 1-6 maps): the input gradient runs on small_conv_dgrad.hpp
+// instead of oneDNN's (which pads the input channels to 16) or the GEMM + col2im above: our
+// own T GEMM, kept in cache per block of rows, gathered into dx by col2im_add_row. The
+// 1-channel path above stays for CPUs without AVX-512.
 #pragma once
 #include <algorithm>
 #include <type_traits>

@@ -7,8 +7,10 @@
 #pragma once
 #include <dnnl.hpp>
 
+#include <cstdlib>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <unordered_map>
 
 #include "kernels/cpu/dnnl_check.hpp"
@@ -86,6 +88,13 @@ template <class P, class PD>
   return CRACKSEG_DNNL_CALL(dnnl::memory(md, e, storage.raw()));
 }
 inline void bind(const dnnl::memory& m, const Tensor& t) { m.set_data_handle(const_cast<void*>(t.raw())); }
+// Whether our own AVX-512 kernels may run: the CPU has AVX-512F and CRACKSEG_NO_AVX512 is not
+// "1" (it forces the portable paths: their tests set it; also a field workaround). Read at
+// each call; layers decide once (plan or first use).
+[[nodiscard]] inline bool avx512_enabled() {
+  const char* off = std::getenv("CRACKSEG_NO_AVX512");
+  return !(off && std::string_view(off) == "1") && __builtin_cpu_supports("avx512f");
+}
 // grad[0..n) += delta[0..n): a primitive's bias gradient into the parameter's accumulated one.
 inline void add_into(Tensor& grad, const Tensor& delta, int64_t n) {
   float* g = grad.data<float>();

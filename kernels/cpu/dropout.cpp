@@ -8,7 +8,6 @@
 #include <immintrin.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 
 #include "kernels/cpu/dnnl_common.hpp"
@@ -79,11 +78,8 @@ __attribute__((target("avx512f,bmi2"))) uint64_t keep_bits_avx512(uint32_t c0, u
 #pragma GCC diagnostic pop
 
 using KeepBits = uint64_t (*)(uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t);
-// CRACKSEG_NO_AVX512=1 forces the portable path (its test sets it; also a field workaround).
 KeepBits pick_keep_bits() {
-  const char* off = std::getenv("CRACKSEG_NO_AVX512");
-  if (off && std::string(off) == "1") return keep_bits_scalar;
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("bmi2") ? keep_bits_avx512 : keep_bits_scalar;
+  return avx512_enabled() && __builtin_cpu_supports("bmi2") ? keep_bits_avx512 : keep_bits_scalar;
 }
 
 // The mask, one bit per element (memory: 1/32 of the activation instead of 1/4 as bytes).
@@ -138,11 +134,6 @@ void apply_rows_scalar(const uint64_t* rows, const float* x, float* y, int64_t n
     for (int64_t c = 0; c < C; ++c) y[k * C + c] = (rows[c] >> k) & 1u ? x[k * C + c] * scale : 0.0f;
 }
 using ApplyRows = void (*)(const uint64_t*, const float*, float*, int64_t, int64_t, float);
-bool use_avx512_rows() {
-  const char* off = std::getenv("CRACKSEG_NO_AVX512");
-  if (off && std::string(off) == "1") return false;
-  return __builtin_cpu_supports("avx512f");
-}
 
 class Dropout final : public DnnlLayer {
  public:
@@ -204,7 +195,7 @@ class Dropout final : public DnnlLayer {
     const uint32_t k0 = static_cast<uint32_t>(key), k1 = static_cast<uint32_t>(key >> 32);
     const uint32_t c2 = static_cast<uint32_t>(ctx.epoch);
     static const KeepBits keep_bits = pick_keep_bits();
-    static const ApplyRows apply_rows = use_avx512_rows() ? apply_rows_avx512 : apply_rows_scalar;
+    static const ApplyRows apply_rows = avx512_enabled() ? apply_rows_avx512 : apply_rows_scalar;
     uint64_t* words = static_cast<uint64_t*>(mask_.raw());
     const float* xs = x.data<float>();
     float* ys = y.data<float>();
@@ -228,7 +219,7 @@ class Dropout final : public DnnlLayer {
       }
   }
   void apply(const Tensor& src, Tensor& dst) const {
-    static const ApplyRows apply_rows = use_avx512_rows() ? apply_rows_avx512 : apply_rows_scalar;
+    static const ApplyRows apply_rows = avx512_enabled() ? apply_rows_avx512 : apply_rows_scalar;
     const float sc = scale();
     const float* x = src.data<float>();
     float* y = dst.data<float>();

@@ -5,12 +5,12 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 
+#include "kernels/cpu/col2im.hpp"
+#include "kernels/cpu/dnnl_common.hpp"
 #include "src/core/error.hpp"
-#include "src/graph/backend.hpp"
 
 namespace crackseg::onednn {
 namespace {
@@ -54,31 +54,14 @@ __attribute__((target("avx512f"))) void t_row(const float* dy, const float* wt, 
 }
 #pragma GCC diagnostic pop
 
-// col2im, gathered per dx row: taps in (kh, kw) order, then the output columns; the channel
-// count a compile-time constant so the per-pixel adds unroll (1-7 channels; plain stores:
-// masked AVX-512 stores measured slower here).
+// One dx row (zeroed, then col2im_add_row over the T rows of this block, oh0 first); the
+// channel count a compile-time constant so the per-pixel adds unroll (1-7 channels; masked
+// AVX-512 stores measured slower here).
 template <int I>
 void gather_row(const SmallConvShape& s, const float* T, int64_t oh0, int64_t L, int64_t n, int64_t h, float* dx) {
   float* d = dx + ((n * s.H + h) * s.W) * I;
   std::memset(d, 0, static_cast<std::size_t>(s.W * I) * sizeof(float));
-  for (int64_t kh = 0; kh < s.K; ++kh) {
-    const int64_t t = h + s.P - kh;  // = S * oh
-    if (t < 0 || t % s.S != 0 || t / s.S >= s.Ho) continue;
-    const float* Tr = T + (t / s.S - oh0) * s.Wo * L;
-    for (int64_t kw = 0; kw < s.K; ++kw) {
-      // w = S * ow + kw - P in [0, W), ow in [0, Wo)
-      const int64_t last = s.W - 1 + s.P - kw;
-      if (last < 0) continue;
-      const int64_t ow0 = s.P - kw > 0 ? (s.P - kw + s.S - 1) / s.S : 0;
-      const int64_t ow1 = std::min(s.Wo, last / s.S + 1);
-      const float* Tk = Tr + (kh * s.K + kw) * I;
-      for (int64_t ow = ow0; ow < ow1; ++ow) {
-        float* q = d + (s.S * ow + kw - s.P) * I;
-        const float* v = Tk + ow * L;
-        for (int i = 0; i < I; ++i) q[i] += v[i];
-      }
-    }
-  }
+  col2im_add_row<I>([&](int64_t oh) { return T + (oh - oh0) * s.Wo * L; }, s.Ho, s.Wo, L, s.K, s.S, s.P, I, d, h, s.W);
 }
 void gather(const SmallConvShape& s, const float* T, int64_t oh0, int64_t L, int64_t n, int64_t h, float* dx) {
   switch (s.I) {
@@ -107,14 +90,11 @@ TRow t_row_for(int64_t nv) {
 }  // namespace
 
 bool small_conv_dgrad_fits(int64_t in_c, int64_t kernel) {
-  const char* off = std::getenv("CRACKSEG_NO_AVX512");
-  if (off && std::string(off) == "1") return false;
-  return in_c >= 1 && in_c <= 7 && kernel >= 2 && kernel * kernel * in_c <= 64 && __builtin_cpu_supports("avx512f");
+  return in_c >= 1 && in_c <= 7 && kernel >= 2 && kernel * kernel * in_c <= 64 && avx512_enabled();
 }
 
 SmallConvDgrad::SmallConvDgrad(const SmallConvShape& s) : s_(s) {
-  KKI_ = s.K * s.K * s.I;
-  NV_ = (KKI_ + 15) / 16;
+  NV_ = (s.K * s.K * s.I + 15) / 16;
   // dx rows per block: T rows about 16 (one row of halo per block when K > S).
   rows_per_block_ = 16 * s.S;
   t_rows_ = (rows_per_block_ - 1 + s.K - 1) / s.S + 2;
@@ -149,7 +129,7 @@ void SmallConvDgrad::run(const float* dy, float* dx, float* scratch) {
     const int64_t h1 = std::min(s.H, h0 + rows_per_block_);
     // T rows reaching [h0, h1): oh * S + kh - P in [h0, h1) for some kh < K.
     const int64_t lo = h0 + s.P - (s.K - 1);
-    const int64_t oh0 = std::max<int64_t>(0, lo <= 0 ? 0 : (lo + s.S - 1) / s.S);
+    const int64_t oh0 = lo <= 0 ? 0 : (lo + s.S - 1) / s.S;
     const int64_t oh1 = std::min(s.Ho, (h1 - 1 + s.P) / s.S + 1);
     float* T = tb + omp_get_thread_num() * t_rows_ * s.Wo * L;
     for (int64_t oh = oh0; oh < oh1; ++oh) row(dy + ((n * s.Ho + oh) * s.Wo) * s.O, wt, T + (oh - oh0) * s.Wo * L, s.Wo, s.O);

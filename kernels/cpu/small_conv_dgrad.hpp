@@ -43,7 +43,7 @@ class SmallConvDgrad {
 
  private:
   SmallConvShape s_;
-  int64_t KKI_ = 0, NV_ = 0, rows_per_block_ = 0, t_rows_ = 0, threads_ = 1;
+  int64_t NV_ = 0, rows_per_block_ = 0, t_rows_ = 0, threads_ = 1;
   Tensor wt_;  // (O, NV*16), zero beyond K*K*I
 };
 
