@@ -215,6 +215,26 @@ def cmd_table(a):
     return 0
 
 
+def runs_of(rows, case, pred):
+    """The rows of one case that satisfy pred."""
+    return [r for r in rows if r["case"] == case and pred(r)]
+
+
+def median_of(rs, key="samples_per_s"):
+    return statistics.median(r[key] for r in rs) if rs else 0.0
+
+
+def is_fp32_direct(r):
+    """A crackseg run with the defaults: fp32, direct convolutions."""
+    return r["side"] == "crackseg" and r.get("precision", "fp32") == "fp32" and r.get("conv_algorithm", "direct") == "direct"
+
+
+def strongest_fp32_peer(rows, case):
+    """Median samples/s of the faster PyTorch fp32 mode (eager or compile) for one case."""
+    return max(median_of(runs_of(rows, case, lambda r, m=m: r["side"] == "peer" and r.get("mode") == m))
+               for m in ("eager", "compile"))
+
+
 def print_winograd_table(rows, cases, label, unit, peak):
     """crackseg fp32 with train.conv_algorithm = winograd against the strongest fp32 peer."""
     print()
@@ -223,20 +243,16 @@ def print_winograd_table(rows, cases, label, unit, peak):
     print("|---|---|---|---|---|---|---|")
     detail = []
     for c in cases:
-        def pick(sel):
-            return [r for r in rows if r["case"] == c and sel(r)]
-        w = pick(lambda r: r["side"] == "crackseg" and r.get("conv_algorithm") == "winograd")
-        d = pick(lambda r: r["side"] == "crackseg" and r.get("precision", "fp32") == "fp32" and
-                 r.get("conv_algorithm", "direct") == "direct")
+        w = runs_of(rows, c, lambda r: r["side"] == "crackseg" and r.get("conv_algorithm") == "winograd")
+        d = runs_of(rows, c, is_fp32_direct)
         if not w:
             continue
-        med = lambda rs, k="samples_per_s": statistics.median(r[k] for r in rs) if rs else 0.0
-        pf = max(med(pick(lambda r, m=m: r["side"] == "peer" and r.get("mode") == m)) for m in ("eager", "compile"))
-        cw, cd = med(w), med(d)
+        pf = strongest_fp32_peer(rows, c)
+        cw, cd = median_of(w), median_of(d)
         pct = f"{100 * w[0]['gflop_per_sample_step'] * cw / peak:.0f}%" if peak else "-"
         ratio = f"**{cw / pf:.2f}x**" if pf else "-"
         print(f"| {label[c]} | {fmt_rate(cw)} {unit[c]} | {fmt_rate(cd) if cd else '-'} | {fmt_rate(pf) if pf else '-'} | "
-              f"{ratio} | {pct} | {med(w, 'peak_rss_mb'):,.0f} / {med(d, 'peak_rss_mb') if d else 0:,.0f} |")
+              f"{ratio} | {pct} | {median_of(w, 'peak_rss_mb'):,.0f} / {median_of(d, 'peak_rss_mb') if d else 0:,.0f} |")
         detail.append(f"  {c} crackseg Winograd: " + ", ".join(fmt_rate(r["samples_per_s"]) for r in w) +
                       f" ({w[0].get('arithmetic', '')})")
     print()
@@ -252,27 +268,19 @@ def print_bf16_table(rows, cases, label, unit):
     print("|---|---|---|---|---|---|---|---|")
     detail = []
     for c in cases:
-        def med(sel):
-            v = [r["samples_per_s"] for r in rows if r["case"] == c and sel(r)]
-            return (statistics.median(v), v) if v else (0.0, [])
-        cb, cb_all = med(lambda r: r["side"] == "crackseg" and r.get("precision") == "bf16")
-        cf, _ = med(lambda r: r["side"] == "crackseg" and r.get("precision", "fp32") == "fp32" and
-                    r.get("conv_algorithm", "direct") == "direct")
-        pb, pb_all = med(lambda r: r["side"] == "peer" and r.get("mode") == "bf16")
-        pf = max(med(lambda r, m=m: r["side"] == "peer" and r.get("mode") == m)[0] for m in ("eager", "compile"))
-        if not cb:
+        b = runs_of(rows, c, lambda r: r["side"] == "crackseg" and r.get("precision") == "bf16")
+        p = runs_of(rows, c, lambda r: r["side"] == "peer" and r.get("mode") == "bf16")
+        if not b:
             continue
-        rb = [r["peak_rss_mb"] for r in rows if r["case"] == c and r["side"] == "crackseg" and r.get("precision") == "bf16"]
-        rp = [r["peak_rss_mb"] for r in rows if r["case"] == c and r["side"] == "peer" and r.get("mode") == "bf16"]
-        ratio = lambda a, b: f"**{a / b:.2f}x**" if a and b else "-"
+        cb, cf, pb, pf = median_of(b), median_of(runs_of(rows, c, is_fp32_direct)), median_of(p), strongest_fp32_peer(rows, c)
+        ratio = lambda x, y: f"**{x / y:.2f}x**" if x and y else "-"
+        rss_p = f"{median_of(p, 'peak_rss_mb'):,.0f}" if p else "-"
         print(f"| {label[c]} | {fmt_rate(cb)} {unit[c]} | {fmt_rate(cf) if cf else '-'} | {fmt_rate(pb) if pb else '-'} | "
               f"{fmt_rate(pf) if pf else '-'} | {ratio(cb, pb)} | {ratio(cb, pf)} | "
-              f"{statistics.median(rb):,.0f} / {statistics.median(rp):,.0f} |" if rp else
-              f"| {label[c]} | {fmt_rate(cb)} {unit[c]} | {fmt_rate(cf) if cf else '-'} | - | {fmt_rate(pf) if pf else '-'} | - | "
-              f"{ratio(cb, pf)} | {statistics.median(rb):,.0f} / - |")
-        detail.append(f"  {c} crackseg bf16: " + ", ".join(fmt_rate(v) for v in cb_all))
-        if pb_all:
-            detail.append(f"  {c} PyTorch bf16 autocast: " + ", ".join(fmt_rate(v) for v in pb_all))
+              f"{median_of(b, 'peak_rss_mb'):,.0f} / {rss_p} |")
+        detail.append(f"  {c} crackseg bf16: " + ", ".join(fmt_rate(r["samples_per_s"]) for r in b))
+        if p:
+            detail.append(f"  {c} PyTorch bf16 autocast: " + ", ".join(fmt_rate(r["samples_per_s"]) for r in p))
     print()
     print("bf16 runs (samples/s):")
     print("\n".join(detail))
