@@ -5,9 +5,10 @@
 // The kernels are our own (batchnorm_kernels.hpp says why: oneDNN 2.6 cannot fuse
 // LeakyReLU into batchnorm and runs 1-channel batchnorm slowly). A following ReLU /
 // LeakyReLU (slope > 0) is fused when the Graph offers it: forward writes act(bn(x)) and
-// backward reads the activation's mask from that saved output, so the activation costs no
-// memory pass of its own; the backward then reads only the output's sign, so an in-place
-// dropout after it keeps every bit (Layer::backward_reads_output_sign_only).
+// backward recomputes the activation's mask from x with the constants forward used (kept
+// here), so the activation costs no memory pass of its own and backward never reads the
+// output: whatever follows may overwrite it in place.
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/cpu/batchnorm_kernels.hpp"
@@ -24,16 +25,14 @@ class BatchNorm2d final : public DnnlLayer {
         stats_(std::get<BatchNorm2dSpec>(s).channels, std::get<BatchNorm2dSpec>(s).momentum) {
     const auto C = static_cast<std::size_t>(std::get<BatchNorm2dSpec>(s).channels);
     mean_.assign(C, 0.0), var_.assign(C, 0.0), invstd_.assign(C, 0.0);
-    meanf_.assign(C, 0.0f), scale_.assign(C, 0.0f);
+    meanf_.assign(C, 0.0f), scale_.assign(C, 0.0f), shift_.assign(C, 0.0f);
   }
   std::vector<std::pair<std::string, Tensor*>> buffers() override {
     return {{name_ + ".running_mean", &stats_.mean()}, {name_ + ".running_var", &stats_.var()}};
   }
   std::size_t batch_stats_size() const override { return stats_.size(); }
-  // Unfused: backward reads src, the batch statistics and dout only. Fused: also the sign of
-  // the (activated) output, for the activation's derivative.
-  bool backward_reads_output() const override { return act_.on; }
-  bool backward_reads_output_sign_only() const override { return act_.on; }
+  // Backward reads src, the batch statistics, forward's constants and dout only, fused or not.
+  bool backward_reads_output() const override { return false; }
   bool fuse_activation(const LayerSpec& act) override {
     if (const auto a = fusable_relu_alpha(act)) act_ = {true, *a};
     return act_.on;
@@ -73,18 +72,20 @@ class BatchNorm2d final : public DnnlLayer {
         scale_[c] = static_cast<float>(g[c] * invstd_[c]);
       }
     }
-    bn_apply(x.data<float>(), out.data<float>(), shape_, meanf_, scale_, std::span<const float>(b, meanf_.size()), act_);
+    std::copy(b, b + C, shift_.begin());
+    bn_apply(x.data<float>(), out.data<float>(), shape_, meanf_, scale_, shift_, act_);
     if (ctx.training) stats_.record(mean_.data(), var_.data(), static_cast<double>(shape_.pixels()));
   }
 
-  void backward(const StepContext& ctx, std::span<const Tensor* const> in, const Tensor& out, const Tensor& dout,
+  void backward(const StepContext& ctx, std::span<const Tensor* const> in, const Tensor& /*out*/, const Tensor& dout,
                 std::span<Tensor* const> din) override {
-    if (!ctx.training) return eval_backward(*in[0], out, dout, din[0]);
+    if (!ctx.training) return eval_backward(*in[0], dout, din[0]);
     check_layout(*in[0]);
-    // Statistics and invstd are this layer's last training forward's (the Graph runs a
-    // layer's backward after its own forward). Without a consumer of dx only the sums run.
-    bn_backward(in[0]->data<float>(), out.data<float>(), dout.data<float>(), din[0] ? din[0]->data<float>() : nullptr,
-                shape_, work_, mean_, invstd_, std::span<const float>(params_[0].value.data<float>(), mean_.size()),
+    // Statistics, invstd and the constants are this layer's last training forward's (the
+    // Graph runs a layer's backward after its own forward). Without a consumer of dx only the
+    // sums run.
+    bn_backward(in[0]->data<float>(), dout.data<float>(), din[0] ? din[0]->data<float>() : nullptr, shape_, work_,
+                {meanf_, scale_, shift_}, invstd_, std::span<const float>(params_[0].value.data<float>(), mean_.size()),
                 act_, params_[0].grad.data<float>(), params_[1].grad.data<float>());
   }
 
@@ -97,13 +98,13 @@ class BatchNorm2d final : public DnnlLayer {
   }
 
   // y = (x - rm) / sqrt(rv + eps) * g + b with constants rm, rv (nhwc: channel fastest).
-  // With a fused activation, dout is first multiplied by its derivative (from out's sign).
-  void eval_backward(const Tensor& x, const Tensor& out, const Tensor& dout, Tensor* din) {
+  // With a fused activation, dout is first multiplied by its derivative (the sign of the
+  // pre-activation, recomputed from x as the eval forward computed it).
+  void eval_backward(const Tensor& x, const Tensor& dout, Tensor* din) {
     const auto& s = as<BatchNorm2dSpec>();
     const int64_t C = s.channels, P = x.numel() / C;
     const float* xd = x.data<float>();
     const float* dy = dout.data<float>();
-    const float* y = out.data<float>();
     const float* g = params_[0].value.data<float>();
     const float* rm = stats_.mean().data<float>();
     const float* rv = stats_.var().data<float>();
@@ -111,7 +112,8 @@ class BatchNorm2d final : public DnnlLayer {
     for (int64_t p = 0; p < P; ++p)
       for (int64_t c = 0; c < C; ++c) {
         const double inv = 1.0 / std::sqrt(double(rv[c]) + s.eps);
-        const double d = act_.on && !(y[p * C + c] > 0.0f) ? dy[p * C + c] * act_.slope : dy[p * C + c];
+        const bool on = bn_pre_activation(xd[p * C + c], meanf_[c], scale_[c], shift_[c]) > 0.0f;
+        const double d = act_.on && !on ? dy[p * C + c] * act_.slope : dy[p * C + c];
         sdy[c] += d;
         sdyx[c] += d * (xd[p * C + c] - rm[c]) * inv;
         if (din) din->data<float>()[p * C + c] = static_cast<float>(d * g[c] * inv);
@@ -127,7 +129,7 @@ class BatchNorm2d final : public DnnlLayer {
   BnWork work_;
   BnAct act_;
   std::vector<double> mean_, var_, invstd_;  // the last training forward's batch statistics
-  std::vector<float> meanf_, scale_;         // per call: y = act((x - mean) * scale + beta)
+  std::vector<float> meanf_, scale_, shift_;  // per call: y = act((x - mean) * scale + shift)
 };
 
 }  // namespace

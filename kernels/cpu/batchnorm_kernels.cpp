@@ -94,20 +94,23 @@ CRACKSEG_CLONES void row_apply(const float* x, float* y, int64_t W, int64_t C, c
   });
 }
 
-// Backward sums over one row: sg[c] = sum g, sgx[c] = sum g * (x - mean[c]), g = dy * act'(y).
-// y is always a readable row (the callers pass dy when there is no activation): vectorised
-// code may load it whether or not act is set.
-CRACKSEG_CLONES void row_bwd_sums(const float* __restrict x, const float* __restrict y, const float* __restrict dy,
-                                  int64_t W, int64_t C, const float* __restrict mean, bool act, float slope,
-                                  float* __restrict sg, float* __restrict sgx) {
+// Backward sums over one row: sg[c] = sum g, sgx[c] = sum g * (x - mean[c]), g = dy * act'(v).
+// The activation's derivative comes from v = (x - mean) * a + b recomputed with forward's
+// constants and forward's expression (this file is built without FMA contraction), so its
+// sign is the one forward saw, bit for bit, and the saved output is never read.
+CRACKSEG_CLONES void row_bwd_sums(const float* __restrict x, const float* __restrict dy, int64_t W, int64_t C,
+                                  const float* __restrict mean, const float* __restrict fa,
+                                  const float* __restrict fb, bool act, float slope, float* __restrict sg,
+                                  float* __restrict sgx) {
   if (C == 1) {
-    const float m = mean[0];
+    const float m = mean[0], a = fa[0], b = fb[0];
     float s = 0.0f, t = 0.0f;
 #pragma omp simd reduction(+ : s, t)
     for (int64_t w = 0; w < W; ++w) {
-      const float g = act && !(y[w] > 0.0f) ? dy[w] * slope : dy[w];
+      const float d = x[w] - m;
+      const float g = act && !(d * a + b > 0.0f) ? dy[w] * slope : dy[w];
       s += g;
-      t += g * (x[w] - m);
+      t += g * d;
     }
     sg[0] = s, sgx[0] = t;
     return;
@@ -115,45 +118,50 @@ CRACKSEG_CLONES void row_bwd_sums(const float* __restrict x, const float* __rest
   for_channel_groups(C, [&]<int64_t L>(int64_t c0) __attribute__((always_inline)) {
     constexpr int64_t M = L ? L : kB;
     const int64_t n = L ? L : C - c0;
-    float s[M] = {}, t[M] = {}, m[M] = {};
-    for (int64_t j = 0; j < n; ++j) m[j] = mean[c0 + j];
+    float s[M] = {}, t[M] = {}, m[M] = {}, a[M] = {}, b[M] = {};
+    for (int64_t j = 0; j < n; ++j) m[j] = mean[c0 + j], a[j] = fa[c0 + j], b[j] = fb[c0 + j];
     for (int64_t w = 0; w < W; ++w)
 #pragma omp simd
       for (int64_t j = 0; j < (L ? L : n); ++j) {
         const int64_t i = w * C + c0 + j;
-        const float g = act && !(y[i] > 0.0f) ? dy[i] * slope : dy[i];
+        const float d = x[i] - m[j];
+        const float g = act && !(d * a[j] + b[j] > 0.0f) ? dy[i] * slope : dy[i];
         s[j] += g;
-        t[j] += g * (x[i] - m[j]);
+        t[j] += g * d;
       }
     for (int64_t j = 0; j < n; ++j) sg[c0 + j] = s[j], sgx[c0 + j] = t[j];
   });
 }
 
-// dx = k1 * g + k2 * (x - mean) + k3 over one row, g = dy * act'(y).
-CRACKSEG_CLONES void row_bwd_apply(const float* __restrict x, const float* __restrict y, const float* __restrict dy,
-                                   float* __restrict dx, int64_t W, int64_t C, const float* __restrict mean,
-                                   const float* __restrict k1, const float* __restrict k2,
-                                   const float* __restrict k3, bool act, float slope) {
+// dx = k1 * g + k2 * (x - mean) + k3 over one row, g = dy * act'(v) as in row_bwd_sums.
+CRACKSEG_CLONES void row_bwd_apply(const float* __restrict x, const float* __restrict dy, float* __restrict dx,
+                                   int64_t W, int64_t C, const float* __restrict mean, const float* __restrict fa,
+                                   const float* __restrict fb, const float* __restrict k1,
+                                   const float* __restrict k2, const float* __restrict k3, bool act, float slope) {
   if (C == 1) {
-    const float m = mean[0], a1 = k1[0], a2 = k2[0], a3 = k3[0];
+    const float m = mean[0], a = fa[0], b = fb[0], a1 = k1[0], a2 = k2[0], a3 = k3[0];
 #pragma omp simd
     for (int64_t w = 0; w < W; ++w) {
-      const float g = act && !(y[w] > 0.0f) ? dy[w] * slope : dy[w];
-      dx[w] = a1 * g + a2 * (x[w] - m) + a3;
+      const float d = x[w] - m;
+      const float g = act && !(d * a + b > 0.0f) ? dy[w] * slope : dy[w];
+      dx[w] = a1 * g + a2 * d + a3;
     }
     return;
   }
   for_channel_groups(C, [&]<int64_t L>(int64_t c0) __attribute__((always_inline)) {
     constexpr int64_t M = L ? L : kB;
     const int64_t n = L ? L : C - c0;
-    float m[M] = {}, a1[M] = {}, a2[M] = {}, a3[M] = {};
-    for (int64_t j = 0; j < n; ++j) m[j] = mean[c0 + j], a1[j] = k1[c0 + j], a2[j] = k2[c0 + j], a3[j] = k3[c0 + j];
+    float m[M] = {}, a[M] = {}, b[M] = {}, a1[M] = {}, a2[M] = {}, a3[M] = {};
+    for (int64_t j = 0; j < n; ++j)
+      m[j] = mean[c0 + j], a[j] = fa[c0 + j], b[j] = fb[c0 + j], a1[j] = k1[c0 + j], a2[j] = k2[c0 + j],
+      a3[j] = k3[c0 + j];
     for (int64_t w = 0; w < W; ++w)
 #pragma omp simd
       for (int64_t j = 0; j < (L ? L : n); ++j) {
         const int64_t i = w * C + c0 + j;
-        const float g = act && !(y[i] > 0.0f) ? dy[i] * slope : dy[i];
-        dx[i] = a1[j] * g + a2[j] * (x[i] - m[j]) + a3[j];
+        const float d = x[i] - m[j];
+        const float g = act && !(d * a[j] + b[j] > 0.0f) ? dy[i] * slope : dy[i];
+        dx[i] = a1[j] * g + a2[j] * d + a3[j];
       }
   });
 }
@@ -191,21 +199,23 @@ void bn_apply(const float* x, float* y, const BnShape& s, std::span<const float>
     row_apply(x + r * W * C, y + r * W * C, W, C, mean.data(), scale.data(), shift.data(), act.on, act.slope);
 }
 
-void bn_backward(const float* x, const float* y, const float* dy, float* dx, const BnShape& s, BnWork& work,
-                 std::span<const double> mean, std::span<const double> invstd, std::span<const float> gamma,
-                 BnAct act, float* dscale, float* dshift) {
+float bn_pre_activation(float x, float m, float a, float b) { return (x - m) * a + b; }
+
+void bn_backward(const float* x, const float* dy, float* dx, const BnShape& s, BnWork& work, const BnForward& f,
+                 std::span<const double> invstd, std::span<const float> gamma, BnAct act, float* dscale,
+                 float* dshift) {
   const int64_t R = s.rows, W = s.width, C = s.channels;
   float* sg = work.a();
   float* sgx = work.b();
-  float* mf = work.k(0);
-  for (int64_t c = 0; c < C; ++c) mf[c] = static_cast<float>(mean[c]);
+  const float* mf = f.mean.data();
+  const float* fa = f.scale.data();
+  const float* fb = f.shift.data();
 #pragma omp parallel for schedule(static) if (parallel(s))
   for (int64_t r = 0; r < R; ++r)
-    row_bwd_sums(x + r * W * C, act.on ? y + r * W * C : dy + r * W * C, dy + r * W * C, W, C, mf, act.on, act.slope,
-                 sg + r * C, sgx + r * C);
-  float* k1 = work.k(1);
-  float* k2 = work.k(2);
-  float* k3 = work.k(3);
+    row_bwd_sums(x + r * W * C, dy + r * W * C, W, C, mf, fa, fb, act.on, act.slope, sg + r * C, sgx + r * C);
+  float* k1 = work.k(0);
+  float* k2 = work.k(1);
+  float* k3 = work.k(2);
   const double P = static_cast<double>(s.pixels());
   for (int64_t c = 0; c < C; ++c) {
     double g = 0.0, gx = 0.0;
@@ -220,8 +230,7 @@ void bn_backward(const float* x, const float* y, const float* dy, float* dx, con
   if (!dx) return;
 #pragma omp parallel for schedule(static) if (parallel(s))
   for (int64_t r = 0; r < R; ++r)
-    row_bwd_apply(x + r * W * C, act.on ? y + r * W * C : dy + r * W * C, dy + r * W * C, dx + r * W * C, W, C, mf, k1, k2,
-                  k3, act.on, act.slope);
+    row_bwd_apply(x + r * W * C, dy + r * W * C, dx + r * W * C, W, C, mf, fa, fb, k1, k2, k3, act.on, act.slope);
 }
 
 }  // namespace crackseg::onednn

@@ -5,9 +5,11 @@
 // two backward over every U-Net and Spiral-Net block output; and its 1-channel path
 // (Spiral-Net's module outputs) runs ~3x slower per element than its vectorised one.
 // Here: forward = one statistics pass (each row of W pixels read twice while it is in cache)
-// + one apply pass writing act(x * a + b); backward = one sums pass + one apply pass, reading
-// the activation's mask from the saved output y (y > 0 <=> pre-activation > 0 for ReLU and
-// LeakyReLU with slope > 0), so the activation costs no pass of its own.
+// + one apply pass writing act(x * a + b); backward = one sums pass + one apply pass, each
+// reading x and dy only: the activation's mask (pre-activation v > 0) is recomputed from x
+// with forward's constants and forward's expression, so the activation costs no pass of its
+// own and the saved output is never read (12 -> 8 and 16 -> 12 bytes per element; the
+// output may be overwritten in place by whatever follows).
 //
 // Numerics and determinism: per-row partial sums (float, over one row's W pixels) are
 // combined in double over the rows in a fixed order (Chan et al.'s pairwise update for the
@@ -35,17 +37,17 @@ struct BnAct {
 };
 
 // Per-call temporaries, sized once by reserve() in plan (nothing is allocated per step):
-// two rows x C float partial sums and four per-channel float constants.
+// two rows x C float partial sums and three per-channel float constants.
 class BnWork {
  public:
   void reserve(const BnShape& s) {
     a_.assign(static_cast<std::size_t>(s.rows * s.channels), 0.0f);
     b_.assign(a_.size(), 0.0f);
-    k_.assign(static_cast<std::size_t>(4 * s.channels), 0.0f);
+    k_.assign(static_cast<std::size_t>(3 * s.channels), 0.0f);
   }
   [[nodiscard]] float* a() { return a_.data(); }
   [[nodiscard]] float* b() { return b_.data(); }
-  [[nodiscard]] float* k(int i) { return k_.data() + static_cast<std::size_t>(i) * (k_.size() / 4); }
+  [[nodiscard]] float* k(int i) { return k_.data() + static_cast<std::size_t>(i) * (k_.size() / 3); }
 
  private:
   std::vector<float> a_, b_, k_;
@@ -58,12 +60,21 @@ void bn_batch_stats(const float* x, const BnShape& s, BnWork& w, std::span<doubl
 void bn_apply(const float* x, float* y, const BnShape& s, std::span<const float> mean, std::span<const float> scale,
               std::span<const float> shift, BnAct act);
 
-// Training backward. y: the forward's output (read only for the activation's mask; may be
-// null when !act.on). With g = dy * act'(y):
+// (x - m) * a + b as bn_apply computes it (same rounding: no FMA contraction), for callers
+// outside this file that need the sign of one pre-activation (frozen batchnorm's backward).
+[[nodiscard]] float bn_pre_activation(float x, float m, float a, float b);
+
+// The constants a training forward applied: y = act((x - mean) * scale + shift).
+struct BnForward {
+  std::span<const float> mean, scale, shift;
+};
+
+// Training backward, after the forward that used `f` on the same x. With g = dy * act'(v),
+// v = (x - f.mean) * f.scale + f.shift (recomputed exactly as forward computed it):
 //   dshift[c] += sum g, dscale[c] += sum g * xhat,
 //   dx = gamma * invstd * (g - mean(g) - xhat * mean(g * xhat))   (dx may be null: sums only).
-void bn_backward(const float* x, const float* y, const float* dy, float* dx, const BnShape& s, BnWork& w,
-                 std::span<const double> mean, std::span<const double> invstd, std::span<const float> gamma,
-                 BnAct act, float* dscale, float* dshift);
+void bn_backward(const float* x, const float* dy, float* dx, const BnShape& s, BnWork& w, const BnForward& f,
+                 std::span<const double> invstd, std::span<const float> gamma, BnAct act, float* dscale,
+                 float* dshift);
 
 }  // namespace crackseg::onednn

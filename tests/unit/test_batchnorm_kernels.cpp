@@ -2,8 +2,9 @@
 // The CPU batchnorm kernels (kernels/cpu/batchnorm_kernels.hpp) against a double-precision
 // evaluation of the same formulas, for the channel counts that take each code path (1; groups
 // of 64, 32, 16 and a tail), with and without a fused ReLU / LeakyReLU; the same bits for 1
-// and 2 OpenMP threads; and an accurate variance for data far from zero (a one-pass
-// E[x^2] - E[x]^2 in float would lose it).
+// and 2 OpenMP threads; an accurate variance for data far from zero (a one-pass
+// E[x^2] - E[x]^2 in float would lose it); and backward's activation mask, recomputed from x,
+// equal to the sign forward wrote, even for pre-activations that round to exactly zero.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -42,6 +43,7 @@ Data make(int64_t rows, int64_t width, int64_t C, double offset, uint32_t seed) 
 struct Out {
   std::vector<double> mean, var, invstd;
   std::vector<float> y, dx, dscale, dshift;
+  std::vector<float> m, a;  // forward's constants: y = act((x - m) * a + beta)
 };
 
 // One training forward and backward through the kernels, as the oneDNN backend's layer runs them.
@@ -62,7 +64,8 @@ Out run(const Data& d, BnAct act, double eps = 1e-5) {
   bn_apply(d.x.data(), o.y.data(), d.s, m, a, d.beta, act);
   o.dx.resize(d.x.size());
   o.dscale.assign(C, 0.0f), o.dshift.assign(C, 0.0f);
-  bn_backward(d.x.data(), o.y.data(), d.dy.data(), o.dx.data(), d.s, w, o.mean, o.invstd, d.gamma, act,
+  o.m = m, o.a = a;
+  bn_backward(d.x.data(), d.dy.data(), o.dx.data(), d.s, w, {o.m, o.a, d.beta}, o.invstd, d.gamma, act,
               o.dscale.data(), o.dshift.data());
   return o;
 }
@@ -155,8 +158,61 @@ TEST(BatchnormKernels, SumsOnlyWithoutInputGradient) {
   BnWork w;
   w.reserve(d.s);
   std::vector<float> ds(16, 0.0f), db(16, 0.0f);
-  bn_backward(d.x.data(), full.y.data(), d.dy.data(), nullptr, d.s, w, full.mean, full.invstd, d.gamma,
+  bn_backward(d.x.data(), d.dy.data(), nullptr, d.s, w, {full.m, full.a, d.beta}, full.invstd, d.gamma,
               BnAct{true, 0.0f}, ds.data(), db.data());
   EXPECT_TRUE(same_bits(ds, full.dscale));
   EXPECT_TRUE(same_bits(db, full.dshift));
+}
+
+TEST(BatchnormKernels, BackwardMaskIsTheSignForwardWrote) {
+  // Backward never reads the output: it recomputes v = (x - m) * a + b. Data is placed on the
+  // kink: a third of each channel's values walk ulp by ulp through x* = m - b / a, where the
+  // product (x - m) * a rounds to -b (v == 0: inactive) or just beside it; an FMA-contracted
+  // recomputation (one rounding instead of two) or any other formula would flip some of them.
+  // The gradient is then checked against the mask read from forward's output (y > 0), which
+  // is what the layer used to read.
+  for (const int64_t C : {1, 16, 43}) {
+    SCOPED_TRACE("C = " + std::to_string(C));
+    Data d = make(8, 60, C, 0.0, 21);
+    for (int64_t c = 0; c < C; ++c) d.beta[static_cast<std::size_t>(c)] = -0.3f - 0.01f * static_cast<float>(c);
+    const BnAct act{true, 0.05f};
+    const int64_t P = d.s.pixels();
+    Out o;
+    for (int iter = 0; iter < 40; ++iter) {  // x* depends on the mean, which the kink values move (converges ~3x per round)
+      o = run(d, act);
+      for (int64_t c = 0; c < C; ++c) {
+        const auto cc = static_cast<std::size_t>(c);
+        float xs = o.m[cc] - d.beta[cc] / o.a[cc];
+        for (int64_t k = 0; k < 80; ++k) xs = std::nextafter(xs, -1e30f);
+        for (int64_t p = 0; p < P; p += 3) {
+          d.x[static_cast<std::size_t>(p * C + c)] = xs;
+          xs = std::nextafter(xs, 1e30f);
+        }
+      }
+    }
+    o = run(d, act);
+    int64_t zeros = 0;
+    for (const float y : o.y) zeros += y == 0.0f;
+    EXPECT_GT(zeros, 0) << "no pre-activation rounded to zero: the data misses the kink";
+    for (int64_t c = 0; c < C; ++c) {
+      double sg = 0.0, sgx = 0.0;
+      for (int64_t p = 0; p < P; ++p) {
+        const auto i = static_cast<std::size_t>(p * C + c);
+        const double g = o.y[i] > 0.0f ? d.dy[i] : d.dy[i] * act.slope;
+        sg += g, sgx += g * (d.x[i] - o.m[static_cast<std::size_t>(c)]);
+      }
+      EXPECT_NEAR(o.dshift[static_cast<std::size_t>(c)], sg, 1e-4 * (1.0 + std::abs(sg))) << "channel " << c;
+      EXPECT_NEAR(o.dscale[static_cast<std::size_t>(c)], sgx * o.invstd[static_cast<std::size_t>(c)],
+                  1e-4 * (1.0 + std::abs(sgx * o.invstd[static_cast<std::size_t>(c)])))
+          << "channel " << c;
+      for (int64_t p = 0; p < P; ++p) {  // a flipped mask moves dx by ~gamma * invstd * dy
+        const auto i = static_cast<std::size_t>(p * C + c);
+        const double g = o.y[i] > 0.0f ? d.dy[i] : d.dy[i] * act.slope;
+        const double a = d.gamma[static_cast<std::size_t>(c)] * o.invstd[static_cast<std::size_t>(c)];
+        const double dx = a * (g - sg / P) - a * o.invstd[static_cast<std::size_t>(c)] * o.invstd[static_cast<std::size_t>(c)] *
+                                                  (d.x[i] - o.m[static_cast<std::size_t>(c)]) * sgx / P;
+        ASSERT_NEAR(o.dx[i], dx, 1e-4 * (1.0 + std::abs(dx))) << "pixel " << p << " channel " << c;
+      }
+    }
+  }
 }
