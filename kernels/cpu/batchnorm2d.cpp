@@ -7,12 +7,15 @@
 // LeakyReLU (slope > 0) is fused when the Graph offers it: forward writes act(bn(x)) and
 // backward recomputes the activation's mask from x with the constants forward used (kept
 // here), so the activation costs no memory pass of its own and backward never reads the
-// output: whatever follows may overwrite it in place.
+// output: whatever follows may overwrite it in place. A dropout after that is fused too when
+// the Graph offers it (fuse_dropout): forward draws the dropout node's mask (same salt, same
+// bits) and applies it in its apply pass, backward in both of its passes.
 #include <algorithm>
 #include <cmath>
 
 #include "kernels/cpu/batchnorm_kernels.hpp"
 #include "kernels/cpu/dnnl_common.hpp"
+#include "src/layers/dropout_mask.hpp"
 #include "src/layers/running_stats.hpp"
 
 namespace crackseg::onednn {
@@ -37,6 +40,12 @@ class BatchNorm2d final : public DnnlLayer {
     if (const auto a = fusable_relu_alpha(act)) act_ = {true, *a};
     return act_.on;
   }
+  bool fuse_dropout(const LayerSpec& d, const std::string& name) override {
+    const auto* spec = std::get_if<DropoutSpec>(&d);
+    if (!spec) return false;
+    drop_p_ = spec->p, drop_salt_ = name_salt(name), drop_fused_ = true;
+    return true;
+  }
   void set_defer_running_stats(bool defer) override { stats_.set_defer(defer); }
   void read_batch_stats(std::span<float> dst) const override { stats_.read(dst); }
   void apply_batch_stats(std::span<const float> src) override { stats_.apply(src); }
@@ -48,6 +57,11 @@ class BatchNorm2d final : public DnnlLayer {
                   std::to_string(as<BatchNorm2dSpec>().channels) + ", H, W)");
     shape_ = {d[0] * d[2], d[3], d[1]};
     work_.reserve(shape_);
+    if (drop_fused_) {
+      drop_.tiles = DropoutTiles(d[0], d[1], d[2] * d[3]);
+      drop_mask_ = alloc_buffer({drop_.tiles.words() * 8}, DType::u8, Format::plain);
+      ids_.assign(static_cast<std::size_t>(d[0]), 0);
+    }
   }
 
   void forward(const StepContext& ctx, std::span<const Tensor* const> in, Tensor& out) override {
@@ -73,7 +87,15 @@ class BatchNorm2d final : public DnnlLayer {
       }
     }
     std::copy(b, b + C, shift_.begin());
-    bn_apply(x.data<float>(), out.data<float>(), shape_, meanf_, scale_, shift_, act_);
+    // The fused dropout, as the dropout layer would run it: only in training and for p > 0.
+    drop_.words = nullptr;
+    if (drop_fused_ && ctx.training && drop_p_ > 0.0f) {
+      for (std::size_t n = 0; n < ids_.size(); ++n) ids_[n] = dropout_sample_id(ctx, static_cast<int64_t>(n));
+      drop_.words = static_cast<uint64_t*>(drop_mask_.raw());
+      drop_.scale = dropout_scale(drop_p_);
+      dropout_fill(drop_.tiles, tile_draw(ctx, drop_salt_, drop_p_), ids_, static_cast<uint64_t*>(drop_mask_.raw()));
+    }
+    bn_apply(x.data<float>(), out.data<float>(), shape_, meanf_, scale_, shift_, act_, &drop_);
     if (ctx.training) stats_.record(mean_.data(), var_.data(), static_cast<double>(shape_.pixels()));
   }
 
@@ -85,7 +107,7 @@ class BatchNorm2d final : public DnnlLayer {
     // Graph runs a layer's backward after its own forward). Without a consumer of dx only the
     // sums run.
     bn_backward(in[0]->data<float>(), dout.data<float>(), din[0] ? din[0]->data<float>() : nullptr, shape_, work_,
-                {meanf_, scale_, shift_}, invstd_, std::span<const float>(params_[0].value.data<float>(), mean_.size()),
+                {meanf_, scale_, shift_, &drop_}, invstd_, std::span<const float>(params_[0].value.data<float>(), mean_.size()),
                 act_, params_[0].grad.data<float>(), params_[1].grad.data<float>());
   }
 
@@ -130,6 +152,13 @@ class BatchNorm2d final : public DnnlLayer {
   BnAct act_;
   std::vector<double> mean_, var_, invstd_;  // the last training forward's batch statistics
   std::vector<float> meanf_, scale_, shift_;  // per call: y = act((x - mean) * scale + shift)
+  // A fused dropout (fuse_dropout): its rate and salt, the mask of the last training forward.
+  bool drop_fused_ = false;
+  float drop_p_ = 0.0f;
+  uint32_t drop_salt_ = 0;
+  BnDropout drop_;  // words == null: no dropout in the last forward
+  Tensor drop_mask_;
+  std::vector<uint64_t> ids_;
 };
 
 }  // namespace

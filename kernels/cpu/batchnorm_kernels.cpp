@@ -67,103 +67,173 @@ CRACKSEG_CLONES void row_stats(const float* __restrict x, int64_t W, int64_t C, 
   });
 }
 
-// y = act((x - m) * a + b) over one row of W pixels (y may be x). Subtracting the mean first
-// keeps the precision of data far from zero (x * a + (b - m * a) would cancel).
+// A fused dropout's mask as one row of pixels sees it: pixel w of the row is pixel p0 + w of
+// its sample, whose keep bit for channel c is bit (p % kTile) of word (p / kTile) * C + c
+// (dropout_tiles.hpp), read in place: no expanded copy.
+struct RowDrop {
+  const uint64_t* words = nullptr;  // the sample's tiles
+  int64_t p0 = 0;
+  float scale = 0.0f;
+};
+
+// Calls f.template operator()<D>() with D = (rd != nullptr): the row loops below are compiled
+// once with a fused dropout and once without.
+template <class F>
+__attribute__((always_inline)) inline void with_dropout(const RowDrop* rd, F&& f) {
+  if (rd)
+    f.template operator()<true>();
+  else
+    f.template operator()<false>();
+}
+// The keep words of pixel w's tile and the pixel's bit position in them.
+__attribute__((always_inline)) inline const uint64_t* tile_words(const RowDrop* rd, int64_t w, int64_t C,
+                                                                  unsigned& bit) {
+  const int64_t p = rd->p0 + w, t = p / DropoutTiles::kTile;
+  bit = static_cast<unsigned>(p - t * DropoutTiles::kTile);
+  return rd->words + t * C;
+}
+// A fused dropout's effect on u (channel word `word` of the pixel's tile): the dropout
+// layer's own `kept ? u * scale : 0`, bit for bit.
+template <bool D>
+__attribute__((always_inline)) inline float dropped(float u, uint64_t word, unsigned bit, float scale) {
+  if constexpr (D)
+    return (word >> bit) & 1u ? u * scale : 0.0f;
+  else
+    return u;
+}
+
+// y = drop(act((x - m) * a + b)) over one row of W pixels (y may be x; rd: the row's fused
+// dropout or null). Subtracting the mean first keeps the precision of data far from zero
+// (x * a + (b - m * a) would cancel).
 CRACKSEG_CLONES void row_apply(const float* x, float* y, int64_t W, int64_t C, const float* __restrict m,
-                               const float* __restrict a, const float* __restrict b, bool act, float slope) {
-  if (C == 1) {
-    const float m0 = m[0], a0 = a[0], b0 = b[0];
+                               const float* __restrict a, const float* __restrict b, bool act, float slope,
+                               const RowDrop* rd) {
+  with_dropout(rd, [&]<bool D>() __attribute__((always_inline)) {
+    const float sc = D ? rd->scale : 1.0f;
+    if (C == 1) {
+      const float m0 = m[0], a0 = a[0], b0 = b[0];
 #pragma omp simd
-    for (int64_t w = 0; w < W; ++w) {
-      const float v = (x[w] - m0) * a0 + b0;
-      y[w] = act && !(v > 0.0f) ? v * slope : v;
-    }
-    return;
-  }
-  for_channel_groups(C, [&]<int64_t L>(int64_t c0) __attribute__((always_inline)) {
-    constexpr int64_t M = L ? L : kB;
-    const int64_t n = L ? L : C - c0;
-    float mb[M] = {}, ab[M] = {}, bb[M] = {};
-    for (int64_t j = 0; j < n; ++j) mb[j] = m[c0 + j], ab[j] = a[c0 + j], bb[j] = b[c0 + j];
-    for (int64_t w = 0; w < W; ++w)
-#pragma omp simd
-      for (int64_t j = 0; j < (L ? L : n); ++j) {
-        const float v = (x[w * C + c0 + j] - mb[j]) * ab[j] + bb[j];
-        y[w * C + c0 + j] = act && !(v > 0.0f) ? v * slope : v;
+      for (int64_t w = 0; w < W; ++w) {
+        const float v = (x[w] - m0) * a0 + b0;
+        unsigned bit = 0;
+        const uint64_t word = D ? *tile_words(rd, w, 1, bit) : 0;
+        y[w] = dropped<D>(act && !(v > 0.0f) ? v * slope : v, word, bit, sc);
       }
+      return;
+    }
+    for_channel_groups(C, [&]<int64_t L>(int64_t c0) __attribute__((always_inline)) {
+      constexpr int64_t M = L ? L : kB;
+      const int64_t n = L ? L : C - c0;
+      float mb[M] = {}, ab[M] = {}, bb[M] = {};
+      for (int64_t j = 0; j < n; ++j) mb[j] = m[c0 + j], ab[j] = a[c0 + j], bb[j] = b[c0 + j];
+      for (int64_t w = 0; w < W; ++w) {
+        unsigned bit = 0;
+        const uint64_t* tw = D ? tile_words(rd, w, C, bit) + c0 : nullptr;
+#pragma omp simd
+        for (int64_t j = 0; j < (L ? L : n); ++j) {
+          const int64_t i = w * C + c0 + j;
+          const float v = (x[i] - mb[j]) * ab[j] + bb[j];
+          y[i] = dropped<D>(act && !(v > 0.0f) ? v * slope : v, D ? tw[j] : 0, bit, sc);
+        }
+      }
+    });
   });
 }
 
-// Backward sums over one row: sg[c] = sum g, sgx[c] = sum g * (x - mean[c]), g = dy * act'(v).
-// The activation's derivative comes from v = (x - mean) * a + b recomputed with forward's
-// constants and forward's expression (this file is built without FMA contraction), so its
-// sign is the one forward saw, bit for bit, and the saved output is never read.
+// Backward sums over one row: sg[c] = sum g, sgx[c] = sum g * (x - mean[c]), g = drop(dy) *
+// act'(v). The activation's derivative comes from v = (x - mean) * a + b recomputed with
+// forward's constants and forward's expression (this file is built without FMA contraction),
+// so its sign is the one forward saw, bit for bit, and the saved output is never read.
 CRACKSEG_CLONES void row_bwd_sums(const float* __restrict x, const float* __restrict dy, int64_t W, int64_t C,
                                   const float* __restrict mean, const float* __restrict fa,
-                                  const float* __restrict fb, bool act, float slope, float* __restrict sg,
-                                  float* __restrict sgx) {
-  if (C == 1) {
-    const float m = mean[0], a = fa[0], b = fb[0];
-    float s = 0.0f, t = 0.0f;
+                                  const float* __restrict fb, bool act, float slope, const RowDrop* rd,
+                                  float* __restrict sg, float* __restrict sgx) {
+  with_dropout(rd, [&]<bool D>() __attribute__((always_inline)) {
+    const float sc = D ? rd->scale : 1.0f;
+    if (C == 1) {
+      const float m = mean[0], a = fa[0], b = fb[0];
+      float s = 0.0f, t = 0.0f;
 #pragma omp simd reduction(+ : s, t)
-    for (int64_t w = 0; w < W; ++w) {
-      const float d = x[w] - m;
-      const float g = act && !(d * a + b > 0.0f) ? dy[w] * slope : dy[w];
-      s += g;
-      t += g * d;
-    }
-    sg[0] = s, sgx[0] = t;
-    return;
-  }
-  for_channel_groups(C, [&]<int64_t L>(int64_t c0) __attribute__((always_inline)) {
-    constexpr int64_t M = L ? L : kB;
-    const int64_t n = L ? L : C - c0;
-    float s[M] = {}, t[M] = {}, m[M] = {}, a[M] = {}, b[M] = {};
-    for (int64_t j = 0; j < n; ++j) m[j] = mean[c0 + j], a[j] = fa[c0 + j], b[j] = fb[c0 + j];
-    for (int64_t w = 0; w < W; ++w)
-#pragma omp simd
-      for (int64_t j = 0; j < (L ? L : n); ++j) {
-        const int64_t i = w * C + c0 + j;
-        const float d = x[i] - m[j];
-        const float g = act && !(d * a[j] + b[j] > 0.0f) ? dy[i] * slope : dy[i];
-        s[j] += g;
-        t[j] += g * d;
+      for (int64_t w = 0; w < W; ++w) {
+        unsigned bit = 0;
+        const uint64_t word = D ? *tile_words(rd, w, 1, bit) : 0;
+        const float d = x[w] - m, u = dropped<D>(dy[w], word, bit, sc);
+        const float g = act && !(d * a + b > 0.0f) ? u * slope : u;
+        s += g;
+        t += g * d;
       }
-    for (int64_t j = 0; j < n; ++j) sg[c0 + j] = s[j], sgx[c0 + j] = t[j];
+      sg[0] = s, sgx[0] = t;
+      return;
+    }
+    for_channel_groups(C, [&]<int64_t L>(int64_t c0) __attribute__((always_inline)) {
+      constexpr int64_t M = L ? L : kB;
+      const int64_t n = L ? L : C - c0;
+      float s[M] = {}, t[M] = {}, m[M] = {}, a[M] = {}, b[M] = {};
+      for (int64_t j = 0; j < n; ++j) m[j] = mean[c0 + j], a[j] = fa[c0 + j], b[j] = fb[c0 + j];
+      for (int64_t w = 0; w < W; ++w) {
+        unsigned bit = 0;
+        const uint64_t* tw = D ? tile_words(rd, w, C, bit) + c0 : nullptr;
+#pragma omp simd
+        for (int64_t j = 0; j < (L ? L : n); ++j) {
+          const int64_t i = w * C + c0 + j;
+          const float d = x[i] - m[j], u = dropped<D>(dy[i], D ? tw[j] : 0, bit, sc);
+          const float g = act && !(d * a[j] + b[j] > 0.0f) ? u * slope : u;
+          s[j] += g;
+          t[j] += g * d;
+        }
+      }
+      for (int64_t j = 0; j < n; ++j) sg[c0 + j] = s[j], sgx[c0 + j] = t[j];
+    });
   });
 }
 
-// dx = k1 * g + k2 * (x - mean) + k3 over one row, g = dy * act'(v) as in row_bwd_sums.
+// dx = k1 * g + k2 * (x - mean) + k3 over one row, g = drop(dy) * act'(v) as in row_bwd_sums.
 CRACKSEG_CLONES void row_bwd_apply(const float* __restrict x, const float* __restrict dy, float* __restrict dx,
                                    int64_t W, int64_t C, const float* __restrict mean, const float* __restrict fa,
                                    const float* __restrict fb, const float* __restrict k1,
-                                   const float* __restrict k2, const float* __restrict k3, bool act, float slope) {
-  if (C == 1) {
-    const float m = mean[0], a = fa[0], b = fb[0], a1 = k1[0], a2 = k2[0], a3 = k3[0];
+                                   const float* __restrict k2, const float* __restrict k3, bool act, float slope,
+                                   const RowDrop* rd) {
+  with_dropout(rd, [&]<bool D>() __attribute__((always_inline)) {
+    const float sc = D ? rd->scale : 1.0f;
+    if (C == 1) {
+      const float m = mean[0], a = fa[0], b = fb[0], a1 = k1[0], a2 = k2[0], a3 = k3[0];
 #pragma omp simd
-    for (int64_t w = 0; w < W; ++w) {
-      const float d = x[w] - m;
-      const float g = act && !(d * a + b > 0.0f) ? dy[w] * slope : dy[w];
-      dx[w] = a1 * g + a2 * d + a3;
-    }
-    return;
-  }
-  for_channel_groups(C, [&]<int64_t L>(int64_t c0) __attribute__((always_inline)) {
-    constexpr int64_t M = L ? L : kB;
-    const int64_t n = L ? L : C - c0;
-    float m[M] = {}, a[M] = {}, b[M] = {}, a1[M] = {}, a2[M] = {}, a3[M] = {};
-    for (int64_t j = 0; j < n; ++j)
-      m[j] = mean[c0 + j], a[j] = fa[c0 + j], b[j] = fb[c0 + j], a1[j] = k1[c0 + j], a2[j] = k2[c0 + j],
-      a3[j] = k3[c0 + j];
-    for (int64_t w = 0; w < W; ++w)
-#pragma omp simd
-      for (int64_t j = 0; j < (L ? L : n); ++j) {
-        const int64_t i = w * C + c0 + j;
-        const float d = x[i] - m[j];
-        const float g = act && !(d * a[j] + b[j] > 0.0f) ? dy[i] * slope : dy[i];
-        dx[i] = a1[j] * g + a2[j] * d + a3[j];
+      for (int64_t w = 0; w < W; ++w) {
+        unsigned bit = 0;
+        const uint64_t word = D ? *tile_words(rd, w, 1, bit) : 0;
+        const float d = x[w] - m, u = dropped<D>(dy[w], word, bit, sc);
+        const float g = act && !(d * a + b > 0.0f) ? u * slope : u;
+        dx[w] = a1 * g + a2 * d + a3;
       }
+      return;
+    }
+    for_channel_groups(C, [&]<int64_t L>(int64_t c0) __attribute__((always_inline)) {
+      constexpr int64_t M = L ? L : kB;
+      const int64_t n = L ? L : C - c0;
+      float m[M] = {}, a[M] = {}, b[M] = {}, a1[M] = {}, a2[M] = {}, a3[M] = {};
+      for (int64_t j = 0; j < n; ++j)
+        m[j] = mean[c0 + j], a[j] = fa[c0 + j], b[j] = fb[c0 + j], a1[j] = k1[c0 + j], a2[j] = k2[c0 + j],
+        a3[j] = k3[c0 + j];
+      for (int64_t w = 0; w < W; ++w) {
+        unsigned bit = 0;
+        const uint64_t* tw = D ? tile_words(rd, w, C, bit) + c0 : nullptr;
+#pragma omp simd
+        for (int64_t j = 0; j < (L ? L : n); ++j) {
+          const int64_t i = w * C + c0 + j;
+          const float d = x[i] - m[j], u = dropped<D>(dy[i], D ? tw[j] : 0, bit, sc);
+          const float g = act && !(d * a[j] + b[j] > 0.0f) ? u * slope : u;
+          dx[i] = a1[j] * g + a2[j] * d + a3[j];
+        }
+      }
+    });
   });
+}
+
+// Row r's view of a fused dropout (r = sample r / H, image row r % H), or null without one.
+RowDrop row_drop(const BnDropout* drop, int64_t r, int64_t W) {
+  if (!drop || !drop->words) return {};
+  const int64_t H = drop->tiles.HW / W, n = r / H;
+  return {drop->words + n * drop->tiles.tiles * drop->tiles.C, (r - n * H) * W, drop->scale};
 }
 
 [[nodiscard]] bool parallel(const BnShape& s) { return s.pixels() * s.channels > 32768; }
@@ -192,11 +262,15 @@ void bn_batch_stats(const float* x, const BnShape& s, BnWork& work, std::span<do
 }
 
 void bn_apply(const float* x, float* y, const BnShape& s, std::span<const float> mean, std::span<const float> scale,
-              std::span<const float> shift, BnAct act) {
+              std::span<const float> shift, BnAct act, const BnDropout* drop) {
   const int64_t R = s.rows, W = s.width, C = s.channels;
 #pragma omp parallel for schedule(static) if (parallel(s))
   for (int64_t r = 0; r < R; ++r)
-    row_apply(x + r * W * C, y + r * W * C, W, C, mean.data(), scale.data(), shift.data(), act.on, act.slope);
+  {
+    const RowDrop rd = row_drop(drop, r, W);
+    row_apply(x + r * W * C, y + r * W * C, W, C, mean.data(), scale.data(), shift.data(), act.on, act.slope,
+              rd.words ? &rd : nullptr);
+  }
 }
 
 float bn_pre_activation(float x, float m, float a, float b) { return (x - m) * a + b; }
@@ -212,7 +286,11 @@ void bn_backward(const float* x, const float* dy, float* dx, const BnShape& s, B
   const float* fb = f.shift.data();
 #pragma omp parallel for schedule(static) if (parallel(s))
   for (int64_t r = 0; r < R; ++r)
-    row_bwd_sums(x + r * W * C, dy + r * W * C, W, C, mf, fa, fb, act.on, act.slope, sg + r * C, sgx + r * C);
+  {
+    const RowDrop rd = row_drop(f.drop, r, W);
+    row_bwd_sums(x + r * W * C, dy + r * W * C, W, C, mf, fa, fb, act.on, act.slope, rd.words ? &rd : nullptr,
+                 sg + r * C, sgx + r * C);
+  }
   float* k1 = work.k(0);
   float* k2 = work.k(1);
   float* k3 = work.k(2);
@@ -230,7 +308,11 @@ void bn_backward(const float* x, const float* dy, float* dx, const BnShape& s, B
   if (!dx) return;
 #pragma omp parallel for schedule(static) if (parallel(s))
   for (int64_t r = 0; r < R; ++r)
-    row_bwd_apply(x + r * W * C, dy + r * W * C, dx + r * W * C, W, C, mf, fa, fb, k1, k2, k3, act.on, act.slope);
+  {
+    const RowDrop rd = row_drop(f.drop, r, W);
+    row_bwd_apply(x + r * W * C, dy + r * W * C, dx + r * W * C, W, C, mf, fa, fb, k1, k2, k3, act.on, act.slope,
+                  rd.words ? &rd : nullptr);
+  }
 }
 
 }  // namespace crackseg::onednn

@@ -9,7 +9,10 @@
 // reading x and dy only: the activation's mask (pre-activation v > 0) is recomputed from x
 // with forward's constants and forward's expression, so the activation costs no pass of its
 // own and the saved output is never read (12 -> 8 and 16 -> 12 bytes per element; the
-// output may be overwritten in place by whatever follows).
+// output may be overwritten in place by whatever follows). A dropout that follows (the
+// U-Net's unit: conv, BN, LeakyReLU, dropout) can be fused too: its mask (drawn beforehand,
+// 1 bit per element, dropout_tiles.hpp) is read in place by the same passes, so dropout costs
+// no pass over the activation either way, with the bits of the unfused layers.
 //
 // Numerics and determinism: per-row partial sums (float, over one row's W pixels) are
 // combined in double over the rows in a fixed order (Chan et al.'s pairwise update for the
@@ -20,6 +23,8 @@
 #include <cstdint>
 #include <span>
 #include <vector>
+
+#include "kernels/cpu/dropout_tiles.hpp"
 
 namespace crackseg::onednn {
 
@@ -56,9 +61,18 @@ class BnWork {
 // Batch mean and biased variance per channel of x (nhwc).
 void bn_batch_stats(const float* x, const BnShape& s, BnWork& w, std::span<double> mean, std::span<double> var);
 
-// y = act((x - mean[c]) * scale[c] + shift[c]); y may be x.
+// A dropout fused into batchnorm (the Graph's fuse_dropout): its mask words as the dropout
+// layer would draw them (dropout_tiles.hpp, tiles over each sample's H*W pixels) and the
+// scale 1 / (1 - p) of kept elements. words == null: no dropout.
+struct BnDropout {
+  const uint64_t* words = nullptr;
+  DropoutTiles tiles;
+  float scale = 0.0f;
+};
+
+// y = drop(act((x - mean[c]) * scale[c] + shift[c])); y may be x; drop: none when null.
 void bn_apply(const float* x, float* y, const BnShape& s, std::span<const float> mean, std::span<const float> scale,
-              std::span<const float> shift, BnAct act);
+              std::span<const float> shift, BnAct act, const BnDropout* drop = nullptr);
 
 // (x - m) * a + b as bn_apply computes it (same rounding: no FMA contraction), for callers
 // outside this file that need the sign of one pre-activation (frozen batchnorm's backward).
@@ -67,9 +81,11 @@ void bn_apply(const float* x, float* y, const BnShape& s, std::span<const float>
 // The constants a training forward applied: y = act((x - mean) * scale + shift).
 struct BnForward {
   std::span<const float> mean, scale, shift;
+  const BnDropout* drop = nullptr;  // the fused dropout forward applied, if any
 };
 
-// Training backward, after the forward that used `f` on the same x. With g = dy * act'(v),
+// Training backward, after the forward that used `f` on the same x. With g = drop(dy) * act'(v)
+// (drop: the fused dropout's mask and scale, the dropout layer's own backward),
 // v = (x - f.mean) * f.scale + f.shift (recomputed exactly as forward computed it):
 //   dshift[c] += sum g, dscale[c] += sum g * xhat,
 //   dx = gamma * invstd * (g - mean(g) - xhat * mean(g * xhat))   (dx may be null: sums only).

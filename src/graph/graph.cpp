@@ -195,6 +195,18 @@ void Graph::instantiate(Backend& backend, uint64_t init_seed) {
       if (g.alias[static_cast<std::size_t>(p)] != p) continue;
       if (g.layers[static_cast<std::size_t>(p)]->fuse_activation(*node.spec)) g.alias[a] = p;
     }
+  // Then producer (+ fused activation) -> dropout, where the dropout is the only reader
+  // (Layer::fuse_dropout: batchnorm on the oneDNN backend accepts).
+  if (g.fusion)
+    for (std::size_t d = 0; d < g.nodes.size(); ++d) {
+      const auto& node = g.nodes[d];
+      if (!node.spec || node.inputs.size() != 1 || !std::holds_alternative<DropoutSpec>(*node.spec)) continue;
+      const NodeId j = node.inputs[0];
+      if (j == g.input || j == g.output || consumers[static_cast<std::size_t>(j)] != 1) continue;
+      const NodeId p = g.resolve(j);
+      if (p == g.output || consumers[static_cast<std::size_t>(p)] != 1 || !g.nodes[static_cast<std::size_t>(p)].spec) continue;
+      if (g.layers[static_cast<std::size_t>(p)]->fuse_dropout(*node.spec, node.name)) g.alias[d] = p;
+    }
   g.backend = &backend;
   g.params_dirty = true;
 }

@@ -70,6 +70,13 @@ class Layer {
   // activated `out` and the gradient w.r.t. it (the activation's backward uses the saved
   // output). The Graph then skips the activation node.
   [[nodiscard]] virtual bool fuse_activation(const LayerSpec& /*activation*/) { return false; }
+  // Fusion, second step: the Graph offers the dropout that directly follows a layer (or its
+  // fused activation) when nothing else reads what the dropout reads. Returning true means
+  // forward now writes dropout(...) with the dropout node's own mask (`name` is the dropout
+  // node's name: the mask is salted by it, so the bits are those of the unfused plan) and
+  // backward receives the gradient w.r.t. that output; the Graph skips the dropout node.
+  // Batchnorm on the oneDNN backend accepts (one memory pass fewer each way).
+  [[nodiscard]] virtual bool fuse_dropout(const LayerSpec& /*dropout*/, const std::string& /*name*/) { return false; }
   // In-place execution (memory; docs/ARCHITECTURE.md): an elementwise layer whose forward may
   // write over its input (out and in[0] the same buffer) and whose backward reads only its
   // output says so here; the Graph then gives it its producer's buffer when that producer

@@ -471,6 +471,76 @@ TEST(OnednnGraph, InPlaceDropoutAfterActivation) {
   }
 }
 
+// Dropout fused into batchnorm (Graph fusion, Layer::fuse_dropout): conv -> BN [-> ReLU /
+// LeakyReLU] -> dropout runs as one batchnorm layer that draws the dropout node's own mask
+// and applies it inside its passes. The fused plan must give the unfused plan's bits (output,
+// every parameter gradient, a second forward on the reused plan) for channel counts that take
+// every kernel path (1; 16 + a tail of 8 and 5; 64) and rows that straddle the mask's 60-pixel
+// tiles (W = 13, 7); eval mode must apply no dropout; and the fusion must really happen.
+TEST(OnednnGraph, DropoutFusedIntoBatchnorm) {
+  enum class Act { none, relu, leaky };
+  struct Case {
+    Dims x;
+    int64_t C;
+  };
+  for (const Case& k : {Case{{2, 3, 11, 13}, 29}, Case{{3, 3, 9, 7}, 1}, Case{{2, 3, 8, 13}, 64}})
+    for (const Act act : {Act::none, Act::relu, Act::leaky}) {
+      SCOPED_TRACE("C = " + std::to_string(k.C) + " act " + std::to_string(static_cast<int>(act)));
+      const auto build = [&](bool fusion) {
+        Graph g;
+        g.set_fusion(fusion);
+        NodeId c1 = g.add("c1", Conv2dSpec{3, k.C, 3, 1, 1}, {g.input()});
+        NodeId a = g.add("bn", BatchNorm2dSpec{k.C}, {c1});
+        if (act == Act::relu) a = g.add("act", ReluSpec{}, {a});
+        if (act == Act::leaky) a = g.add("act", LeakyReluSpec{0.1f}, {a});
+        NodeId d1 = g.add("unit.drop", DropoutSpec{.p = 0.3f}, {a});
+        g.set_output(g.add("c2", Conv2dSpec{k.C, 1, 3, 1, 1}, {d1}));
+        return g;
+      };
+      const Tensor x = random_tensor(k.x, 9, Format::nchw);
+      const std::vector<uint64_t> ids{101, 7, 55};
+      StepContext ctx;
+      ctx.training = true;
+      ctx.seed = 77;
+      ctx.epoch = 3;
+      ctx.sample_ids = ids;
+      const PlanRun fused = run_plan(build(true), ctx, x, 8, true), plain = run_plan(build(false), ctx, x, 8, true);
+      EXPECT_TRUE(same_bits(fused.y, plain.y));
+      ASSERT_EQ(fused.grads.size(), plain.grads.size());
+      for (std::size_t i = 0; i < fused.grads.size(); ++i) EXPECT_TRUE(same_bits(fused.grads[i], plain.grads[i])) << i;
+      // the fusion happened (the profile names the fused kinds) ...
+      Graph g = build(true);
+      auto be = make_backend("onednn");
+      g.instantiate(*be, 42);
+      g.set_profiling(true);
+      const Tensor y_train = g.forward(ctx, x).to_format(Format::nchw);
+      bool fused_kind = false;
+      for (const auto& t : g.profile())
+        if (t.name == "bn") fused_kind = t.kind.ends_with("+dropout");
+      EXPECT_TRUE(fused_kind);
+      // ... and the mask dropped something: a plan without dropout differs
+      Graph nodrop;
+      nodrop.set_fusion(true);
+      {
+        NodeId c1 = nodrop.add("c1", Conv2dSpec{3, k.C, 3, 1, 1}, {nodrop.input()});
+        NodeId a = nodrop.add("bn", BatchNorm2dSpec{k.C}, {c1});
+        if (act == Act::relu) a = nodrop.add("act", ReluSpec{}, {a});
+        if (act == Act::leaky) a = nodrop.add("act", LeakyReluSpec{0.1f}, {a});
+        nodrop.set_output(nodrop.add("c2", Conv2dSpec{k.C, 1, 3, 1, 1}, {a}));
+      }
+      auto be2 = make_backend("onednn");
+      nodrop.instantiate(*be2, 42);
+      EXPECT_FALSE(same_bits(y_train, nodrop.forward(ctx, x).to_format(Format::nchw)));
+      // eval: no dropout, and the same bits fused or not
+      StepContext eval = ctx;
+      eval.training = false;
+      const PlanRun fused_eval = run_plan(build(true), eval, x, 8), plain_eval = run_plan(build(false), eval, x, 8);
+      EXPECT_TRUE(same_bits(fused_eval.y, plain_eval.y));
+      for (std::size_t i = 0; i < fused_eval.grads.size(); ++i)
+        EXPECT_TRUE(same_bits(fused_eval.grads[i], plain_eval.grads[i])) << "eval grad " << i;
+    }
+}
+
 // Concat inputs written in place (Graph plan, part of fusion): a stride-2 transposed conv
 // whose only reader is a concat writes its output straight into the concat's channels (the
 // U-Net decoder's upsampled tensor), first or second, so the fused plan allocates exactly
