@@ -46,6 +46,7 @@
 #include "kernels/cpu/col2im.hpp"
 #include "kernels/cpu/dnnl_common.hpp"
 #include "kernels/cpu/small_conv_dgrad.hpp"
+#include "kernels/cpu/to_bf16.hpp"
 
 namespace crackseg::onednn {
 
@@ -222,10 +223,8 @@ class ConvLayer final : public DnnlLayer {
       ddst = dpre_;
     }
     if (lp_) {
-      to_lp_src_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(src_, src_lp_));
-      to_lp_ddst_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(ddst, ddst_lp_));
-      to_lp_src_args_ = {{DNNL_ARG_FROM, src_}, {DNNL_ARG_TO, src_lp_}};
-      to_lp_ddst_args_ = {{DNNL_ARG_FROM, ddst}, {DNNL_ARG_TO, ddst_lp_}};
+      to_lp_src_.plan(src_, src_lp_);
+      to_lp_ddst_.plan(ddst, ddst_lp_);
       ddst = ddst_lp_;
     }
     bwd_d_args_ = {{DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, w_bwd_}, {DNNL_ARG_DIFF_SRC, din_}};
@@ -276,7 +275,7 @@ class ConvLayer final : public DnnlLayer {
     bind(src_, *in[0]);
     bind(dst_, out);
     if (as<Spec>().bias) bind(bias_, params_[1].value);
-    if (lp_) CRACKSEG_DNNL_CALL(to_lp_src_.execute(ctx_->stream, to_lp_src_args_));
+    if (lp_) to_lp_src_.run(ctx_->stream);
     if (wino_) {  // image by image: nhwc -> blocked, Winograd, blocked -> nhwc
       blk(src_blk_, blk_src_off_), blk(dst_blk_, blk_dst_off_);
       for (int64_t n = 0; n < out.n(); ++n) {
@@ -301,7 +300,7 @@ class ConvLayer final : public DnnlLayer {
     // a layer's backward after its own forward, with no other forward of it in between).
     if (lp_) {
       ddst_lp_.set_data_handle(ctx_->bf16_grad.raw());
-      CRACKSEG_DNNL_CALL(to_lp_ddst_.execute(ctx_->stream, to_lp_ddst_args_));
+      to_lp_ddst_.run(ctx_->stream);
     }
     if (wino_) return wino_backward(*in[0], fused_ ? dpre_buf_.raw() : dout.raw(), din[0]);
     if (din[0] && small_) {  // few input channels: our own GEMM + col2im (small_conv_dgrad.hpp)
@@ -398,14 +397,14 @@ class ConvLayer final : public DnnlLayer {
   std::size_t col_off_ = 0;
   float alpha_ = 0.0f;
   typename Fwd::primitive_desc fwd_pd_;
-  dnnl::primitive fwd_, bwd_d_, bwd_w_, act_bwd_, reorder_fwd_, reorder_bwd_, reorder_dw_, to_lp_src_, to_lp_ddst_;
+  dnnl::primitive fwd_, bwd_d_, bwd_w_, act_bwd_, reorder_fwd_, reorder_bwd_, reorder_dw_;
+  ToBf16 to_lp_src_, to_lp_ddst_;  // bf16 copies of the input and of dout (lp_)
   dnnl::memory fwd_scratch_, bwd_d_scratch_, bwd_w_scratch_, act_scratch_;
   dnnl::memory::desc plain_w_md_;
   dnnl::memory src_, dst_, dout_, din_, plain_w_, plain_dw_, w_fwd_, w_bwd_, dw_, bias_, db_, dpre_, src_lp_, ddst_lp_;
   Tensor w_fwd_buf_, w_bwd_buf_, dw_buf_, db_buf_, dpre_buf_, src_lp_buf_;
   std::unique_ptr<SmallConvDgrad> small_;  // few input channels: own input gradient
-  Args fwd_args_, bwd_d_args_, bwd_w_args_, act_args_, reorder_fwd_args_, reorder_bwd_args_, reorder_dw_args_,
-      to_lp_src_args_, to_lp_ddst_args_;
+  Args fwd_args_, bwd_d_args_, bwd_w_args_, act_args_, reorder_fwd_args_, reorder_bwd_args_, reorder_dw_args_;
 };
 
 }  // namespace crackseg::onednn

@@ -63,6 +63,7 @@
 #include <vector>
 
 #include "kernels/cpu/col2im.hpp"
+#include "kernels/cpu/to_bf16.hpp"
 
 namespace crackseg::onednn {
 
@@ -292,8 +293,7 @@ class ConvTransposePhases final : public DnnlLayer {
     if (lp_) {  // bf16 copy of the input (forward, kept for the weight gradient)
       const dnnl::memory::desc src_lp_md(to_dnnl(x_), dt::bf16, tag::nhwc);
       src_lp_ = owned(src_lp_md, eng, src_lp_buf_);
-      to_lp_src_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(src_, src_lp_));
-      to_lp_src_args_ = {{DNNL_ARG_FROM, src_}, {DNNL_ARG_TO, src_lp_}};
+      to_lp_src_.plan(src_, src_lp_);
     }
 
     dnnl::memory g = dout_;  // what the weight and input gradients read: dout, or d(pre-act)
@@ -311,8 +311,7 @@ class ConvTransposePhases final : public DnnlLayer {
     }
     if (lp_) {
       g_lp_ = unbound(g_lp_md, eng);
-      to_lp_g_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(g, g_lp_));
-      to_lp_g_args_ = {{DNNL_ARG_FROM, g}, {DNNL_ARG_TO, g_lp_}};
+      to_lp_g_.plan(g, g_lp_);
       g = g_lp_;
     }
     for (Phase& ph : phases_) {
@@ -344,7 +343,7 @@ class ConvTransposePhases final : public DnnlLayer {
     bind(src_, *in[0]);
     std::byte* ws = workspace();
     if (s.bias) bind(bias_, params_[1].value);
-    if (lp_) CRACKSEG_DNNL_CALL(to_lp_src_.execute(ctx_->stream, to_lp_src_args_));
+    if (lp_) to_lp_src_.run(ctx_->stream);
     if (!wide_) {
       col_dst_.set_data_handle(ws + col_off_);
       exec(col_fwd_, col_args_, col_scratch_);
@@ -389,7 +388,7 @@ class ConvTransposePhases final : public DnnlLayer {
     // a layer's backward after its own forward, with no other forward of it in between).
     if (lp_) {
       g_lp_.set_data_handle(ws + g_lp_off_);
-      CRACKSEG_DNNL_CALL(to_lp_g_.execute(ctx_->stream, to_lp_g_args_));
+      to_lp_g_.run(ctx_->stream);
       g = ws + g_lp_off_;
     }
     if (din[0]) {
@@ -587,11 +586,12 @@ class ConvTransposePhases final : public DnnlLayer {
   dnnl::memory col_scratch_, col_dst_, col_plain_w_, col_w_;
   Tensor col_plain_w_buf_, col_w_buf_;
   Args col_args_, reorder_col_w_args_;
-  dnnl::primitive bwd_d_, act_bwd_, reorder_bwd_, to_lp_src_, to_lp_g_, deconv_w_, reorder_dw_;
+  dnnl::primitive bwd_d_, act_bwd_, reorder_bwd_, deconv_w_, reorder_dw_;
+  ToBf16 to_lp_src_, to_lp_g_;  // bf16 copies of the input and of the gradient (lp_)
   dnnl::memory bwd_d_scratch_, act_scratch_, deconv_w_scratch_;
   dnnl::memory src_, dst_, dout_, din_, plain_w_, w_bwd_, bias_, dpre_, src_lp_, g_lp_, dw_, plain_dw_, db_;
   Tensor w_bwd_buf_, src_lp_buf_, rowsum_buf_, dw_buf_, db_buf_;
-  Args bwd_d_args_, act_args_, reorder_bwd_args_, to_lp_src_args_, to_lp_g_args_, deconv_w_args_, reorder_dw_args_;
+  Args bwd_d_args_, act_args_, reorder_bwd_args_, deconv_w_args_, reorder_dw_args_;
 };
 
 }  // namespace
