@@ -15,6 +15,7 @@
 
 #include "kernels/cpu/batchnorm_kernels.hpp"
 #include "kernels/cpu/dnnl_common.hpp"
+#include "kernels/cpu/to_bf16.hpp"
 #include "src/layers/dropout_mask.hpp"
 #include "src/layers/running_stats.hpp"
 
@@ -46,6 +47,14 @@ class BatchNorm2d final : public DnnlLayer {
     drop_p_ = spec->p, drop_salt_ = name_salt(name), drop_fused_ = true;
     return true;
   }
+  // bf16 activations: where the only readers are bf16 convolutions, forward writes its output
+  // rounded to bf16 (what those convolutions would have done to it), half the bytes.
+  bool can_write_bf16_output() const override { return ctx_->bf16 && avx512bf16_available(); }
+  void set_output_bf16() override {
+    out_bf16_ = true;
+    ctx_->bf16_outputs.insert(this);
+  }
+  ~BatchNorm2d() override { ctx_->bf16_outputs.erase(this); }
   void set_defer_running_stats(bool defer) override { stats_.set_defer(defer); }
   void read_batch_stats(std::span<float> dst) const override { stats_.read(dst); }
   void apply_batch_stats(std::span<const float> src) override { stats_.apply(src); }
@@ -56,6 +65,8 @@ class BatchNorm2d final : public DnnlLayer {
       throw Error("batchnorm2d '" + name_ + "': input " + to_string(d) + " is not (N, " +
                   std::to_string(as<BatchNorm2dSpec>().channels) + ", H, W)");
     shape_ = {d[0] * d[2], d[3], d[1]};
+    out_bf16_ = false;  // the Graph decides again after every plan
+    ctx_->bf16_outputs.erase(this);
     work_.reserve(shape_);
     if (drop_fused_) {
       drop_.tiles = DropoutTiles(d[0], d[1], d[2] * d[3]);
@@ -95,7 +106,10 @@ class BatchNorm2d final : public DnnlLayer {
       drop_.scale = dropout_scale(drop_p_);
       dropout_fill(drop_.tiles, tile_draw(ctx, drop_salt_, drop_p_), ids_, static_cast<uint64_t*>(drop_mask_.raw()));
     }
-    bn_apply(x.data<float>(), out.data<float>(), shape_, meanf_, scale_, shift_, act_, &drop_);
+    if (out_bf16_)
+      bn_apply(x.data<float>(), nullptr, shape_, meanf_, scale_, shift_, act_, &drop_, static_cast<uint16_t*>(out.raw()));
+    else
+      bn_apply(x.data<float>(), out.data<float>(), shape_, meanf_, scale_, shift_, act_, &drop_);
     if (ctx.training) stats_.record(mean_.data(), var_.data(), static_cast<double>(shape_.pixels()));
   }
 
@@ -153,6 +167,7 @@ class BatchNorm2d final : public DnnlLayer {
   std::vector<double> mean_, var_, invstd_;  // the last training forward's batch statistics
   std::vector<float> meanf_, scale_, shift_;  // per call: y = act((x - mean) * scale + shift)
   // A fused dropout (fuse_dropout): its rate and salt, the mask of the last training forward.
+  bool out_bf16_ = false;  // output buffer is bf16 (set_output_bf16)
   bool drop_fused_ = false;
   float drop_p_ = 0.0f;
   uint32_t drop_salt_ = 0;

@@ -6,6 +6,8 @@
 // in the callers, outside the cloned functions.
 #include "kernels/cpu/batchnorm_kernels.hpp"
 
+#include "kernels/cpu/to_bf16.hpp"
+
 #include <algorithm>
 #include <cmath>
 
@@ -262,14 +264,22 @@ void bn_batch_stats(const float* x, const BnShape& s, BnWork& work, std::span<do
 }
 
 void bn_apply(const float* x, float* y, const BnShape& s, std::span<const float> mean, std::span<const float> scale,
-              std::span<const float> shift, BnAct act, const BnDropout* drop) {
+              std::span<const float> shift, BnAct act, const BnDropout* drop, uint16_t* y_bf16) {
   const int64_t R = s.rows, W = s.width, C = s.channels;
 #pragma omp parallel for schedule(static) if (parallel(s))
-  for (int64_t r = 0; r < R; ++r)
-  {
+  for (int64_t r = 0; r < R; ++r) {
     const RowDrop rd = row_drop(drop, r, W);
-    row_apply(x + r * W * C, y + r * W * C, W, C, mean.data(), scale.data(), shift.data(), act.on, act.slope,
+    float* yr = nullptr;
+    if (y_bf16) {  // the row in fp32 in this thread's cache-sized buffer, then rounded out
+      thread_local std::vector<float> row;
+      if (row.size() < static_cast<std::size_t>(W * C)) row.resize(static_cast<std::size_t>(W * C));
+      yr = row.data();
+    } else {
+      yr = y + r * W * C;
+    }
+    row_apply(x + r * W * C, yr, W, C, mean.data(), scale.data(), shift.data(), act.on, act.slope,
               rd.words ? &rd : nullptr);
+    if (y_bf16) f32_to_bf16_serial(yr, y_bf16 + r * W * C, W * C);
   }
 }
 

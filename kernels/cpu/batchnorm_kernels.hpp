@@ -71,8 +71,10 @@ struct BnDropout {
 };
 
 // y = drop(act((x - mean[c]) * scale[c] + shift[c])); y may be x; drop: none when null.
+// y_bf16 (not null): the result is written there as bf16 instead (round to nearest even,
+// to_bf16.hpp; needs avx512bf16_available()) and y is not touched.
 void bn_apply(const float* x, float* y, const BnShape& s, std::span<const float> mean, std::span<const float> scale,
-              std::span<const float> shift, BnAct act, const BnDropout* drop = nullptr);
+              std::span<const float> shift, BnAct act, const BnDropout* drop = nullptr, uint16_t* y_bf16 = nullptr);
 
 // (x - m) * a + b as bn_apply computes it (same rounding: no FMA contraction), for callers
 // outside this file that need the sign of one pre-activation (frozen batchnorm's backward).

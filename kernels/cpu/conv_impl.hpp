@@ -94,6 +94,7 @@ class ConvLayer final : public DnnlLayer {
       fattr.set_post_ops(po);
     }
     // Operand type: bf16 where requested and oneDNN has the kernel, else fp32.
+    in_bf16_ = false;  // the Graph decides again after every plan
     lp_ = ctx_->bf16;
     typename BwdD::primitive_desc bwd_d_pd;
     typename BwdW::primitive_desc bwd_w_pd;
@@ -267,6 +268,14 @@ class ConvLayer final : public DnnlLayer {
     refresh_weights();
   }
 
+  // bf16 activations: a bf16 layer whose input copy would be a plain dense rounding can read
+  // a bf16 input directly (its forward and weight gradient use nothing else of it).
+  bool can_read_bf16_input() const override { return planned_ && lp_ && !wino_ && to_lp_src_.own(); }
+  void set_input_bf16() override {
+    in_bf16_ = true;
+    src_lp_buf_ = Tensor{};  // the input itself is the bf16 copy now
+  }
+
   void params_changed() override {
     if (planned_) refresh_weights();
   }
@@ -275,7 +284,10 @@ class ConvLayer final : public DnnlLayer {
     bind(src_, *in[0]);
     bind(dst_, out);
     if (as<Spec>().bias) bind(bias_, params_[1].value);
-    if (lp_) to_lp_src_.run(ctx_->stream);
+    if (in_bf16_)
+      src_lp_.set_data_handle(const_cast<void*>(in[0]->raw()));
+    else if (lp_)
+      to_lp_src_.run(ctx_->stream);
     if (wino_) {  // image by image: nhwc -> blocked, Winograd, blocked -> nhwc
       blk(src_blk_, blk_src_off_), blk(dst_blk_, blk_dst_off_);
       for (int64_t n = 0; n < out.n(); ++n) {
@@ -298,6 +310,7 @@ class ConvLayer final : public DnnlLayer {
     if (fused_) exec(act_bwd_, act_args_, act_scratch_);
     // The weight gradient reads the bf16 input saved by this layer's forward (the Graph runs
     // a layer's backward after its own forward, with no other forward of it in between).
+    if (in_bf16_) src_lp_.set_data_handle(const_cast<void*>(in[0]->raw()));
     if (lp_) {
       ddst_lp_.set_data_handle(ctx_->bf16_grad.raw());
       to_lp_ddst_.run(ctx_->stream);
@@ -399,6 +412,7 @@ class ConvLayer final : public DnnlLayer {
   typename Fwd::primitive_desc fwd_pd_;
   dnnl::primitive fwd_, bwd_d_, bwd_w_, act_bwd_, reorder_fwd_, reorder_bwd_, reorder_dw_;
   ToBf16 to_lp_src_, to_lp_ddst_;  // bf16 copies of the input and of dout (lp_)
+  bool in_bf16_ = false;            // the input tensor is bf16 already (set_input_bf16)
   dnnl::memory fwd_scratch_, bwd_d_scratch_, bwd_w_scratch_, act_scratch_;
   dnnl::memory::desc plain_w_md_;
   dnnl::memory src_, dst_, dout_, din_, plain_w_, plain_dw_, w_fwd_, w_bwd_, dw_, bias_, db_, dpre_, src_lp_, ddst_lp_;

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string_view>
 #include <unordered_map>
 
@@ -31,6 +32,9 @@ struct Context {
   // (conv_impl.hpp). The counts say how many did and how many had no bf16 kernel.
   bool bf16 = false;
   int bf16_layers = 0, bf16_fallbacks = 0;
+  // Layers whose output is currently stored as bf16 (Layer::set_output_bf16; a re-plan that
+  // does not choose it again removes the layer).
+  std::set<const void*> bf16_outputs;
   // train.conv_algorithm = "winograd": 3x3 stride-1 fp32 convolutions made after this is set
   // run oneDNN's Winograd F(4x4, 3x3) where it has a kernel (conv_impl.hpp); counts as above.
   bool winograd = false;

@@ -54,6 +54,8 @@ bool avx512bf16_available() {
          __builtin_cpu_supports("avx512bw");
 }
 
+void f32_to_bf16_serial(const float* src, uint16_t* dst, int64_t n) { convert_chunk(src, dst, n); }
+
 void f32_to_bf16(const float* src, uint16_t* dst, int64_t n) {
   constexpr int64_t kChunk = 1 << 14;  // 64 KB of input per task
   const int64_t chunks = (n + kChunk - 1) / kChunk;

@@ -14,6 +14,9 @@ namespace crackseg::onednn {
 
 // dst[i] = bf16(src[i]) for i < n, OpenMP over fixed chunks. Needs avx512bf16_available().
 void f32_to_bf16(const float* src, uint16_t* dst, int64_t n);
+// The same on the calling thread only (inside a caller's parallel loop: batchnorm writing a
+// bf16 activation row by row).
+void f32_to_bf16_serial(const float* src, uint16_t* dst, int64_t n);
 // The CPU has AVX512-BF16 (and CRACKSEG_NO_AVX512 is not set).
 [[nodiscard]] bool avx512bf16_available();
 

@@ -275,8 +275,35 @@ void Graph::Impl::plan(const Dims& in_dims) {
         first += ck;
       }
     }
+  // bf16 activations (Layer::can_write_bf16_output): a producer all of whose readers take a
+  // bf16 input gets a bf16 buffer. Part of fusion.
+  std::vector<char> bf16_out(n, 0);
+  if (fusion)
+    for (std::size_t p = 0; p < n; ++p) {
+      if (!runs(static_cast<NodeId>(p)) || static_cast<NodeId>(p) == out_node || into_concat[p] >= 0 ||
+          readers[p] == 0 || !layers[p]->can_write_bf16_output())
+        continue;
+      std::vector<std::size_t> rd;
+      bool all = true;
+      for (std::size_t c = 0; c < n && all; ++c) {
+        if (!runs(static_cast<NodeId>(c))) continue;
+        for (NodeId j : nodes[c].inputs)
+          if (j != input && resolve(j) == static_cast<NodeId>(p)) {
+            all = nodes[c].inputs.size() == 1 && layers[c]->can_read_bf16_input();
+            rd.push_back(c);
+          }
+      }
+      if (!all || rd.size() != static_cast<std::size_t>(readers[p])) continue;
+      bf16_out[p] = 1;
+      layers[p]->set_output_bf16();
+      for (std::size_t c : rd) layers[c]->set_input_bf16();
+    }
   for (std::size_t i = 0; i < n; ++i) {
     if (!runs(static_cast<NodeId>(i)) || into_concat[i] >= 0) continue;
+    if (bf16_out[i]) {
+      values[i] = alloc_buffer(dims[i], DType::bf16, format_for(dims[i]), backend->device());
+      continue;
+    }
     if (fusion && nodes[i].inputs.size() == 1 && layers[i]->runs_in_place()) {
       const NodeId p = resolve(nodes[i].inputs[0]);
       const auto pi = static_cast<std::size_t>(p);

@@ -104,6 +104,16 @@ class Layer {
   // plan() resets both. Saves the U-Net decoder's upsampled tensor and its copy.
   [[nodiscard]] virtual bool write_output_as_channels(int64_t /*first*/, int64_t /*total*/) { return false; }
   [[nodiscard]] virtual bool can_take_inputs_in_place() const { return false; }
+  // bf16 activations (train.precision = "bf16" on the CPU; memory and one conversion pass
+  // fewer): after plan(), when every reader of a layer's output can_read_bf16_input() and the
+  // layer can_write_bf16_output(), the Graph gives that output a bf16 buffer (raw 16-bit
+  // patterns, half the bytes) and tells both sides (set_output_bf16 / set_input_bf16). Only
+  // where the readers would round that input to bf16 anyway (a bf16 convolution), so no bit
+  // of the results changes. plan() resets both.
+  [[nodiscard]] virtual bool can_write_bf16_output() const { return false; }
+  [[nodiscard]] virtual bool can_read_bf16_input() const { return false; }
+  virtual void set_output_bf16() {}
+  virtual void set_input_bf16() {}
   virtual void take_input_in_place(std::size_t /*k*/) {}
   // Parameter values changed (optimizer step, checkpoint load, init): refresh derived copies
   // such as oneDNN's blocked weights. The Graph calls it before the first forward after

@@ -22,6 +22,7 @@ std::size_t dtype_size(DType t) {
     case DType::u8: return 1;
     case DType::i32: return 4;
     case DType::f64: return 8;
+    case DType::bf16: return 2;
   }
   return 0;
 }
@@ -32,6 +33,7 @@ const char* to_string(DType t) {
     case DType::u8: return "u8";
     case DType::i32: return "i32";
     case DType::f64: return "f64";
+    case DType::bf16: return "bf16";
   }
   return "?";
 }

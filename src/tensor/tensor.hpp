@@ -18,7 +18,7 @@
 namespace crackseg {
 
 enum class Device : uint8_t { cpu, cuda };
-enum class DType : uint8_t { f32, u8, i32, f64 };
+enum class DType : uint8_t { f32, u8, i32, f64, bf16 };  // bf16: raw 16-bit patterns (bf16 activations)
 enum class Format : uint8_t { plain, nchw, nhwc };
 
 [[nodiscard]] std::size_t dtype_size(DType t);

@@ -16,6 +16,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kernels/cpu/to_bf16.hpp"
+#include "src/graph/graph.hpp"
 #include "tests/unit/test_layer_util.hpp"
 
 using namespace crackseg;
@@ -160,3 +162,70 @@ TEST(Bf16Precision, ConvtSwitchIsRecorded) {
   EXPECT_NE(s.find("CRACKSEG_CONVT_PHASES=0"), std::string::npos) << s;
 }
 }  // namespace
+
+// bf16 activations (Graph plan, Layer::can_write_bf16_output): a batchnorm (+ activation,
+// + dropout) whose only readers are bf16 convolutions or transposed convolutions stores its
+// output as bf16, which those layers would have rounded it to anyway. The plan must give the
+// plain plan's bits (fusion off: fp32 activations, every layer separate) in training, in a
+// second step on the reused plan and in eval, and must say how many activations it stored as
+// bf16: here the two batchnorms read only by a conv and by a transposed conv, not the one
+// that also feeds a concat, nor the graph's output.
+TEST(Bf16Activations, StoredAsBf16WhereOnlyBf16ConvolutionsReadThemWithTheSameBits) {
+  if (const std::string m = onednn::missing_bf16_isa(); !m.empty()) GTEST_SKIP() << "no bf16 kernels here: " << m;
+  const auto build = [](bool fusion) {
+    Graph g;
+    g.set_fusion(fusion);
+    NodeId x = g.add("c1", Conv2dSpec{3, 16, 3, 1, 1}, {g.input()});
+    x = g.add("bn1", BatchNorm2dSpec{16}, {x});
+    x = g.add("act1", LeakyReluSpec{0.1f}, {x});
+    x = g.add("drop1", DropoutSpec{.p = 0.25f}, {x});
+    x = g.add("c2", Conv2dSpec{16, 16, 3, 2, 0}, {x});  // stride 2, unpadded (Spiral-Net's encoder)
+    x = g.add("bn2", BatchNorm2dSpec{16}, {x});
+    x = g.add("act2", ReluSpec{}, {x});
+    NodeId u = g.add("up", ConvTranspose2dSpec{16, 16, 3, 2, 0, 0}, {x});  // phase transposed conv
+    u = g.add("bn3", BatchNorm2dSpec{16}, {u});
+    NodeId skip = g.add("c3", Conv2dSpec{16, 8, 1, 1, 0}, {u});
+    NodeId cat = g.add("cat", ConcatSpec{}, {u, skip});  // bn3 also feeds the concat: stays fp32
+    g.set_output(g.add("head", Conv2dSpec{24, 1, 1, 1, 0}, {cat}));
+    return g;
+  };
+  const Tensor x = random_tensor({2, 3, 15, 13}, 21, Format::nchw);
+  const std::vector<uint64_t> ids{4, 9};
+  struct Out {
+    Tensor y, y2;
+    std::vector<Tensor> grads;
+    std::string summary;
+  };
+  const auto run = [&](bool fusion, bool training) {
+    Graph g = build(fusion);
+    auto be = make_backend("onednn");
+    be->set_precision("bf16");
+    g.instantiate(*be, 42);
+    StepContext ctx;
+    ctx.training = training;
+    ctx.seed = 3;
+    ctx.sample_ids = ids;
+    Out o;
+    o.y = g.forward(ctx, x).to_format(Format::nchw);
+    g.backward(ctx, random_tensor(o.y.dims(), 22, Format::nchw));
+    o.y2 = g.forward(ctx, x).to_format(Format::nchw);
+    for (Param* p : g.params()) o.grads.push_back(p->grad.clone());
+    o.summary = be->precision_summary();
+    return o;
+  };
+  const auto same = [](const Tensor& a, const Tensor& b) {
+    return a.nbytes() == b.nbytes() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
+  };
+  for (const bool training : {true, false}) {
+    SCOPED_TRACE(training ? "training" : "eval");
+    const Out fused = run(true, training), plain = run(false, training);
+    EXPECT_TRUE(same(fused.y, plain.y));
+    EXPECT_TRUE(same(fused.y2, plain.y2));
+    ASSERT_EQ(fused.grads.size(), plain.grads.size());
+    for (std::size_t k = 0; k < fused.grads.size(); ++k) EXPECT_TRUE(same(fused.grads[k], plain.grads[k])) << k;
+    if (onednn::avx512bf16_available()) {
+      EXPECT_NE(fused.summary.find("; 2 activations stored as bf16"), std::string::npos) << fused.summary;
+    }
+    EXPECT_EQ(plain.summary.find("stored as bf16"), std::string::npos) << plain.summary;
+  }
+}
