@@ -47,9 +47,11 @@ class OnednnBackend final : public Backend {
       convt += "; Winograd F(4x4, 3x3) for " + std::to_string(ctx_->wino_layers) + " convolutions (" +
                std::to_string(ctx_->wino_fallbacks) + " 3x3 stride-1 ones run direct: no Winograd kernel, or too small to gain)";
     if (!ctx_->bf16) return "fp32" + convt;
-    const std::string acts = ctx_->bf16_outputs.empty()
-                                 ? ""
-                                 : "; " + std::to_string(ctx_->bf16_outputs.size()) + " activations stored as bf16";
+    const std::string acts =
+        ctx_->bf16_outputs.empty() && ctx_->bf16_dins.empty()
+            ? ""
+            : "; " + std::to_string(ctx_->bf16_outputs.size()) + " activations and " +
+                  std::to_string(ctx_->bf16_dins.size()) + " gradients stored as bf16";
     return "bf16 (" + std::to_string(ctx_->bf16_layers) + " convolutions; " + std::to_string(ctx_->bf16_fallbacks) +
            " without a bf16 kernel stay fp32" + acts + ")" + convt;
   }

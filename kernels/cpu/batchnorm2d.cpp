@@ -50,11 +50,16 @@ class BatchNorm2d final : public DnnlLayer {
   // bf16 activations: where the only readers are bf16 convolutions, forward writes its output
   // rounded to bf16 (what those convolutions would have done to it), half the bytes.
   bool can_write_bf16_output() const override { return ctx_->bf16 && avx512bf16_available(); }
+  bool can_write_bf16_din() const override { return ctx_->bf16 && avx512bf16_available(); }
+  void set_din_bf16() override {
+    din_bf16_ = true;
+    ctx_->bf16_dins.insert(this);
+  }
   void set_output_bf16() override {
     out_bf16_ = true;
     ctx_->bf16_outputs.insert(this);
   }
-  ~BatchNorm2d() override { ctx_->bf16_outputs.erase(this); }
+  ~BatchNorm2d() override { ctx_->bf16_outputs.erase(this), ctx_->bf16_dins.erase(this); }
   void set_defer_running_stats(bool defer) override { stats_.set_defer(defer); }
   void read_batch_stats(std::span<float> dst) const override { stats_.read(dst); }
   void apply_batch_stats(std::span<const float> src) override { stats_.apply(src); }
@@ -65,8 +70,8 @@ class BatchNorm2d final : public DnnlLayer {
       throw Error("batchnorm2d '" + name_ + "': input " + to_string(d) + " is not (N, " +
                   std::to_string(as<BatchNorm2dSpec>().channels) + ", H, W)");
     shape_ = {d[0] * d[2], d[3], d[1]};
-    out_bf16_ = false;  // the Graph decides again after every plan
-    ctx_->bf16_outputs.erase(this);
+    out_bf16_ = din_bf16_ = false;  // the Graph decides again after every plan
+    ctx_->bf16_outputs.erase(this), ctx_->bf16_dins.erase(this);
     work_.reserve(shape_);
     if (drop_fused_) {
       drop_.tiles = DropoutTiles(d[0], d[1], d[2] * d[3]);
@@ -120,9 +125,11 @@ class BatchNorm2d final : public DnnlLayer {
     // Statistics, invstd and the constants are this layer's last training forward's (the
     // Graph runs a layer's backward after its own forward). Without a consumer of dx only the
     // sums run.
-    bn_backward(in[0]->data<float>(), dout.data<float>(), din[0] ? din[0]->data<float>() : nullptr, shape_, work_,
-                {meanf_, scale_, shift_, &drop_}, invstd_, std::span<const float>(params_[0].value.data<float>(), mean_.size()),
-                act_, params_[0].grad.data<float>(), params_[1].grad.data<float>());
+    float* dx = din[0] && !din_bf16_ ? din[0]->data<float>() : nullptr;
+    uint16_t* dx_bf16 = din[0] && din_bf16_ ? static_cast<uint16_t*>(din[0]->raw()) : nullptr;
+    bn_backward(in[0]->data<float>(), dout.data<float>(), dx, shape_, work_, {meanf_, scale_, shift_, &drop_}, invstd_,
+                std::span<const float>(params_[0].value.data<float>(), mean_.size()), act_,
+                params_[0].grad.data<float>(), params_[1].grad.data<float>(), dx_bf16);
   }
 
  private:
@@ -145,6 +152,8 @@ class BatchNorm2d final : public DnnlLayer {
     const float* rm = stats_.mean().data<float>();
     const float* rv = stats_.var().data<float>();
     std::vector<double> sdy(static_cast<std::size_t>(C), 0.0), sdyx(static_cast<std::size_t>(C), 0.0);
+    std::vector<float> dx_f32(din && din_bf16_ ? static_cast<std::size_t>(P * C) : 0);  // rounded out below
+    float* dx = !din ? nullptr : din_bf16_ ? dx_f32.data() : din->data<float>();
     for (int64_t p = 0; p < P; ++p)
       for (int64_t c = 0; c < C; ++c) {
         const double inv = 1.0 / std::sqrt(double(rv[c]) + s.eps);
@@ -152,8 +161,9 @@ class BatchNorm2d final : public DnnlLayer {
         const double d = act_.on && !on ? dy[p * C + c] * act_.slope : dy[p * C + c];
         sdy[c] += d;
         sdyx[c] += d * (xd[p * C + c] - rm[c]) * inv;
-        if (din) din->data<float>()[p * C + c] = static_cast<float>(d * g[c] * inv);
+        if (dx) dx[p * C + c] = static_cast<float>(d * g[c] * inv);
       }
+    if (din && din_bf16_) f32_to_bf16(dx_f32.data(), static_cast<uint16_t*>(din->raw()), P * C);
     for (int64_t c = 0; c < C; ++c) {
       params_[0].grad.data<float>()[c] += static_cast<float>(sdyx[c]);
       params_[1].grad.data<float>()[c] += static_cast<float>(sdy[c]);
@@ -168,6 +178,7 @@ class BatchNorm2d final : public DnnlLayer {
   std::vector<float> meanf_, scale_, shift_;  // per call: y = act((x - mean) * scale + shift)
   // A fused dropout (fuse_dropout): its rate and salt, the mask of the last training forward.
   bool out_bf16_ = false;  // output buffer is bf16 (set_output_bf16)
+  bool din_bf16_ = false;  // input gradient buffer is bf16 (set_din_bf16)
   bool drop_fused_ = false;
   float drop_p_ = 0.0f;
   uint32_t drop_salt_ = 0;

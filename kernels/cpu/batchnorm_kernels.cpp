@@ -238,6 +238,14 @@ RowDrop row_drop(const BnDropout* drop, int64_t r, int64_t W) {
   return {drop->words + n * drop->tiles.tiles * drop->tiles.C, (r - n * H) * W, drop->scale};
 }
 
+// This thread's buffer for one row in fp32 before it is rounded to a bf16 output (kept in
+// cache; grown once, so nothing is allocated in steady state).
+float* row_buffer(int64_t n) {
+  thread_local std::vector<float> row;
+  if (row.size() < static_cast<std::size_t>(n)) row.resize(static_cast<std::size_t>(n));
+  return row.data();
+}
+
 [[nodiscard]] bool parallel(const BnShape& s) { return s.pixels() * s.channels > 32768; }
 
 }  // namespace
@@ -269,14 +277,7 @@ void bn_apply(const float* x, float* y, const BnShape& s, std::span<const float>
 #pragma omp parallel for schedule(static) if (parallel(s))
   for (int64_t r = 0; r < R; ++r) {
     const RowDrop rd = row_drop(drop, r, W);
-    float* yr = nullptr;
-    if (y_bf16) {  // the row in fp32 in this thread's cache-sized buffer, then rounded out
-      thread_local std::vector<float> row;
-      if (row.size() < static_cast<std::size_t>(W * C)) row.resize(static_cast<std::size_t>(W * C));
-      yr = row.data();
-    } else {
-      yr = y + r * W * C;
-    }
+    float* yr = y_bf16 ? row_buffer(W * C) : y + r * W * C;
     row_apply(x + r * W * C, yr, W, C, mean.data(), scale.data(), shift.data(), act.on, act.slope,
               rd.words ? &rd : nullptr);
     if (y_bf16) f32_to_bf16_serial(yr, y_bf16 + r * W * C, W * C);
@@ -287,7 +288,7 @@ float bn_pre_activation(float x, float m, float a, float b) { return (x - m) * a
 
 void bn_backward(const float* x, const float* dy, float* dx, const BnShape& s, BnWork& work, const BnForward& f,
                  std::span<const double> invstd, std::span<const float> gamma, BnAct act, float* dscale,
-                 float* dshift) {
+                 float* dshift, uint16_t* dx_bf16) {
   const int64_t R = s.rows, W = s.width, C = s.channels;
   float* sg = work.a();
   float* sgx = work.b();
@@ -315,13 +316,14 @@ void bn_backward(const float* x, const float* dy, float* dx, const BnShape& s, B
     k2[c] = static_cast<float>(-a * invstd[c] * invstd[c] * gx / P);
     k3[c] = static_cast<float>(-a * g / P);
   }
-  if (!dx) return;
+  if (!dx && !dx_bf16) return;
 #pragma omp parallel for schedule(static) if (parallel(s))
-  for (int64_t r = 0; r < R; ++r)
-  {
+  for (int64_t r = 0; r < R; ++r) {
     const RowDrop rd = row_drop(f.drop, r, W);
-    row_bwd_apply(x + r * W * C, dy + r * W * C, dx + r * W * C, W, C, mf, fa, fb, k1, k2, k3, act.on, act.slope,
+    float* dxr = dx_bf16 ? row_buffer(W * C) : dx + r * W * C;
+    row_bwd_apply(x + r * W * C, dy + r * W * C, dxr, W, C, mf, fa, fb, k1, k2, k3, act.on, act.slope,
                   rd.words ? &rd : nullptr);
+    if (dx_bf16) f32_to_bf16_serial(dxr, dx_bf16 + r * W * C, W * C);
   }
 }
 

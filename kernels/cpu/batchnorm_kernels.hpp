@@ -91,8 +91,9 @@ struct BnForward {
 // v = (x - f.mean) * f.scale + f.shift (recomputed exactly as forward computed it):
 //   dshift[c] += sum g, dscale[c] += sum g * xhat,
 //   dx = gamma * invstd * (g - mean(g) - xhat * mean(g * xhat))   (dx may be null: sums only).
+// dx_bf16 (not null): dx is written there as bf16 instead (as bn_apply's y_bf16).
 void bn_backward(const float* x, const float* dy, float* dx, const BnShape& s, BnWork& w, const BnForward& f,
                  std::span<const double> invstd, std::span<const float> gamma, BnAct act, float* dscale,
-                 float* dshift);
+                 float* dshift, uint16_t* dx_bf16 = nullptr);
 
 }  // namespace crackseg::onednn

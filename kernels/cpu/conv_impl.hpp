@@ -94,7 +94,7 @@ class ConvLayer final : public DnnlLayer {
       fattr.set_post_ops(po);
     }
     // Operand type: bf16 where requested and oneDNN has the kernel, else fp32.
-    in_bf16_ = false;  // the Graph decides again after every plan
+    in_bf16_ = dout_bf16_ = false;  // the Graph decides again after every plan
     lp_ = ctx_->bf16;
     typename BwdD::primitive_desc bwd_d_pd;
     typename BwdW::primitive_desc bwd_w_pd;
@@ -275,6 +275,12 @@ class ConvLayer final : public DnnlLayer {
     in_bf16_ = true;
     src_lp_buf_ = Tensor{};  // the input itself is the bf16 copy now
   }
+  // ... and its output gradient likewise, where nothing reads it in fp32 (no fused
+  // activation's backward, no few-channel input-gradient kernel of our own).
+  bool can_read_bf16_dout() const override {
+    return planned_ && lp_ && !wino_ && !fused_ && !small_ && to_lp_ddst_.own();
+  }
+  void set_dout_bf16() override { dout_bf16_ = true; }
 
   void params_changed() override {
     if (planned_) refresh_weights();
@@ -311,7 +317,9 @@ class ConvLayer final : public DnnlLayer {
     // The weight gradient reads the bf16 input saved by this layer's forward (the Graph runs
     // a layer's backward after its own forward, with no other forward of it in between).
     if (in_bf16_) src_lp_.set_data_handle(const_cast<void*>(in[0]->raw()));
-    if (lp_) {
+    if (dout_bf16_) {
+      ddst_lp_.set_data_handle(const_cast<void*>(dout.raw()));
+    } else if (lp_) {
       ddst_lp_.set_data_handle(ctx_->bf16_grad.raw());
       to_lp_ddst_.run(ctx_->stream);
     }
@@ -413,6 +421,7 @@ class ConvLayer final : public DnnlLayer {
   dnnl::primitive fwd_, bwd_d_, bwd_w_, act_bwd_, reorder_fwd_, reorder_bwd_, reorder_dw_;
   ToBf16 to_lp_src_, to_lp_ddst_;  // bf16 copies of the input and of dout (lp_)
   bool in_bf16_ = false;            // the input tensor is bf16 already (set_input_bf16)
+  bool dout_bf16_ = false;          // the output gradient is bf16 already (set_dout_bf16)
   dnnl::memory fwd_scratch_, bwd_d_scratch_, bwd_w_scratch_, act_scratch_;
   dnnl::memory::desc plain_w_md_;
   dnnl::memory src_, dst_, dout_, din_, plain_w_, plain_dw_, w_fwd_, w_bwd_, dw_, bias_, db_, dpre_, src_lp_, ddst_lp_;

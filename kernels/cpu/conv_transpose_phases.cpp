@@ -124,10 +124,12 @@ class ConvTransposePhases final : public DnnlLayer {
     in_bf16_ = true;
     src_lp_buf_ = Tensor{};
   }
+  bool can_read_bf16_dout() const override { return planned_ && lp_ && !fused_ && to_lp_g_.own(); }
+  void set_dout_bf16() override { dout_bf16_ = true; }
 
   void plan(std::span<const Dims> in) override {
     const auto& s = as<ConvTranspose2dSpec>();
-    in_bf16_ = false;  // the Graph decides again after every plan
+    in_bf16_ = dout_bf16_ = false;  // the Graph decides again after every plan
     x_ = in[0], y_ = output_dims(in);
     out_first_ = 0, out_pixel_ = s.out_c;
     const auto& eng = ctx_->engine;
@@ -399,7 +401,9 @@ class ConvTransposePhases final : public DnnlLayer {
     // The weight gradient reads the bf16 input saved by this layer's forward (the Graph runs
     // a layer's backward after its own forward, with no other forward of it in between).
     if (in_bf16_) src_lp_.set_data_handle(const_cast<void*>(in[0]->raw()));
-    if (lp_) {
+    if (dout_bf16_) {
+      g_lp_.set_data_handle(const_cast<void*>(dout.raw()));
+    } else if (lp_) {
       g_lp_.set_data_handle(ws + g_lp_off_);
       to_lp_g_.run(ctx_->stream);
       g = ws + g_lp_off_;
@@ -602,6 +606,7 @@ class ConvTransposePhases final : public DnnlLayer {
   dnnl::primitive bwd_d_, act_bwd_, reorder_bwd_, deconv_w_, reorder_dw_;
   ToBf16 to_lp_src_, to_lp_g_;  // bf16 copies of the input and of the gradient (lp_)
   bool in_bf16_ = false;        // the input tensor is bf16 already (set_input_bf16)
+  bool dout_bf16_ = false;      // the output gradient is bf16 already (set_dout_bf16)
   dnnl::memory bwd_d_scratch_, act_scratch_, deconv_w_scratch_;
   dnnl::memory src_, dst_, dout_, din_, plain_w_, w_bwd_, bias_, dpre_, src_lp_, g_lp_, dw_, plain_dw_, db_;
   Tensor w_bwd_buf_, src_lp_buf_, rowsum_buf_, dw_buf_, db_buf_;

@@ -35,6 +35,8 @@ struct Context {
   // Layers whose output is currently stored as bf16 (Layer::set_output_bf16; a re-plan that
   // does not choose it again removes the layer).
   std::set<const void*> bf16_outputs;
+  // Layers whose input gradient is currently written as bf16 (Layer::set_din_bf16).
+  std::set<const void*> bf16_dins;
   // train.conv_algorithm = "winograd": 3x3 stride-1 fp32 convolutions made after this is set
   // run oneDNN's Winograd F(4x4, 3x3) where it has a kernel (conv_impl.hpp); counts as above.
   bool winograd = false;

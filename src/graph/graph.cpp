@@ -334,6 +334,20 @@ void Graph::Impl::plan(const Dims& in_dims) {
   // buffers are views into it.
   grad_views.clear();
   grad_arena = Tensor{};
+  // bf16 gradients (Layer::can_read_bf16_dout): p's output gradient is bf16 when its only
+  // reader writes it as bf16 and p would round it to bf16 anyway. Part of fusion.
+  std::vector<char> bf16_grad(n, 0);
+  if (fusion)
+    for (std::size_t c = 0; c < n; ++c) {
+      if (!runs(static_cast<NodeId>(c)) || edges[c].size() != 1 || !layers[c]->can_write_bf16_din()) continue;
+      const NodeId p = edges[c][0].producer;
+      const auto pi = static_cast<std::size_t>(p);
+      if (p == input || p == out_node || readers[pi] != 1 || into_concat[pi] >= 0 || !layers[pi]->can_read_bf16_dout())
+        continue;
+      bf16_grad[pi] = 1;
+      layers[c]->set_din_bf16();
+      layers[pi]->set_dout_bf16();
+    }
   BlockPlan bp;
   std::vector<int> grad_slot(n, -1);
   struct ScratchUse { std::size_t node, edge; int slot; };
@@ -346,7 +360,7 @@ void Graph::Impl::plan(const Dims& in_dims) {
       const NodeId p = edges[c][k].producer;
       if (p == input) continue;
       const auto pi = static_cast<std::size_t>(p);
-      const int64_t elems = numel(dims[pi]);
+      const int64_t elems = bf16_grad[pi] ? (numel(dims[pi]) + 1) / 2 : numel(dims[pi]);  // in floats
       if (grad_slot[pi] < 0 && p != out) {
         grad_slot[pi] = bp.acquire(elems);
       } else {
@@ -359,9 +373,9 @@ void Graph::Impl::plan(const Dims& in_dims) {
   }
   bp.finish();
   grad_arena = alloc_buffer({std::max<int64_t>(bp.arena_elems(), 1)}, DType::f32, Format::plain, backend->device());
-  const auto view = [&](int slot, const Dims& d) -> Tensor* {
+  const auto view = [&](int slot, const Dims& d, DType t = DType::f32) -> Tensor* {
     float* at = static_cast<float*>(grad_arena.raw()) + bp.offset_of(slot);
-    grad_views.push_back(Tensor::wrap(at, d, DType::f32, format_for(d), backend->device()));
+    grad_views.push_back(Tensor::wrap(at, d, t, format_for(d), backend->device()));
     return &grad_views.back();
   };
   for (std::size_t c = n; c-- > 0;) {
@@ -371,7 +385,7 @@ void Graph::Impl::plan(const Dims& in_dims) {
       if (p == input) continue;
       const auto pi = static_cast<std::size_t>(p);
       if (grad_slot[pi] >= 0 && !grads[pi].defined()) {  // first consumer in backward order
-        grads[pi] = *view(grad_slot[pi], dims[pi]);
+        grads[pi] = *view(grad_slot[pi], dims[pi], bf16_grad[pi] ? DType::bf16 : DType::f32);
         din_ptrs[c][k] = &grads[pi];
       }
     }

@@ -114,6 +114,13 @@ class Layer {
   [[nodiscard]] virtual bool can_read_bf16_input() const { return false; }
   virtual void set_output_bf16() {}
   virtual void set_input_bf16() {}
+  // The same for gradients: a layer that would round its output's gradient to bf16 anyway
+  // (can_read_bf16_dout) gets it as bf16 when the only reader of its output writes that
+  // gradient (its input gradient) as bf16 (can_write_bf16_din).
+  [[nodiscard]] virtual bool can_write_bf16_din() const { return false; }
+  [[nodiscard]] virtual bool can_read_bf16_dout() const { return false; }
+  virtual void set_din_bf16() {}
+  virtual void set_dout_bf16() {}
   virtual void take_input_in_place(std::size_t /*k*/) {}
   // Parameter values changed (optimizer step, checkpoint load, init): refresh derived copies
   // such as oneDNN's blocked weights. The Graph calls it before the first forward after

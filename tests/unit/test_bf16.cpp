@@ -165,11 +165,14 @@ TEST(Bf16Precision, ConvtSwitchIsRecorded) {
 
 // bf16 activations (Graph plan, Layer::can_write_bf16_output): a batchnorm (+ activation,
 // + dropout) whose only readers are bf16 convolutions or transposed convolutions stores its
-// output as bf16, which those layers would have rounded it to anyway. The plan must give the
+// output as bf16, which those layers would have rounded it to anyway; and a batchnorm that is
+// the only reader of a bf16 convolution's output writes that layer's output gradient as bf16
+// (Layer::can_write_bf16_din), which the convolution would have rounded too. The plan must give the
 // plain plan's bits (fusion off: fp32 activations, every layer separate) in training, in a
 // second step on the reused plan and in eval, and must say how many activations it stored as
 // bf16: here the two batchnorms read only by a conv and by a transposed conv, not the one
-// that also feeds a concat, nor the graph's output.
+// that also feeds a concat, nor the graph's output; and the gradients of c1, c2 and up (each
+// read only by a batchnorm), not those of c3 (read by the concat) or the head.
 TEST(Bf16Activations, StoredAsBf16WhereOnlyBf16ConvolutionsReadThemWithTheSameBits) {
   if (const std::string m = onednn::missing_bf16_isa(); !m.empty()) GTEST_SKIP() << "no bf16 kernels here: " << m;
   const auto build = [](bool fusion) {
@@ -224,7 +227,8 @@ TEST(Bf16Activations, StoredAsBf16WhereOnlyBf16ConvolutionsReadThemWithTheSameBi
     ASSERT_EQ(fused.grads.size(), plain.grads.size());
     for (std::size_t k = 0; k < fused.grads.size(); ++k) EXPECT_TRUE(same(fused.grads[k], plain.grads[k])) << k;
     if (onednn::avx512bf16_available()) {
-      EXPECT_NE(fused.summary.find("; 2 activations stored as bf16"), std::string::npos) << fused.summary;
+      EXPECT_NE(fused.summary.find("; 2 activations and 3 gradients stored as bf16"), std::string::npos)
+          << fused.summary;
     }
     EXPECT_EQ(plain.summary.find("stored as bf16"), std::string::npos) << plain.summary;
   }
