@@ -48,7 +48,9 @@ class BatchNorm2d final : public DnnlLayer {
     return true;
   }
   // bf16 activations: where the only readers are bf16 convolutions, forward writes its output
-  // rounded to bf16 (what those convolutions would have done to it), half the bytes.
+  // rounded to bf16 (what those convolutions would have done to it), half the bytes; where it
+  // is the only reader of a bf16 convolution's output, backward writes that convolution's
+  // output gradient (its own dx) rounded to bf16 likewise.
   bool can_write_bf16_output() const override { return ctx_->bf16 && avx512bf16_available(); }
   bool can_write_bf16_din() const override { return ctx_->bf16 && avx512bf16_available(); }
   void set_din_bf16() override {
@@ -176,9 +178,9 @@ class BatchNorm2d final : public DnnlLayer {
   BnAct act_;
   std::vector<double> mean_, var_, invstd_;  // the last training forward's batch statistics
   std::vector<float> meanf_, scale_, shift_;  // per call: y = act((x - mean) * scale + shift)
-  // A fused dropout (fuse_dropout): its rate and salt, the mask of the last training forward.
   bool out_bf16_ = false;  // output buffer is bf16 (set_output_bf16)
   bool din_bf16_ = false;  // input gradient buffer is bf16 (set_din_bf16)
+  // A fused dropout (fuse_dropout): its rate and salt, the mask of the last training forward.
   bool drop_fused_ = false;
   float drop_p_ = 0.0f;
   uint32_t drop_salt_ = 0;
