@@ -28,13 +28,10 @@ class Dropout final : public DnnlLayer {
 
   void plan(std::span<const Dims> in) override {
     const Dims& d = in[0];
-    N_ = d[0];
-    L_ = numel(d) / N_;
-    C_ = d.size() == 4 ? d[1] : 1;  // nhwc (the backend's 4-D layout): a tile is kTile pixels x C channels
-    HW_ = L_ / C_;
-    tiles_ = (HW_ + kTile - 1) / kTile;
-    mask_ = alloc_buffer({N_ * tiles_ * C_ * 8}, DType::u8, Format::plain);
-    ids_.assign(static_cast<std::size_t>(N_), 0);
+    const int64_t C = d.size() == 4 ? d[1] : 1;  // nhwc (the backend's 4-D layout): a tile is kTile pixels x C channels
+    tiles_ = DropoutTiles(d[0], C, numel(d) / d[0] / C);
+    mask_ = alloc_buffer({tiles_.words() * 8}, DType::u8, Format::plain);
+    ids_.assign(static_cast<std::size_t>(d[0]), 0);
   }
 
   void forward(const StepContext& ctx, std::span<const Tensor* const> in, Tensor& out) override {
@@ -53,28 +50,25 @@ class Dropout final : public DnnlLayer {
  private:
   // Forward: mask generation and application fused per tile, so every write is local.
   // nhwc: a tile is kTile pixels x all C channels; other layouts: logical = memory (C = 1).
-  static constexpr int64_t kTile = DropoutTiles::kTile;
   [[nodiscard]] float scale() const { return dropout_scale(as<DropoutSpec>().p); }
   void forward_masked(const StepContext& ctx, const Tensor& x, Tensor& y) {
-    if (C_ > 1 && x.format() != Format::nhwc)
+    if (tiles_.C > 1 && x.format() != Format::nhwc)
       throw Error("dropout '" + name_ + "': expects nhwc activations (the oneDNN backend's layout), got " +
                   to_string(x.dims()) + " in another format");
-    const int64_t N = N_, L = L_, C = C_, HW = HW_, tiles = tiles_;
-    for (int64_t n = 0; n < N; ++n) ids_[static_cast<std::size_t>(n)] = dropout_sample_id(ctx, n);  // may throw
+    for (int64_t n = 0; n < tiles_.N; ++n) ids_[static_cast<std::size_t>(n)] = dropout_sample_id(ctx, n);  // may throw
     const TileDraw d = tile_draw(ctx, salt_, as<DropoutSpec>().p);
     const float sc = scale();
+    const DropoutTiles& s = tiles_;
     uint64_t* words = static_cast<uint64_t*>(mask_.raw());
     const float* xs = x.data<float>();
     float* ys = y.data<float>();
     // layers::dropout_forward
 #pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t t = 0; t < tiles; ++t) {
-        const int64_t p0 = t * kTile, npix = std::min(HW, p0 + kTile) - p0;
-        uint64_t* rows = words + (n * tiles + t) * C;
-        for (int64_t c = 0; c < C; ++c) rows[c] = dropout_row_bits(d, ids_[static_cast<std::size_t>(n)], c, p0, npix, HW);
-        const int64_t b0 = n * L + p0 * C;
-        dropout_apply_rows(rows, xs + b0, ys + b0, npix, C, sc);
+    for (int64_t n = 0; n < s.N; ++n)
+      for (int64_t t = 0; t < s.tiles; ++t) {
+        const uint64_t* rows = dropout_fill_tile(s, d, ids_[static_cast<std::size_t>(n)], n, t, words);
+        const int64_t b0 = (n * s.HW + DropoutTiles::first_pixel(t)) * s.C;
+        dropout_apply_rows(rows, xs + b0, ys + b0, s.pixels(t), s.C, sc);
       }
   }
   void apply(const Tensor& src, Tensor& dst) const {
@@ -82,14 +76,13 @@ class Dropout final : public DnnlLayer {
     const float* x = src.data<float>();
     float* y = dst.data<float>();
     const auto* words = static_cast<const uint64_t*>(mask_.raw());
-    const int64_t N = N_, L = L_, C = C_, HW = HW_, tiles = tiles_;
+    const DropoutTiles& s = tiles_;
     // layers::dropout_apply
 #pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t t = 0; t < tiles; ++t) {
-        const int64_t p0 = t * kTile, npix = std::min(HW, p0 + kTile) - p0;
-        const int64_t b0 = n * L + p0 * C;
-        dropout_apply_rows(words + (n * tiles + t) * C, x + b0, y + b0, npix, C, sc);
+    for (int64_t n = 0; n < s.N; ++n)
+      for (int64_t t = 0; t < s.tiles; ++t) {
+        const int64_t b0 = (n * s.HW + DropoutTiles::first_pixel(t)) * s.C;
+        dropout_apply_rows(DropoutTiles::rows(words, s, n, t), x + b0, y + b0, s.pixels(t), s.C, sc);
       }
   }
   static void copy(const Tensor& src, Tensor& dst) {
@@ -104,8 +97,8 @@ class Dropout final : public DnnlLayer {
 
   uint32_t salt_;
   bool active_ = false;
-  int64_t N_ = 0, L_ = 0, C_ = 1, HW_ = 0, tiles_ = 0;
-  Tensor mask_;  // N * tiles * C 64-bit words: per tile, one row of kTile bits per channel
+  DropoutTiles tiles_;
+  Tensor mask_;  // tiles_.words() 64-bit words: per tile, one row of kTile bits per channel
   std::vector<uint64_t> ids_;
 };
 

@@ -138,27 +138,27 @@ TileDraw tile_draw(const StepContext& ctx, uint32_t salt, float p) {
 
 float dropout_scale(float p) { return p >= 1.0f ? 0.0f : 1.0f / (1.0f - p); }
 
-uint64_t dropout_row_bits(const TileDraw& d, uint64_t sample, int64_t c, int64_t p0, int64_t npix, int64_t HW) {
+uint64_t* dropout_fill_tile(const DropoutTiles& s, const TileDraw& d, uint64_t sample, int64_t n, int64_t t,
+                            uint64_t* words) {
   static const KeepBits keep_bits = pick_keep_bits();
   const uint32_t c0 = static_cast<uint32_t>(sample);
   const uint32_t c1 = static_cast<uint32_t>(sample >> 32) ^ (static_cast<uint32_t>(Purpose::dropout) << 24);
-  const uint64_t used = (uint64_t{1} << npix) - 1u;  // npix <= kTile < 64
-  const int64_t i0 = c * HW + p0;
-  // bit j <-> logical element 4 * (i0 / 4) + j; the run starts at bit i0 % 4
-  return (keep_bits(c0, c1, d.epoch, static_cast<uint32_t>(i0 / 4), d.k0, d.k1, d.ti) >> (i0 % 4)) & used;
+  const int64_t p0 = DropoutTiles::first_pixel(t);
+  const uint64_t used = (uint64_t{1} << s.pixels(t)) - 1u;  // pixels <= kTile < 64
+  uint64_t* rows = words + (n * s.tiles + t) * s.C;
+  for (int64_t c = 0; c < s.C; ++c) {
+    const int64_t i0 = c * s.HW + p0;
+    // bit j <-> logical element 4 * (i0 / 4) + j; the run starts at bit i0 % 4
+    rows[c] = (keep_bits(c0, c1, d.epoch, static_cast<uint32_t>(i0 / 4), d.k0, d.k1, d.ti) >> (i0 % 4)) & used;
+  }
+  return rows;
 }
 
 void dropout_fill(const DropoutTiles& s, const TileDraw& d, std::span<const uint64_t> ids, uint64_t* words) {
-  constexpr int64_t T = DropoutTiles::kTile;
   // layers::dropout_mask
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t n = 0; n < s.N; ++n)
-    for (int64_t t = 0; t < s.tiles; ++t) {
-      const int64_t p0 = t * T, npix = std::min(s.HW, p0 + T) - p0;
-      uint64_t* rows = words + (n * s.tiles + t) * s.C;
-      for (int64_t c = 0; c < s.C; ++c)
-        rows[c] = dropout_row_bits(d, ids[static_cast<std::size_t>(n)], c, p0, npix, s.HW);
-    }
+    for (int64_t t = 0; t < s.tiles; ++t) dropout_fill_tile(s, d, ids[static_cast<std::size_t>(n)], n, t, words);
 }
 
 void dropout_apply_rows(const uint64_t* rows, const float* x, float* y, int64_t npix, int64_t C, float scale) {

@@ -9,6 +9,7 @@
 // stored as they come, with no per-element transpose. One bit per element: 1/32 of the
 // activation's bytes.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <span>
 
@@ -23,6 +24,9 @@ struct DropoutTiles {
   DropoutTiles() = default;
   DropoutTiles(int64_t n, int64_t c, int64_t hw) : N(n), C(c), HW(hw), tiles((hw + kTile - 1) / kTile) {}
   [[nodiscard]] int64_t words() const { return N * tiles * C; }
+  // Tile t's pixels: [first_pixel(t), first_pixel(t) + pixels(t)).
+  [[nodiscard]] static int64_t first_pixel(int64_t t) { return t * kTile; }
+  [[nodiscard]] int64_t pixels(int64_t t) const { return std::min(HW, (t + 1) * kTile) - t * kTile; }
   // The C rows of sample n's tile t.
   [[nodiscard]] static const uint64_t* rows(const uint64_t* w, const DropoutTiles& s, int64_t n, int64_t t) {
     return w + (n * s.tiles + t) * s.C;
@@ -38,9 +42,11 @@ struct TileDraw {
 // Inverted dropout's scale of kept elements: 1 / (1 - p) (0 for p >= 1: nothing is kept).
 [[nodiscard]] float dropout_scale(float p);
 
-// Row of keep bits of `sample`'s channel c over pixels [p0, p0 + npix) (npix <= kTile).
-[[nodiscard]] uint64_t dropout_row_bits(const TileDraw& d, uint64_t sample, int64_t c, int64_t p0, int64_t npix,
-                                        int64_t HW);
+// The C rows of batch item n's tile t (its sample id: `sample`), written into `words`;
+// returns them. The dropout layer calls it tile by tile (and applies the tile while it is in
+// cache), dropout_fill for a whole batch.
+uint64_t* dropout_fill_tile(const DropoutTiles& s, const TileDraw& d, uint64_t sample, int64_t n, int64_t t,
+                            uint64_t* words);
 
 // Every row of the mask for a batch (ids[n]: sample n's id), OpenMP over tiles.
 void dropout_fill(const DropoutTiles& s, const TileDraw& d, std::span<const uint64_t> ids, uint64_t* words);

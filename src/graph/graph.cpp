@@ -240,11 +240,13 @@ void Graph::Impl::plan(const Dims& in_dims) {
   // through the sign and i keeps that sign wherever its gradient is nonzero (LeakyReLU ->
   // dropout: the U-Net unit conv, BN, LeakyReLU, dropout keeps one buffer instead of three).
   // Same bits either way (test_layer_onednn). Part of fusion (Graph::set_fusion).
-  std::vector<int> readers(n, 0);
+  // reader_of[p]: the running nodes that read p's output, once per input slot.
+  std::vector<std::vector<std::size_t>> reader_of(n);
   for (std::size_t i = 0; i < n; ++i)
     if (runs(static_cast<NodeId>(i)))
       for (NodeId j : nodes[i].inputs)
-        if (j != input) ++readers[static_cast<std::size_t>(resolve(j))];
+        if (j != input) reader_of[static_cast<std::size_t>(resolve(j))].push_back(i);
+  const auto readers = [&](std::size_t p) { return reader_of[p].size(); };
   const NodeId out_node = resolve(output);
   for (std::size_t i = 0; i < n; ++i) {
     if (!runs(static_cast<NodeId>(i))) continue;
@@ -266,7 +268,7 @@ void Graph::Impl::plan(const Dims& in_dims) {
         const NodeId p = resolve(nodes[i].inputs[k]);
         const auto pi = static_cast<std::size_t>(p);
         const int64_t ck = dims[pi][1];
-        const bool sole = p != input && p != out_node && readers[pi] == 1 && into_concat[pi] < 0 &&
+        const bool sole = p != input && p != out_node && readers(pi) == 1 && into_concat[pi] < 0 &&
                           std::count(nodes[i].inputs.begin(), nodes[i].inputs.end(), nodes[i].inputs[k]) == 1;
         if (sole && layers[pi]->write_output_as_channels(first, dims[i][1])) {
           into_concat[pi] = static_cast<NodeId>(i);
@@ -281,19 +283,12 @@ void Graph::Impl::plan(const Dims& in_dims) {
   if (fusion)
     for (std::size_t p = 0; p < n; ++p) {
       if (!runs(static_cast<NodeId>(p)) || static_cast<NodeId>(p) == out_node || into_concat[p] >= 0 ||
-          readers[p] == 0 || !layers[p]->can_write_bf16_output())
+          readers(p) == 0 || !layers[p]->can_write_bf16_output())
         continue;
-      std::vector<std::size_t> rd;
-      bool all = true;
-      for (std::size_t c = 0; c < n && all; ++c) {
-        if (!runs(static_cast<NodeId>(c))) continue;
-        for (NodeId j : nodes[c].inputs)
-          if (j != input && resolve(j) == static_cast<NodeId>(p)) {
-            all = nodes[c].inputs.size() == 1 && layers[c]->can_read_bf16_input();
-            rd.push_back(c);
-          }
-      }
-      if (!all || rd.size() != static_cast<std::size_t>(readers[p])) continue;
+      const auto& rd = reader_of[p];
+      if (!std::all_of(rd.begin(), rd.end(),
+                       [&](std::size_t c) { return nodes[c].inputs.size() == 1 && layers[c]->can_read_bf16_input(); }))
+        continue;
       bf16_out[p] = 1;
       layers[p]->set_output_bf16();
       for (std::size_t c : rd) layers[c]->set_input_bf16();
@@ -310,7 +305,7 @@ void Graph::Impl::plan(const Dims& in_dims) {
       const bool p_output_free =
           layers[pi] && (!layers[pi]->backward_reads_output() ||
                          (layers[pi]->backward_reads_output_sign_only() && layers[i]->keeps_sign_where_grad_flows()));
-      if (p != input && p != out_node && readers[pi] == 1 && p_output_free && dims[pi] == dims[i]) {
+      if (p != input && p != out_node && readers(pi) == 1 && p_output_free && dims[pi] == dims[i]) {
         values[i] = values[pi];  // shares the storage
         continue;
       }
@@ -342,7 +337,7 @@ void Graph::Impl::plan(const Dims& in_dims) {
       if (!runs(static_cast<NodeId>(c)) || edges[c].size() != 1 || !layers[c]->can_write_bf16_din()) continue;
       const NodeId p = edges[c][0].producer;
       const auto pi = static_cast<std::size_t>(p);
-      if (p == input || p == out_node || readers[pi] != 1 || into_concat[pi] >= 0 || !layers[pi]->can_read_bf16_dout())
+      if (p == input || p == out_node || readers(pi) != 1 || into_concat[pi] >= 0 || !layers[pi]->can_read_bf16_dout())
         continue;
       bf16_grad[pi] = 1;
       layers[c]->set_din_bf16();

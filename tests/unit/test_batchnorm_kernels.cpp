@@ -47,7 +47,7 @@ struct Out {
 };
 
 // One training forward and backward through the kernels, as the oneDNN backend's layer runs them.
-Out run(const Data& d, BnAct act, double eps = 1e-5) {
+Out run(const Data& d, BnAct act, double eps = 1e-5, const BnDropout* drop = nullptr) {
   const auto C = static_cast<std::size_t>(d.s.channels);
   Out o;
   BnWork w;
@@ -61,11 +61,11 @@ Out run(const Data& d, BnAct act, double eps = 1e-5) {
     a[c] = static_cast<float>(d.gamma[c] * o.invstd[c]);
   }
   o.y.resize(d.x.size());
-  bn_apply(d.x.data(), o.y.data(), d.s, m, a, d.beta, act);
+  bn_apply(d.x.data(), o.y.data(), d.s, m, a, d.beta, act, drop);
   o.dx.resize(d.x.size());
   o.dscale.assign(C, 0.0f), o.dshift.assign(C, 0.0f);
   o.m = m, o.a = a;
-  bn_backward(d.x.data(), d.dy.data(), o.dx.data(), d.s, w, {o.m, o.a, d.beta}, o.invstd, d.gamma, act,
+  bn_backward(d.x.data(), d.dy.data(), o.dx.data(), d.s, w, {o.m, o.a, d.beta, drop}, o.invstd, d.gamma, act,
               o.dscale.data(), o.dshift.data());
   return o;
 }
@@ -138,15 +138,29 @@ TEST(BatchnormKernels, SameBitsForOneAndTwoThreads) {
   for (const int64_t C : {1, 40, 64}) {
     const Data d = make(128, 300, C, 0.5, 11);  // >= 32768 elements even for C = 1
     const BnAct act{true, 0.01f};
-    omp_set_num_threads(1);
-    const Out one = run(d, act);
-    omp_set_num_threads(2);
-    const Out two = run(d, act);
-    EXPECT_TRUE(same_bits(one.y, two.y)) << C;
-    EXPECT_TRUE(same_bits(one.dx, two.dx)) << C;
-    EXPECT_TRUE(same_bits(one.dscale, two.dscale)) << C;
-    EXPECT_TRUE(same_bits(one.dshift, two.dshift)) << C;
-    EXPECT_EQ(std::memcmp(one.var.data(), two.var.data(), one.var.size() * sizeof(double)), 0) << C;
+    // also with a fused dropout (2 samples of 64 rows; random keep words): rows straddle the
+    // mask's tiles and are split between threads differently
+    BnDropout drop{nullptr, DropoutTiles(2, C, 64 * 300), 1.25f};
+    std::vector<uint64_t> words(static_cast<std::size_t>(drop.tiles.words()));
+    std::mt19937_64 g(5);
+    for (auto& wd : words) wd = g();
+    drop.words = words.data();
+    for (const BnDropout* dr : {static_cast<const BnDropout*>(nullptr), static_cast<const BnDropout*>(&drop)}) {
+      omp_set_num_threads(1);
+      const Out one = run(d, act, 1e-5, dr);
+      omp_set_num_threads(2);
+      const Out two = run(d, act, 1e-5, dr);
+      EXPECT_TRUE(same_bits(one.y, two.y)) << C << " dropout " << (dr != nullptr);
+      EXPECT_TRUE(same_bits(one.dx, two.dx)) << C << " dropout " << (dr != nullptr);
+      EXPECT_TRUE(same_bits(one.dscale, two.dscale)) << C << " dropout " << (dr != nullptr);
+      EXPECT_TRUE(same_bits(one.dshift, two.dshift)) << C << " dropout " << (dr != nullptr);
+      EXPECT_EQ(std::memcmp(one.var.data(), two.var.data(), one.var.size() * sizeof(double)), 0) << C;
+      if (dr) {  // and the mask really applied: random words drop about half
+        std::size_t zeros = 0;
+        for (const float y : one.y) zeros += y == 0.0f;
+        EXPECT_GT(zeros, one.y.size() / 4) << C;
+      }
+    }
   }
   omp_set_num_threads(saved);
 }
