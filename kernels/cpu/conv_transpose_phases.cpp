@@ -45,7 +45,9 @@
 // every tap's product T[n, ih, iw, (kh*K + kw)*C + o] = sum_i x[n, ih, iw, i] * W[i, o, kh, kw]
 // (K*K*C channels: fills the block), and one pass sums, per output pixel in a fixed order,
 // y[n, s*ih + kh - p, s*iw + kw - p, o] = b[o] + sum over (ih, kh), (iw, kw) of T, then the
-// fused activation. Their weight gradient stays oneDNN's deconvolution backward-weights.
+// fused activation. Their weight and bias gradients run on a kernel of our own
+// (convt_narrow_wgrad.hpp: oneDNN 2.6's strided deconvolution backward-weights ran them at a
+// tenth of the multiply rate).
 //
 // Memory: the phase outputs (forward) and the gathered dy (backward) live in the backend's
 // shared user scratchpad behind the primitives' own scratch (layers run one at a time), so
@@ -63,6 +65,7 @@
 #include <vector>
 
 #include "kernels/cpu/col2im.hpp"
+#include "kernels/cpu/convt_narrow_wgrad.hpp"
 #include "kernels/cpu/to_bf16.hpp"
 
 namespace crackseg::onednn {
@@ -161,7 +164,6 @@ class ConvTransposePhases final : public DnnlLayer {
     std::vector<dnnl::convolution_forward::primitive_desc> fwd_pd(phases_.size());
     std::vector<dnnl::convolution_backward_weights::primitive_desc> bwd_w_pd(phases_.size());
     dnnl::convolution_forward::primitive_desc bwd_d_pd;
-    dnnl::deconvolution_backward_weights::primitive_desc deconv_w_pd;
     dnnl::convolution_forward::primitive_desc col_pd;
     wide_ = s.out_c >= kPhasesMinOut;
     // Operand type: bf16 where requested and oneDNN has every kernel, else fp32.
@@ -198,18 +200,6 @@ class ConvTransposePhases final : public DnnlLayer {
             dnnl::memory::desc({KKC, s.in_c, 1, 1}, op, tag::any), dnnl::memory::desc(),
             dnnl::memory::desc({N, KKC, x_[2], x_[3]}, dt::f32, tag::nhwc), one, no_dil, {0, 0}, {0, 0});
         col_pd = dnnl::convolution_forward::primitive_desc(cd, scratch_attr(), eng);
-      }
-      if (!wide_) {  // oneDNN's strided weight gradient (with a deconvolution hint)
-        const dnnl::memory::dims ss{S, S}, pl{s.padding, s.padding}, pr2{pr, pr};
-        const dnnl::memory::dims wd{s.out_c, s.in_c, K, K};
-        dnnl::deconvolution_forward::desc hd(dnnl::prop_kind::forward_training, dnnl::algorithm::deconvolution_direct,
-                                             src_op, dnnl::memory::desc(wd, op, tag::any), b_md, dst_md, ss, no_dil,
-                                             pl, pr2);
-        const dnnl::deconvolution_forward::primitive_desc hint(hd, scratch_attr(), eng);
-        dnnl::deconvolution_backward_weights::desc wdd(dnnl::algorithm::deconvolution_direct, src_op,
-                                                       dnnl::memory::desc(wd, dt::f32, tag::any), b_md, g_op, ss,
-                                                       no_dil, pl, pr2);
-        deconv_w_pd = dnnl::deconvolution_backward_weights::primitive_desc(wdd, scratch_attr(), eng, hint);
       }
     };
     if (lp_) {
@@ -272,18 +262,10 @@ class ConvTransposePhases final : public DnnlLayer {
       reorder_col_w_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(col_plain_w_, col_w_));
       reorder_col_w_args_ = {{DNNL_ARG_FROM, col_plain_w_}, {DNNL_ARG_TO, col_w_}};
     }
-    if (!wide_) {  // dW += diff weights (sum post-op reorder), as ConvLayer
-      deconv_w_ = make_primitive<dnnl::deconvolution_backward_weights>(deconv_w_pd);
-      deconv_w_scratch_ = scratch_of(deconv_w_pd);
-      dw_ = owned(deconv_w_pd.diff_weights_desc(), eng, dw_buf_);
-      plain_dw_ = unbound(dnnl::memory::desc({s.out_c, s.in_c, K, K}, dt::f32, tag::iohw), eng);
-      dnnl::primitive_attr sum_attr;
-      dnnl::post_ops sum_po;
-      sum_po.append_sum(1.0f);
-      sum_attr.set_post_ops(sum_po);
-      reorder_dw_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(dw_, plain_dw_, sum_attr));
-      reorder_dw_args_ = {{DNNL_ARG_FROM, dw_}, {DNNL_ARG_TO, plain_dw_}};
-      if (s.bias) db_ = owned(b_md, eng, db_buf_);
+    if (!wide_) {  // weight and bias gradient: our own kernel, its partial sums in the workspace
+      narrow_w_ = {N, x_[2], x_[3], s.in_c, y_[2], y_[3], s.out_c, K, S, s.padding};
+      narrow_w_off_ = bwd_ws;
+      bwd_ws += align64(narrow_wgrad_scratch_floats(narrow_w_) * sizeof(float));
     }
     bwd_d_ = make_primitive<dnnl::convolution_forward>(bwd_d_pd);
     bwd_d_scratch_ = scratch_of(bwd_d_pd);
@@ -334,10 +316,6 @@ class ConvTransposePhases final : public DnnlLayer {
     }
     bwd_d_args_ = {{DNNL_ARG_SRC, g}, {DNNL_ARG_WEIGHTS, w_bwd_}, {DNNL_ARG_DST, din_}};
     if (!wide_) col_args_ = {{DNNL_ARG_SRC, lp_ ? src_lp_ : src_}, {DNNL_ARG_WEIGHTS, col_w_}, {DNNL_ARG_DST, col_dst_}};
-    if (!wide_) {
-      deconv_w_args_ = {{DNNL_ARG_SRC, lp_ ? src_lp_ : src_}, {DNNL_ARG_DIFF_DST, g}, {DNNL_ARG_DIFF_WEIGHTS, dw_}};
-      if (s.bias) deconv_w_args_[DNNL_ARG_DIFF_BIAS] = db_;
-    }
 
     ws_off_ = align64(prim_scratch_);
     ctx_->reserve_scratch(ws_off_ + std::max(fwd_ws, bwd_ws));
@@ -413,11 +391,15 @@ class ConvTransposePhases final : public DnnlLayer {
       exec(bwd_d_, bwd_d_args_, bwd_d_scratch_);
     }
     if (!wide_) {
-      exec(deconv_w_, deconv_w_args_, deconv_w_scratch_);
-      bind(plain_dw_, params_[0].grad);
-      CRACKSEG_DNNL_CALL(reorder_dw_.execute(ctx_->stream, reorder_dw_args_));
       wait();
-      if (s.bias) add_into(params_[1].grad, db_buf_, s.out_c);
+      float* nw = reinterpret_cast<float*>(ws + narrow_w_off_);
+      float* db = s.bias ? params_[1].grad.data<float>() : nullptr;
+      if (lp_)
+        narrow_convt_wgrad(narrow_w_, static_cast<const uint16_t*>(src_lp_.get_data_handle()),
+                           static_cast<const uint16_t*>(g), nw, params_[0].grad.data<float>(), db);
+      else
+        narrow_convt_wgrad(narrow_w_, in[0]->data<float>(), static_cast<const float*>(g), nw,
+                           params_[0].grad.data<float>(), db);
       return;
     }
     wait();
@@ -603,14 +585,16 @@ class ConvTransposePhases final : public DnnlLayer {
   dnnl::memory col_scratch_, col_dst_, col_plain_w_, col_w_;
   Tensor col_plain_w_buf_, col_w_buf_;
   Args col_args_, reorder_col_w_args_;
-  dnnl::primitive bwd_d_, act_bwd_, reorder_bwd_, deconv_w_, reorder_dw_;
+  dnnl::primitive bwd_d_, act_bwd_, reorder_bwd_;
   ToBf16 to_lp_src_, to_lp_g_;  // bf16 copies of the input and of the gradient (lp_)
   bool in_bf16_ = false;        // the input tensor is bf16 already (set_input_bf16)
   bool dout_bf16_ = false;      // the output gradient is bf16 already (set_dout_bf16)
-  dnnl::memory bwd_d_scratch_, act_scratch_, deconv_w_scratch_;
-  dnnl::memory src_, dst_, dout_, din_, plain_w_, w_bwd_, bias_, dpre_, src_lp_, g_lp_, dw_, plain_dw_, db_;
-  Tensor w_bwd_buf_, src_lp_buf_, rowsum_buf_, dw_buf_, db_buf_;
-  Args bwd_d_args_, act_args_, reorder_bwd_args_, deconv_w_args_, reorder_dw_args_;
+  dnnl::memory bwd_d_scratch_, act_scratch_;
+  dnnl::memory src_, dst_, dout_, din_, plain_w_, w_bwd_, bias_, dpre_, src_lp_, g_lp_;
+  Tensor w_bwd_buf_, src_lp_buf_, rowsum_buf_;
+  Args bwd_d_args_, act_args_, reorder_bwd_args_;
+  NarrowWgradShape narrow_w_;     // narrow outputs: the weight gradient kernel's shape
+  std::size_t narrow_w_off_ = 0;  // and its partial sums' workspace offset
 };
 
 }  // namespace

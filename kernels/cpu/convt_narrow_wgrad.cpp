@@ -1,0 +1,218 @@
+#include "kernels/cpu/convt_narrow_wgrad.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+#include <omp.h>
+
+// GCC's -Wpsabi note (a 64-byte vector passed without AVX-512 changes the ABI) does not apply:
+// every function taking or returning one here is always_inline within this file.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace crackseg::onednn {
+
+namespace {
+
+// The row loop is compiled for AVX-512, AVX2 and the baseline (GCC target_clones; the build
+// has no -march), everything below it always_inline so that each variant gets its own code.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define CRACKSEG_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CRACKSEG_CLONES
+#endif
+
+__attribute__((always_inline)) inline float to_f(float v) { return v; }
+__attribute__((always_inline)) inline float to_f(uint16_t v) { return std::bit_cast<float>(static_cast<uint32_t>(v) << 16); }
+
+constexpr int64_t kV = 16;  // inputs per accumulator vector
+// GCC vector types: one AVX-512 register in the avx512f clone, lowered to narrower ones in
+// the others; a local array of them stays in registers where intrinsics-free float arrays
+// were spilled to the stack.
+using V = float __attribute__((vector_size(kV * sizeof(float))));
+using VU32 = uint32_t __attribute__((vector_size(kV * sizeof(uint32_t))));
+using VU16 = uint16_t __attribute__((vector_size(kV * sizeof(uint16_t))));
+__attribute__((always_inline)) inline V load16(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+__attribute__((always_inline)) inline V load16(const uint16_t* p) {  // bf16 bit patterns -> f32
+  VU16 h;
+  std::memcpy(&h, p, sizeof(VU16));
+  const VU32 w = __builtin_convertvector(h, VU32) << 16;
+  V v;
+  std::memcpy(&v, &w, sizeof(V));
+  return v;
+}
+
+int64_t block_floats(const NarrowWgradShape& s) { return s.K * s.K * s.O * s.I; }
+
+// Input row (n, ih)'s partial sums P[((kh*K + kw)*O + o)*I + i] over its W pixels.
+// KC = K at compile time (3: every tap's accumulator in registers), 0 = any K.
+template <int KC, class T>
+__attribute__((always_inline)) inline void row_partials(const NarrowWgradShape& s, const T* __restrict xr, const T* __restrict gimg, int64_t ih,
+                  float* __restrict P) {
+  const int64_t K = KC ? KC : s.K, O = s.O, I = s.I, S = s.S, pad = s.pad, W = s.W, Wo = s.Wo;
+  std::fill(P, P + K * K * O * I, 0.0f);
+  // Output rows this input row reaches (null: that tap lands outside g).
+  const T* grow[KC ? KC : 16] = {};
+  bool all_kh = true;
+  for (int64_t kh = 0; kh < K; ++kh) {
+    const int64_t oh = S * ih + kh - pad;
+    const bool ok = oh >= 0 && oh < s.Ho;
+    if (kh < 16) grow[kh] = ok ? gimg + oh * Wo * O : nullptr;
+    all_kh = all_kh && ok;
+  }
+  // Pixels whose every kw tap lands inside the row: [lo, hi).
+  const int64_t lo = std::min<int64_t>(W, (pad + S - 1) / S);
+  const int64_t last = Wo - 1 + pad - (K - 1);  // S*iw <= last
+  const int64_t hi = last < 0 ? lo : std::max(lo, std::min<int64_t>(W, last / S + 1));
+  // Generic taps (any K; the pixels outside [lo, hi) in the fast case), in (kh, kw, iw) order.
+  const auto generic = [&](int64_t o, int64_t i0, int64_t n, int64_t iw_a, int64_t iw_b) __attribute__((always_inline)) {
+    for (int64_t kh = 0; kh < K; ++kh) {
+      const int64_t oh = S * ih + kh - pad;
+      if (oh < 0 || oh >= s.Ho) continue;
+      const T* gr = gimg + oh * Wo * O;
+      for (int64_t kw = 0; kw < K; ++kw) {
+        float* p = P + ((kh * K + kw) * O + o) * I + i0;
+        for (int64_t iw = iw_a; iw < iw_b; ++iw) {
+          const int64_t ow = S * iw + kw - pad;
+          if (ow < 0 || ow >= Wo) continue;
+          const float gv = to_f(gr[ow * O + o]);
+          const T* xv = xr + iw * I + i0;
+          for (int64_t j = 0; j < n; ++j) p[j] += gv * to_f(xv[j]);
+        }
+      }
+    }
+  };
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t i0 = 0; i0 < I; i0 += kV) {
+      const int64_t n = std::min(kV, I - i0);
+      if constexpr (KC > 0) {
+        if (all_kh && n == kV && hi > lo) {
+          V acc[KC * KC] = {};  // one register per tap: the row's 16-input sums
+          for (int64_t iw = lo; iw < hi; ++iw) {
+            const V xv = load16(xr + iw * I + i0);
+#pragma GCC unroll 3
+            for (int kh = 0; kh < KC; ++kh)
+#pragma GCC unroll 3
+              for (int kw = 0; kw < KC; ++kw)
+                acc[kh * KC + kw] += to_f(grow[kh][(S * iw + kw - pad) * O + o]) * xv;
+          }
+          for (int64_t t = 0; t < KC * KC; ++t) std::memcpy(P + (t * O + o) * I + i0, &acc[t], sizeof(V));
+          generic(o, i0, n, 0, lo);
+          generic(o, i0, n, hi, W);
+          continue;
+        }
+      }
+      generic(o, i0, n, 0, W);
+    }
+}
+
+// Rows [r0, r1) of x: their partial blocks.
+template <class T>
+__attribute__((always_inline)) inline void row_range(const NarrowWgradShape& s, const T* x, const T* g, float* parts,
+                                                int64_t r0, int64_t r1) {
+  const int64_t B = block_floats(s);
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / s.H, ih = r % s.H;
+    const T* xr = x + r * s.W * s.I;
+    const T* gimg = g + n * s.Ho * s.Wo * s.O;
+    if (s.K == 3) row_partials<3>(s, xr, gimg, ih, parts + r * B);
+    else row_partials<0>(s, xr, gimg, ih, parts + r * B);
+  }
+}
+CRACKSEG_CLONES void rows_f32(const NarrowWgradShape& s, const float* x, const float* g, float* parts, int64_t r0,
+                              int64_t r1) {
+  row_range(s, x, g, parts, r0, r1);
+}
+CRACKSEG_CLONES void rows_bf16(const NarrowWgradShape& s, const uint16_t* x, const uint16_t* g, float* parts,
+                               int64_t r0, int64_t r1) {
+  row_range(s, x, g, parts, r0, r1);
+}
+void rows_any(const NarrowWgradShape& s, const float* x, const float* g, float* parts, int64_t r0, int64_t r1) {
+  rows_f32(s, x, g, parts, r0, r1);
+}
+void rows_any(const NarrowWgradShape& s, const uint16_t* x, const uint16_t* g, float* parts, int64_t r0, int64_t r1) {
+  rows_bf16(s, x, g, parts, r0, r1);
+}
+
+// acc[e] = sum over rows r (in order) of parts[r*B + e], for e in [e0, e1).
+CRACKSEG_CLONES void sum_rows(const float* parts, int64_t rows, int64_t B, int64_t e0, int64_t e1, double* acc) {
+  for (int64_t e = e0; e < e1; ++e) acc[e] = 0.0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* p = parts + r * B;
+#pragma omp simd
+    for (int64_t e = e0; e < e1; ++e) acc[e] += p[e];
+  }
+}
+
+// One output row's sum per channel (a fixed vector-lane order for C = 1; any thread count).
+template <class T>
+void bias_row(const T* gr, int64_t Wo, int64_t O, float* out) {
+  if (O == 1) {
+    float a = 0.0f;
+#pragma omp simd reduction(+ : a)
+    for (int64_t w = 0; w < Wo; ++w) a += to_f(gr[w]);
+    out[0] = a;
+    return;
+  }
+  for (int64_t o = 0; o < O; ++o) out[o] = 0.0f;
+  for (int64_t w = 0; w < Wo; ++w)
+    for (int64_t o = 0; o < O; ++o) out[o] += to_f(gr[w * O + o]);
+}
+
+template <class T>
+void run(const NarrowWgradShape& s, const T* x, const T* g, float* scratch, float* dW, float* db) {
+  const int64_t rows = s.N * s.H, B = block_floats(s), K = s.K, O = s.O, I = s.I;
+  float* parts = scratch;
+  const bool par = rows * s.W * B > 262144;
+#pragma omp parallel if (par)
+  {
+    const int64_t T_ = omp_get_num_threads(), t = omp_get_thread_num();
+    rows_any(s, x, g, parts, rows * t / T_, rows * (t + 1) / T_);
+  }
+  // dW is (I, O, K, K); a partial block is ((kh, kw), o, i). Rows added in row order, each
+  // element's sum its own chain (vectorised over elements, threads over element ranges).
+  double* acc = reinterpret_cast<double*>(parts + ((rows * B + s.N * s.Ho * O + 1) / 2) * 2);  // 8-byte aligned
+  const bool par_e = par && B >= 256;
+#pragma omp parallel if (par_e)
+  {
+    const int64_t T_ = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t e0 = B * t / T_, e1 = B * (t + 1) / T_;
+    sum_rows(parts, rows, B, e0, e1, acc);
+  }
+  for (int64_t e = 0; e < B; ++e) {
+    const int64_t i = e % I, o = (e / I) % O, t = e / (I * O);
+    dW[(i * O + o) * K * K + t] += static_cast<float>(acc[e]);
+  }
+  if (!db) return;
+  const int64_t orows = s.N * s.Ho;
+  float* rs = parts + rows * B;
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t r = 0; r < orows; ++r) bias_row(g + r * s.Wo * O, s.Wo, O, rs + r * O);
+  for (int64_t o = 0; o < O; ++o) {
+    double a = 0.0;
+    for (int64_t r = 0; r < orows; ++r) a += rs[r * O + o];
+    db[o] += static_cast<float>(a);
+  }
+}
+
+}  // namespace
+
+std::size_t narrow_wgrad_scratch_floats(const NarrowWgradShape& s) {
+  // partial blocks, output-row bias sums, then block_floats doubles (2 floats each)
+  return static_cast<std::size_t>(s.N * s.H * block_floats(s) + s.N * s.Ho * s.O + 2 * block_floats(s) + 2);
+}
+
+void narrow_convt_wgrad(const NarrowWgradShape& s, const float* x, const float* g, float* scratch, float* dW,
+                        float* db) {
+  run(s, x, g, scratch, dW, db);
+}
+void narrow_convt_wgrad(const NarrowWgradShape& s, const uint16_t* x, const uint16_t* g, float* scratch, float* dW,
+                        float* db) {
+  run(s, x, g, scratch, dW, db);
+}
+
+}  // namespace crackseg::onednn
