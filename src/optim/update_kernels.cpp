@@ -1,4 +1,5 @@
-// Optimizer update kernels (see update_kernels.hpp). Built with -ffp-contract=off (CMakeLists).
+// Optimizer update kernels (see update_kernels.hpp). Built with -ffp-contract=off and
+// -fno-math-errno (CMakeLists: same bits in every vector width, and std::sqrt vectorises).
 #include "src/optim/update_kernels.hpp"
 
 #include <cmath>
