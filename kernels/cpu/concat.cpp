@@ -3,11 +3,17 @@
 // ("layers::concat_forward" / "layers::concat_backward"). oneDNN's concat primitive was
 // used first; for nhwc with few channels per input (Spiral-Net concatenates 1-channel maps)
 // it picked its slow "simple:any" path and cost up to 4% of a training step, so it went.
+// With train.precision = "bf16", a concat whose only readers are bf16 convolutions (the
+// U-Net decoders' first convs) stores its output as bf16 (Layer::set_output_bf16): the copy
+// rounds each value with the rule and instruction those convolutions' own conversion uses
+// (to_bf16.hpp), so they read the bits they would have made, and neither an fp32 concat nor
+// its separate bf16 copy is kept.
 #include <algorithm>
 #include <cstring>
 #include <span>
 
 #include "kernels/cpu/dnnl_common.hpp"
+#include "kernels/cpu/to_bf16.hpp"
 
 namespace crackseg::onednn {
 namespace {
@@ -48,10 +54,42 @@ inline void copy_tiles(float* whole, int64_t Ct, std::span<float* const> parts, 
   }
 }
 
+// The bf16 form of copy_tiles' forward: whole16[p*Ct + c0_k + j] = bf16(part_k[p*ck + j]).
+inline void copy_tiles_bf16(uint16_t* whole, int64_t Ct, std::span<float* const> parts,
+                            std::span<const int64_t> chans, std::span<const int64_t> first, int64_t pixels) {
+  constexpr int64_t kTile = 256;
+  const int64_t tiles = (pixels + kTile - 1) / kTile;
+#pragma omp parallel for schedule(static) if (pixels * Ct > 32768)
+  for (int64_t t = 0; t < tiles; ++t) {
+    const int64_t p0 = t * kTile, p1 = std::min(pixels, p0 + kTile);
+    for (std::size_t k = 0; k < parts.size(); ++k) {
+      const float* part = parts[k];
+      const int64_t ck = chans[k];
+      uint16_t* w = whole + first[k];
+      if (ck == Ct) {  // a single input: one run
+        f32_to_bf16_serial(part + p0 * ck, w + p0 * Ct, (p1 - p0) * ck);
+      } else {
+        for (int64_t p = p0; p < p1; ++p) f32_to_bf16_serial(part + p * ck, w + p * Ct, ck);
+      }
+    }
+  }
+}
+
 class Concat final : public DnnlLayer {
  public:
   using DnnlLayer::DnnlLayer;
+  ~Concat() override { ctx_->bf16_outputs.erase(this); }
+  // bf16 output: only where our own rounding loop runs (it is what the reading convolutions'
+  // ToBf16 uses then) and for the nhwc tensors this backend plans.
+  bool can_write_bf16_output() const override { return ctx_->bf16 && avx512bf16_available() && four_d_; }
+  void set_output_bf16() override {
+    out_bf16_ = true;
+    ctx_->bf16_outputs.insert(this);
+  }
   void plan(std::span<const Dims> in) override {
+    out_bf16_ = false;
+    ctx_->bf16_outputs.erase(this);
+    four_d_ = !in.empty() && std::all_of(in.begin(), in.end(), [](const Dims& d) { return d.size() == 4; });
     chans_.clear();
     first_.clear();
     int64_t c0 = 0;
@@ -67,6 +105,16 @@ class Concat final : public DnnlLayer {
   bool can_take_inputs_in_place() const override { return true; }
   void take_input_in_place(std::size_t k) override { in_place_.at(k) = 1; }
   void forward(const StepContext&, std::span<const Tensor* const> in, Tensor& out) override {
+    if (out_bf16_) {
+      if (out.dtype() != DType::bf16 || out.format() != Format::nhwc)
+        throw Error("concat '" + name_ + "': output " + to_string(out.dims()) + " is not the planned bf16 nhwc tensor");
+      for (std::size_t k = 0; k < in.size(); ++k) {
+        if (in_place_[k]) throw Error("concat '" + name_ + "': a bf16 output cannot take an input in place");
+        parts_[k] = const_cast<float*>(in[k]->data<float>());
+      }
+      copy_tiles_bf16(static_cast<uint16_t*>(out.raw()), out.c(), parts_, chans_, first_, out.n() * out.h() * out.w());
+      return;
+    }
     if (out.format() != Format::nhwc) {
       for (char f : in_place_)
         if (f) throw Error("concat '" + name_ + "': an input was planned in place but the output is not nhwc");
@@ -109,6 +157,8 @@ class Concat final : public DnnlLayer {
   std::vector<int64_t> first_;  // each input's first channel in the concat
   std::vector<char> in_place_;
   std::vector<float*> parts_;   // per call: the dense tensors to copy (null: skip)
+  bool four_d_ = false;         // planned with 4-D inputs (nhwc here)
+  bool out_bf16_ = false;       // output buffer is bf16 (set_output_bf16)
 };
 
 }  // namespace

@@ -254,14 +254,25 @@ void Graph::Impl::plan(const Dims& in_dims) {
     for (NodeId j : nodes[i].inputs) ins.push_back(dims[static_cast<std::size_t>(resolve(j))]);
     layers[i]->plan(ins);
   }
+  // bf16 activations (Layer::can_write_bf16_output): a producer all of whose readers take a
+  // bf16 input gets a bf16 buffer. Part of fusion.
+  const auto bf16_output = [&](std::size_t p) {
+    const auto& rd = reader_of[p];
+    return fusion && runs(static_cast<NodeId>(p)) && static_cast<NodeId>(p) != out_node && !rd.empty() &&
+           layers[p]->can_write_bf16_output() && std::all_of(rd.begin(), rd.end(), [&](std::size_t c) {
+             return nodes[c].inputs.size() == 1 && layers[c]->can_read_bf16_input();
+           });
+  };
   // Concat inputs written in place: a producer whose only reader is the concat writes its
   // output straight into the concat's channels when both layers can (Layer::
-  // write_output_as_channels); it then gets no buffer of its own. Part of fusion.
+  // write_output_as_channels); it then gets no buffer of its own. Part of fusion. Not into a
+  // concat stored as bf16 (below): that one rounds every input as it copies it, which moves
+  // fewer bytes than an fp32 concat its bf16 readers would convert (and keeps no fp32 copy).
   std::vector<NodeId> into_concat(n, -1);
   if (fusion)
     for (std::size_t i = 0; i < n; ++i) {
       if (!runs(static_cast<NodeId>(i)) || !std::holds_alternative<ConcatSpec>(*nodes[i].spec) ||
-          !layers[i]->can_take_inputs_in_place() || dims[i].size() != 4)
+          !layers[i]->can_take_inputs_in_place() || dims[i].size() != 4 || bf16_output(i))
         continue;
       int64_t first = 0;
       for (std::size_t k = 0; k < nodes[i].inputs.size(); ++k) {
@@ -277,22 +288,13 @@ void Graph::Impl::plan(const Dims& in_dims) {
         first += ck;
       }
     }
-  // bf16 activations (Layer::can_write_bf16_output): a producer all of whose readers take a
-  // bf16 input gets a bf16 buffer. Part of fusion.
   std::vector<char> bf16_out(n, 0);
-  if (fusion)
-    for (std::size_t p = 0; p < n; ++p) {
-      if (!runs(static_cast<NodeId>(p)) || static_cast<NodeId>(p) == out_node || into_concat[p] >= 0 ||
-          readers(p) == 0 || !layers[p]->can_write_bf16_output())
-        continue;
-      const auto& rd = reader_of[p];
-      if (!std::all_of(rd.begin(), rd.end(),
-                       [&](std::size_t c) { return nodes[c].inputs.size() == 1 && layers[c]->can_read_bf16_input(); }))
-        continue;
-      bf16_out[p] = 1;
-      layers[p]->set_output_bf16();
-      for (std::size_t c : rd) layers[c]->set_input_bf16();
-    }
+  for (std::size_t p = 0; p < n; ++p) {
+    if (into_concat[p] >= 0 || !bf16_output(p)) continue;
+    bf16_out[p] = 1;
+    layers[p]->set_output_bf16();
+    for (std::size_t c : reader_of[p]) layers[c]->set_input_bf16();
+  }
   for (std::size_t i = 0; i < n; ++i) {
     if (!runs(static_cast<NodeId>(i)) || into_concat[i] >= 0) continue;
     if (bf16_out[i]) {

@@ -15,6 +15,7 @@
 #include <bit>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 
 #include "kernels/cpu/to_bf16.hpp"
 #include "src/graph/graph.hpp"
@@ -163,36 +164,15 @@ TEST(Bf16Precision, ConvtSwitchIsRecorded) {
 }
 }  // namespace
 
-// bf16 activations (Graph plan, Layer::can_write_bf16_output): a batchnorm (+ activation,
-// + dropout) whose only readers are bf16 convolutions or transposed convolutions stores its
-// output as bf16, which those layers would have rounded it to anyway; and a batchnorm that is
-// the only reader of a bf16 convolution's output writes that layer's output gradient as bf16
-// (Layer::can_write_bf16_din), which the convolution would have rounded too. The plan must give the
-// plain plan's bits (fusion off: fp32 activations, every layer separate) in training, in a
-// second step on the reused plan and in eval, and must say how many activations it stored as
-// bf16: here the two batchnorms read only by a conv and by a transposed conv, not the one
-// that also feeds a concat, nor the graph's output; and the gradients of c1, c2 and up (each
-// read only by a batchnorm), not those of c3 (read by the concat) or the head.
-TEST(Bf16Activations, StoredAsBf16WhereOnlyBf16ConvolutionsReadThemWithTheSameBits) {
-  if (const std::string m = onednn::missing_bf16_isa(); !m.empty()) GTEST_SKIP() << "no bf16 kernels here: " << m;
-  const auto build = [](bool fusion) {
-    Graph g;
-    g.set_fusion(fusion);
-    NodeId x = g.add("c1", Conv2dSpec{3, 16, 3, 1, 1}, {g.input()});
-    x = g.add("bn1", BatchNorm2dSpec{16}, {x});
-    x = g.add("act1", LeakyReluSpec{0.1f}, {x});
-    x = g.add("drop1", DropoutSpec{.p = 0.25f}, {x});
-    x = g.add("c2", Conv2dSpec{16, 16, 3, 2, 0}, {x});  // stride 2, unpadded (Spiral-Net's encoder)
-    x = g.add("bn2", BatchNorm2dSpec{16}, {x});
-    x = g.add("act2", ReluSpec{}, {x});
-    NodeId u = g.add("up", ConvTranspose2dSpec{16, 16, 3, 2, 0, 0}, {x});  // phase transposed conv
-    u = g.add("bn3", BatchNorm2dSpec{16}, {u});
-    NodeId skip = g.add("c3", Conv2dSpec{16, 8, 1, 1, 0}, {u});
-    NodeId cat = g.add("cat", ConcatSpec{}, {u, skip});  // bn3 also feeds the concat: stays fp32
-    g.set_output(g.add("head", Conv2dSpec{24, 1, 1, 1, 0}, {cat}));
-    return g;
-  };
-  const Tensor x = random_tensor({2, 3, 15, 13}, 21, Format::nchw);
+namespace {
+
+// Runs a graph built by `build(fusion)` on bf16 with and without fusion (which is what stores
+// activations and gradients as bf16), in training and eval: one forward, one backward, a
+// second forward; every output and parameter gradient must be the same bits, and the fused
+// plan's precision summary must contain `summary` (where our own bf16 rounding runs).
+void expect_bf16_storage_keeps_bits(const std::function<Graph(bool)>& build, const Dims& in,
+                                    const std::string& summary) {
+  const Tensor x = random_tensor(in, 21, Format::nchw);
   const std::vector<uint64_t> ids{4, 9};
   struct Out {
     Tensor y, y2;
@@ -226,10 +206,72 @@ TEST(Bf16Activations, StoredAsBf16WhereOnlyBf16ConvolutionsReadThemWithTheSameBi
     EXPECT_TRUE(same(fused.y2, plain.y2));
     ASSERT_EQ(fused.grads.size(), plain.grads.size());
     for (std::size_t k = 0; k < fused.grads.size(); ++k) EXPECT_TRUE(same(fused.grads[k], plain.grads[k])) << k;
-    if (onednn::avx512bf16_available()) {
-      EXPECT_NE(fused.summary.find("; 2 activations and 3 gradients stored as bf16"), std::string::npos)
-          << fused.summary;
-    }
+    if (onednn::avx512bf16_available()) EXPECT_NE(fused.summary.find(summary), std::string::npos) << fused.summary;
     EXPECT_EQ(plain.summary.find("stored as bf16"), std::string::npos) << plain.summary;
   }
+}
+
+}  // namespace
+
+// bf16 activations (Graph plan, Layer::can_write_bf16_output): a batchnorm (+ activation,
+// + dropout) whose only readers are bf16 convolutions or transposed convolutions stores its
+// output as bf16, which those layers would have rounded it to anyway; and a batchnorm that is
+// the only reader of a bf16 convolution's output writes that layer's output gradient as bf16
+// (Layer::can_write_bf16_din), which the convolution would have rounded too. The plan must give the
+// plain plan's bits (fusion off: fp32 activations, every layer separate) in training, in a
+// second step on the reused plan and in eval, and must say how many activations it stored as
+// bf16: here the two batchnorms read only by a conv and by a transposed conv, and the concat
+// read only by the head conv (it rounds as it copies), not the batchnorm that also feeds the
+// concat, nor the graph's output; and the gradients of c1, c2 and up (each read only by a
+// batchnorm), not those of c3 (read by the concat) or the head.
+TEST(Bf16Activations, StoredAsBf16WhereOnlyBf16ConvolutionsReadThemWithTheSameBits) {
+  if (const std::string m = onednn::missing_bf16_isa(); !m.empty()) GTEST_SKIP() << "no bf16 kernels here: " << m;
+  const auto build = [](bool fusion) {
+    Graph g;
+    g.set_fusion(fusion);
+    NodeId x = g.add("c1", Conv2dSpec{3, 16, 3, 1, 1}, {g.input()});
+    x = g.add("bn1", BatchNorm2dSpec{16}, {x});
+    x = g.add("act1", LeakyReluSpec{0.1f}, {x});
+    x = g.add("drop1", DropoutSpec{.p = 0.25f}, {x});
+    x = g.add("c2", Conv2dSpec{16, 16, 3, 2, 0}, {x});  // stride 2, unpadded (Spiral-Net's encoder)
+    x = g.add("bn2", BatchNorm2dSpec{16}, {x});
+    x = g.add("act2", ReluSpec{}, {x});
+    NodeId u = g.add("up", ConvTranspose2dSpec{16, 16, 3, 2, 0, 0}, {x});  // phase transposed conv
+    u = g.add("bn3", BatchNorm2dSpec{16}, {u});
+    NodeId skip = g.add("c3", Conv2dSpec{16, 8, 1, 1, 0}, {u});
+    // bn3 also feeds the concat: stays fp32. The concat's only reader is a bf16 conv, so it is
+    // stored as bf16 (rounded as it copies).
+    NodeId cat = g.add("cat", ConcatSpec{}, {u, skip});
+    g.set_output(g.add("head", Conv2dSpec{24, 1, 1, 1, 0}, {cat}));
+    return g;
+  };
+  expect_bf16_storage_keeps_bits(build, {2, 3, 15, 13}, "; 3 activations and 3 gradients stored as bf16");
+}
+
+// The U-Net's decoder step: [up-conv, skip] concatenated, read only by a bf16 conv. In fp32
+// the up-conv writes straight into the concat's channels; on bf16 the concat is stored as
+// bf16 instead and copies (rounds) the up-conv's output, with the bits of the plain plan.
+TEST(Bf16Activations, UnetDecoderConcatStoredAsBf16) {
+  if (const std::string m = onednn::missing_bf16_isa(); !m.empty()) GTEST_SKIP() << "no bf16 kernels here: " << m;
+  const auto build = [](bool fusion) {
+    Graph g;
+    g.set_fusion(fusion);
+    NodeId s = g.add("e1", Conv2dSpec{3, 16, 3, 1, 1}, {g.input()});
+    s = g.add("e1.bn", BatchNorm2dSpec{16}, {s});
+    s = g.add("e1.act", LeakyReluSpec{0.01f}, {s});
+    NodeId x = g.add("pool", MaxPool2dSpec{2, 2}, {s});
+    x = g.add("e2", Conv2dSpec{16, 32, 3, 1, 1}, {x});
+    x = g.add("e2.bn", BatchNorm2dSpec{32}, {x});
+    x = g.add("e2.act", LeakyReluSpec{0.01f}, {x});
+    x = g.add("up", ConvTranspose2dSpec{32, 16, 2, 2, 0, 0}, {x});
+    x = g.add("cat", ConcatSpec{}, {x, s});
+    x = g.add("d1", Conv2dSpec{32, 16, 3, 1, 1}, {x});
+    x = g.add("d1.bn", BatchNorm2dSpec{16}, {x});
+    x = g.add("d1.act", LeakyReluSpec{0.01f}, {x});
+    g.set_output(g.add("head", Conv2dSpec{16, 1, 1, 1, 0}, {x}));
+    return g;
+  };
+  // Stored as bf16: e2.bn (read by the up-conv), cat, d1.bn (read by the head); e1.bn feeds
+  // the pool and the concat, so it stays fp32.
+  expect_bf16_storage_keeps_bits(build, {2, 3, 12, 10}, "; 3 activations and ");
 }
