@@ -7,7 +7,8 @@
 // U-Net decoders' first convs) stores its output as bf16 (Layer::set_output_bf16): the copy
 // rounds each value with the rule and instruction those convolutions' own conversion uses
 // (to_bf16.hpp), so they read the bits they would have made, and neither an fp32 concat nor
-// its separate bf16 copy is kept.
+// its separate bf16 copy is kept. An up-conv that writes into the concat in place (Graph
+// plan) rounds its own channels the same way.
 #include <algorithm>
 #include <cstring>
 #include <span>
@@ -64,6 +65,7 @@ inline void copy_tiles_bf16(uint16_t* whole, int64_t Ct, std::span<float* const>
     const int64_t p0 = t * kTile, p1 = std::min(pixels, p0 + kTile);
     for (std::size_t k = 0; k < parts.size(); ++k) {
       const float* part = parts[k];
+      if (!part) continue;
       const int64_t ck = chans[k];
       uint16_t* w = whole + first[k];
       if (ck == Ct) {  // a single input: one run
@@ -108,10 +110,8 @@ class Concat final : public DnnlLayer {
     if (out_bf16_) {
       if (out.dtype() != DType::bf16 || out.format() != Format::nhwc)
         throw Error("concat '" + name_ + "': output " + to_string(out.dims()) + " is not the planned bf16 nhwc tensor");
-      for (std::size_t k = 0; k < in.size(); ++k) {
-        if (in_place_[k]) throw Error("concat '" + name_ + "': a bf16 output cannot take an input in place");
-        parts_[k] = const_cast<float*>(in[k]->data<float>());
-      }
+      for (std::size_t k = 0; k < in.size(); ++k)  // an in-place input wrote its rounded channels itself
+        parts_[k] = in_place_[k] ? nullptr : const_cast<float*>(in[k]->data<float>());
       copy_tiles_bf16(static_cast<uint16_t*>(out.raw()), out.c(), parts_, chans_, first_, out.n() * out.h() * out.w());
       return;
     }

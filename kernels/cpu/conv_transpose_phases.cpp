@@ -62,6 +62,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/col2im.hpp"
@@ -112,11 +113,13 @@ class ConvTransposePhases final : public DnnlLayer {
   }
 
   // Into a concat's channels (Graph plan): the phase path writes y in its own interleave
-  // pass, which takes any pixel stride; the col2im path (few output channels) and a fused
-  // activation (whose backward reads y) do not.
-  bool write_output_as_channels(int64_t first, int64_t total) override {
+  // pass, which takes any pixel stride, and into a bf16 concat rounding as it goes (the
+  // concat's own copy's rounding, f32_to_bf16_serial); the col2im path (few output channels)
+  // and a fused activation (whose backward reads y) do not.
+  bool write_output_as_channels(int64_t first, int64_t total, bool bf16) override {
     if (!planned_ || !wide_ || fused_ || first < 0 || first + as<ConvTranspose2dSpec>().out_c > total) return false;
-    out_first_ = first, out_pixel_ = total;
+    if (bf16 && !avx512bf16_available()) return false;
+    out_first_ = first, out_pixel_ = total, out_bf16_ = bf16;
     return true;
   }
 
@@ -134,7 +137,7 @@ class ConvTransposePhases final : public DnnlLayer {
     const auto& s = as<ConvTranspose2dSpec>();
     in_bf16_ = dout_bf16_ = false;  // the Graph decides again after every plan
     x_ = in[0], y_ = output_dims(in);
-    out_first_ = 0, out_pixel_ = s.out_c;
+    out_first_ = 0, out_pixel_ = s.out_c, out_bf16_ = false;
     const auto& eng = ctx_->engine;
     const int64_t S = s.stride, K = s.kernel, N = x_[0];
     phases_.clear();
@@ -360,7 +363,13 @@ class ConvTransposePhases final : public DnnlLayer {
     if (out.c() != out_pixel_ || out.n() != y_[0] || out.h() != y_[2] || out.w() != y_[3])
       throw Error("conv_transpose2d '" + name_ + "': output tensor " + to_string(out.dims()) + " is not the planned " +
                   std::to_string(out_pixel_) + "-channel destination");
-    interleave(ws, out.data<float>() + out_first_);
+    if (out_bf16_) {
+      if (out.dtype() != DType::bf16)
+        throw Error("conv_transpose2d '" + name_ + "': output is not the planned bf16 concat tensor");
+      interleave(ws, static_cast<uint16_t*>(out.raw()) + out_first_);
+    } else {
+      interleave(ws, out.data<float>() + out_first_);
+    }
   }
 
   void backward(const StepContext&, std::span<const Tensor* const> in, const Tensor& out, const Tensor& dout,
@@ -489,24 +498,32 @@ class ConvTransposePhases final : public DnnlLayer {
 
   // y (N, Ho, Wo, C) nhwc <- phase outputs (N, M_h, M_w, C): y[n, s*mh+ah, s*mw+aw, :].
   // y: the output's first channel; pixels are out_pixel_ floats apart (C, or a concat's total).
-  void interleave(const std::byte* ws, float* y) const {
+  // y: float, or uint16_t (bf16 bit patterns, rounded as f32_to_bf16 rounds: a bf16 concat).
+  template <class Y>
+  void interleave(const std::byte* ws, Y* y) const {
+    constexpr bool lp = std::is_same_v<Y, uint16_t>;
     const int64_t S = stride(), C = as<ConvTranspose2dSpec>().out_c, Ho = y_[2], Wo = y_[3], rows = y_[0] * Ho;
     const int64_t P = out_pixel_;
 #pragma omp parallel for schedule(static) if (rows * Wo * C > 16384)
     for (int64_t row = 0; row < rows; ++row) {
       const int64_t n = row / Ho, oh = row % Ho, ah = oh % S, mh = oh / S;
-      float* yr = y + row * Wo * P;
+      Y* yr = y + row * Wo * P;
       for (int64_t aw = 0; aw < S && aw < Wo; ++aw) {
         const Phase& ph = phase(ah, aw);
         const int64_t Mw = ph.w.out, step = S * P;
-        float* d = yr + aw * P;
+        Y* d = yr + aw * P;
         if (!ph.conv) {
-          for (int64_t mw = 0; mw < Mw; ++mw)
-            for (int64_t c = 0; c < C; ++c) d[mw * step + c] = bias_act_[static_cast<std::size_t>(c)];
+          for (int64_t mw = 0; mw < Mw; ++mw) {
+            if constexpr (lp) f32_to_bf16_serial(bias_act_.data(), d + mw * step, C);
+            else
+              for (int64_t c = 0; c < C; ++c) d[mw * step + c] = bias_act_[static_cast<std::size_t>(c)];
+          }
           continue;
         }
         const float* t = reinterpret_cast<const float*>(ws + ph.dst_off) + (n * ph.h.out + mh) * Mw * C;
-        if (C == 1) {
+        if constexpr (lp) {
+          for (int64_t mw = 0; mw < Mw; ++mw) f32_to_bf16_serial(t + mw * C, d + mw * step, C);
+        } else if (C == 1) {
           for (int64_t mw = 0; mw < Mw; ++mw) d[mw * step] = t[mw];
         } else {
           for (int64_t mw = 0; mw < Mw; ++mw)
@@ -576,6 +593,7 @@ class ConvTransposePhases final : public DnnlLayer {
 
   bool fused_ = false, planned_ = false, lp_ = false, has_bias_only_ = false, wide_ = true;
   int64_t out_first_ = 0, out_pixel_ = 0;  // where forward writes y (write_output_as_channels)
+  bool out_bf16_ = false;                   // ... and whether that concat is bf16
   float alpha_ = 0.0f;
   Dims x_, y_;
   std::vector<Phase> phases_;  // (ah, aw) row-major

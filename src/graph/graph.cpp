@@ -265,15 +265,17 @@ void Graph::Impl::plan(const Dims& in_dims) {
   };
   // Concat inputs written in place: a producer whose only reader is the concat writes its
   // output straight into the concat's channels when both layers can (Layer::
-  // write_output_as_channels); it then gets no buffer of its own. Part of fusion. Not into a
-  // concat stored as bf16 (below): that one rounds every input as it copies it, which moves
-  // fewer bytes than an fp32 concat its bf16 readers would convert (and keeps no fp32 copy).
+  // write_output_as_channels); it then gets no buffer of its own. Part of fusion. Into a
+  // concat stored as bf16 (below) only a producer that writes them rounded to bf16; the concat
+  // rounds the other inputs as it copies them (fewer bytes than an fp32 concat its bf16
+  // readers would convert, and no fp32 copy kept).
   std::vector<NodeId> into_concat(n, -1);
   if (fusion)
     for (std::size_t i = 0; i < n; ++i) {
       if (!runs(static_cast<NodeId>(i)) || !std::holds_alternative<ConcatSpec>(*nodes[i].spec) ||
-          !layers[i]->can_take_inputs_in_place() || dims[i].size() != 4 || bf16_output(i))
+          !layers[i]->can_take_inputs_in_place() || dims[i].size() != 4)
         continue;
+      const bool as_bf16 = bf16_output(i);
       int64_t first = 0;
       for (std::size_t k = 0; k < nodes[i].inputs.size(); ++k) {
         const NodeId p = resolve(nodes[i].inputs[k]);
@@ -281,7 +283,7 @@ void Graph::Impl::plan(const Dims& in_dims) {
         const int64_t ck = dims[pi][1];
         const bool sole = p != input && p != out_node && readers(pi) == 1 && into_concat[pi] < 0 &&
                           std::count(nodes[i].inputs.begin(), nodes[i].inputs.end(), nodes[i].inputs[k]) == 1;
-        if (sole && layers[pi]->write_output_as_channels(first, dims[i][1])) {
+        if (sole && layers[pi]->write_output_as_channels(first, dims[i][1], as_bf16)) {
           into_concat[pi] = static_cast<NodeId>(i);
           layers[i]->take_input_in_place(k);
         }

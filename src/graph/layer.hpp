@@ -101,8 +101,12 @@ class Layer {
   // the concat's nhwc output of `total` channels; a layer that can (and whose backward does
   // not read `out`) returns true and from then on receives that concat tensor as `out`. The
   // concat, asked first whether it can_take_inputs_in_place(), is then told to skip input k.
-  // plan() resets both. Saves the U-Net decoder's upsampled tensor and its copy.
-  [[nodiscard]] virtual bool write_output_as_channels(int64_t /*first*/, int64_t /*total*/) { return false; }
+  // plan() resets both. Saves the U-Net decoder's upsampled tensor and its copy. bf16: the
+  // concat is stored as bf16 (set_output_bf16), so the producer must write its output rounded
+  // to bf16 exactly as the concat's own copy would (to_bf16.hpp's rounding).
+  [[nodiscard]] virtual bool write_output_as_channels(int64_t /*first*/, int64_t /*total*/, bool /*bf16*/ = false) {
+    return false;
+  }
   [[nodiscard]] virtual bool can_take_inputs_in_place() const { return false; }
   // bf16 activations (train.precision = "bf16" on the CPU; memory and one conversion pass
   // fewer): after plan(), when every reader of a layer's output can_read_bf16_input() and the

@@ -206,7 +206,9 @@ void expect_bf16_storage_keeps_bits(const std::function<Graph(bool)>& build, con
     EXPECT_TRUE(same(fused.y2, plain.y2));
     ASSERT_EQ(fused.grads.size(), plain.grads.size());
     for (std::size_t k = 0; k < fused.grads.size(); ++k) EXPECT_TRUE(same(fused.grads[k], plain.grads[k])) << k;
-    if (onednn::avx512bf16_available()) EXPECT_NE(fused.summary.find(summary), std::string::npos) << fused.summary;
+    if (onednn::avx512bf16_available()) {
+      EXPECT_NE(fused.summary.find(summary), std::string::npos) << fused.summary;
+    }
     EXPECT_EQ(plain.summary.find("stored as bf16"), std::string::npos) << plain.summary;
   }
 }
@@ -248,9 +250,10 @@ TEST(Bf16Activations, StoredAsBf16WhereOnlyBf16ConvolutionsReadThemWithTheSameBi
   expect_bf16_storage_keeps_bits(build, {2, 3, 15, 13}, "; 3 activations and 3 gradients stored as bf16");
 }
 
-// The U-Net's decoder step: [up-conv, skip] concatenated, read only by a bf16 conv. In fp32
-// the up-conv writes straight into the concat's channels; on bf16 the concat is stored as
-// bf16 instead and copies (rounds) the up-conv's output, with the bits of the plain plan.
+// The U-Net's decoder step: [up-conv, skip] concatenated, read only by a bf16 conv. The
+// concat is stored as bf16: the up-conv writes its channels into it in place, rounded in its
+// interleave pass, and the concat rounds the skip as it copies it; the bits of the plain plan
+// (fails with a truncating write on either side).
 TEST(Bf16Activations, UnetDecoderConcatStoredAsBf16) {
   if (const std::string m = onednn::missing_bf16_isa(); !m.empty()) GTEST_SKIP() << "no bf16 kernels here: " << m;
   const auto build = [](bool fusion) {
