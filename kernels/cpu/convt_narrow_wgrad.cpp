@@ -49,7 +49,8 @@ __attribute__((always_inline)) inline V load16(const uint16_t* p) {  // bf16 bit
 int64_t block_floats(const NarrowWgradShape& s) { return s.K * s.K * s.O * s.I; }
 
 // Input row (n, ih)'s partial sums P[((kh*K + kw)*O + o)*I + i] over its W pixels.
-// KC = K at compile time (3: every tap's accumulator in registers), 0 = any K.
+// KC = K at compile time (2, 3, 4: every tap's accumulator in registers, K*K <= 16 of them),
+// 0 = any K (the generic loop: one tap at a time, ~6x slower).
 template <int KC, class T>
 __attribute__((always_inline)) inline void row_partials(const NarrowWgradShape& s, const T* __restrict xr, const T* __restrict gimg, int64_t ih,
                   float* __restrict P) {
@@ -75,12 +76,13 @@ __attribute__((always_inline)) inline void row_partials(const NarrowWgradShape& 
       if (oh < 0 || oh >= s.Ho) continue;
       const T* gr = gimg + oh * Wo * O;
       for (int64_t kw = 0; kw < K; ++kw) {
-        float* p = P + ((kh * K + kw) * O + o) * I + i0;
+        float* __restrict p = P + ((kh * K + kw) * O + o) * I + i0;
         for (int64_t iw = iw_a; iw < iw_b; ++iw) {
           const int64_t ow = S * iw + kw - pad;
           if (ow < 0 || ow >= Wo) continue;
           const float gv = to_f(gr[ow * O + o]);
-          const T* xv = xr + iw * I + i0;
+          const T* __restrict xv = xr + iw * I + i0;
+#pragma omp simd
           for (int64_t j = 0; j < n; ++j) p[j] += gv * to_f(xv[j]);
         }
       }
@@ -94,9 +96,9 @@ __attribute__((always_inline)) inline void row_partials(const NarrowWgradShape& 
           V acc[KC * KC] = {};  // one register per tap: the row's 16-input sums
           for (int64_t iw = lo; iw < hi; ++iw) {
             const V xv = load16(xr + iw * I + i0);
-#pragma GCC unroll 3
+#pragma GCC unroll 4
             for (int kh = 0; kh < KC; ++kh)
-#pragma GCC unroll 3
+#pragma GCC unroll 4
               for (int kw = 0; kw < KC; ++kw)
                 acc[kh * KC + kw] += to_f(grow[kh][(S * iw + kw - pad) * O + o]) * xv;
           }
@@ -120,6 +122,8 @@ __attribute__((always_inline)) inline void row_range(const NarrowWgradShape& s, 
     const T* xr = x + r * s.W * s.I;
     const T* gimg = g + n * s.Ho * s.Wo * s.O;
     if (s.K == 3) row_partials<3>(s, xr, gimg, ih, parts + r * B);
+    else if (s.K == 2) row_partials<2>(s, xr, gimg, ih, parts + r * B);  // the U-Net's up-convs
+    else if (s.K == 4) row_partials<4>(s, xr, gimg, ih, parts + r * B);
     else row_partials<0>(s, xr, gimg, ih, parts + r * B);
   }
 }

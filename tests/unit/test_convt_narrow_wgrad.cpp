@@ -3,7 +3,7 @@
 // convt_narrow_wgrad.hpp: Spiral-Net's 16 -> 1 layers). Checked against a double-precision
 // sum of the definition, with the error bounded by the sum of |x * g| per weight (so a
 // missing or doubled tap, a wrong index or a lost row fails it at any magnitude), for the
-// fast path (K = 3, 16-input blocks, all taps inside) and every generic case: input counts
+// fast paths (K = 2, 3, 4 with 16-input blocks, all taps inside) and every generic case: input counts
 // that are not a multiple of 16, several outputs, padding that drops taps, output padding,
 // other kernels, bf16 operands; that it adds into dW and db; and that the bits do not depend
 // on the thread count (the rows are split between threads, the sums are not).
@@ -128,6 +128,7 @@ TEST(NarrowConvtWgrad, GenericCases) {
   };
   const C cases[] = {
       {"I=20 (block + 4), O=3", shape(2, 9, 11, 20, 3, 3, 2, 0, 0)},
+      {"the U-Net base 8's last up-conv: K=2, 16 -> 8", shape(2, 9, 7, 16, 8, 2, 2, 0, 0)},
       {"I=3, O=1", shape(3, 8, 7, 3, 1, 3, 2, 0, 0)},
       {"padding 1, output padding 1", shape(2, 9, 10, 16, 2, 3, 2, 1, 1)},
       {"padding 1: the last pixel's last tap falls outside", shape(2, 9, 10, 32, 1, 3, 2, 1, 0)},
