@@ -11,7 +11,9 @@
 // layer rounds its fp32 input to bf16 once in forward (kept for the weight gradient) and
 // the incoming gradient once in backward; weights are rounded by the plain -> blocked reorder
 // that already runs once per step. A shape oneDNN has no bf16 kernel for stays fp32
-// (Context::bf16_fallbacks counts them; `crackseg bench` reports it).
+// (Context::bf16_fallbacks counts them; `crackseg bench` reports it). With a fused
+// activation, its backward and the rounding of d(pre-activation) run as one pass of our own
+// (to_bf16.hpp relu_bwd_to_bf16: oneDNN's select and multiply, then the same rounding).
 //
 // Winograd (Context::winograd, train.conv_algorithm = "winograd"): a 3x3 stride-1 fp32
 // convolution runs oneDNN's Winograd F(4x4, 3x3) kernels (jit_wino_4x3) for all three passes
@@ -313,12 +315,21 @@ class ConvLayer final : public DnnlLayer {
     bind(src_, *in[0]);
     bind(dst_, out);
     bind(dout_, dout);
-    if (fused_) exec(act_bwd_, act_args_, act_scratch_);
+    // bf16 with a fused activation: only the rounded d(pre-activation) is read (no Winograd,
+    // no few-channel kernel of our own with bf16), so its backward and the rounding run as one
+    // pass of our own where our rounding loop runs (same select, multiply and rounding).
+    const bool act_lp = fused_ && lp_ && to_lp_ddst_.own();
+    if (fused_ && !act_lp) exec(act_bwd_, act_args_, act_scratch_);
     // The weight gradient reads the bf16 input saved by this layer's forward (the Graph runs
     // a layer's backward after its own forward, with no other forward of it in between).
     if (in_bf16_) src_lp_.set_data_handle(const_cast<void*>(in[0]->raw()));
     if (dout_bf16_) {
       ddst_lp_.set_data_handle(const_cast<void*>(dout.raw()));
+    } else if (act_lp) {
+      ddst_lp_.set_data_handle(ctx_->bf16_grad.raw());
+      wait();
+      relu_bwd_to_bf16(out.data<float>(), dout.data<float>(), alpha_, static_cast<uint16_t*>(ctx_->bf16_grad.raw()),
+                       out.numel());
     } else if (lp_) {
       ddst_lp_.set_data_handle(ctx_->bf16_grad.raw());
       to_lp_ddst_.run(ctx_->stream);

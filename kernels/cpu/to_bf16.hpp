@@ -17,6 +17,11 @@ void f32_to_bf16(const float* src, uint16_t* dst, int64_t n);
 // The same on the calling thread only (inside a caller's parallel loop: batchnorm writing a
 // bf16 activation row by row).
 void f32_to_bf16_serial(const float* src, uint16_t* dst, int64_t n);
+// dst[i] = bf16(y[i] > 0 ? g[i] : g[i] * alpha): a fused ReLU / LeakyReLU's backward from
+// its output y (oneDNN's eltwise_relu_use_dst_for_bwd: the same select and multiply) and
+// the rounding of the result, in one pass (a bf16 convolution with a fused activation reads
+// only the rounded gradient). OpenMP over fixed chunks. Needs avx512bf16_available().
+void relu_bwd_to_bf16(const float* y, const float* g, float alpha, uint16_t* dst, int64_t n);
 // The CPU has AVX512-BF16 (and CRACKSEG_NO_AVX512 is not set).
 [[nodiscard]] bool avx512bf16_available();
 

@@ -278,3 +278,24 @@ TEST(Bf16Activations, UnetDecoderConcatStoredAsBf16) {
   // the pool and the concat, so it stays fp32.
   expect_bf16_storage_keeps_bits(build, {2, 3, 12, 10}, "; 3 activations and ");
 }
+
+// A bf16 convolution with a fused ReLU / LeakyReLU (the patch CNN's layers): its backward
+// computes the activation's gradient from the saved output and rounds it to bf16 in one pass
+// of our own (to_bf16.hpp relu_bwd_to_bf16) instead of oneDNN's eltwise backward + a
+// conversion. The bits must be the plain plan's (separate activation layers, the convolution
+// rounding their fp32 gradient), for ReLU and a LeakyReLU, in training and eval.
+TEST(Bf16Activations, FusedActivationGradientRoundedInOnePass) {
+  if (const std::string m = onednn::missing_bf16_isa(); !m.empty()) GTEST_SKIP() << "no bf16 kernels here: " << m;
+  const auto build = [](bool fusion) {
+    Graph g;
+    g.set_fusion(fusion);
+    NodeId x = g.add("c1", Conv2dSpec{3, 16, 3, 1, 1}, {g.input()});
+    x = g.add("c1.act", ReluSpec{}, {x});
+    x = g.add("c2", Conv2dSpec{16, 24, 3, 1, 0}, {x});
+    x = g.add("c2.act", LeakyReluSpec{0.1f}, {x});
+    x = g.add("pool", MaxPool2dSpec{2, 2}, {x});
+    g.set_output(g.add("head", Conv2dSpec{24, 1, 1, 1, 0}, {x}));
+    return g;
+  };
+  expect_bf16_storage_keeps_bits(build, {2, 3, 19, 17}, "bf16 (3 convolutions");
+}
