@@ -7,18 +7,13 @@
 #include "kernels/cpu/batchnorm_kernels.hpp"
 
 #include "kernels/cpu/to_bf16.hpp"
+#include "src/core/target_clones.hpp"
 
 #include <algorithm>
 #include <cmath>
 
 namespace crackseg::onednn {
 namespace {
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define CRACKSEG_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CRACKSEG_CLONES
-#endif
 
 // Channels go in groups of NB blocks of kB floats (one AVX-512 register each; NB = 4, 2, 1
 // as the channels left allow) with the group's accumulators in locals, so they stay in

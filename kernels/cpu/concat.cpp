@@ -23,58 +23,54 @@ namespace {
 // their own dense tensor and their slice of the concatenated one, so the concatenated
 // tensor's cache lines are touched once (not once per input: Spiral-Net's head concatenates
 // seven 1-channel maps, and a pass per input cost 7x the memory traffic).
-// to_whole: whole[p*Ct + c0_k + j] = part_k[p*ck + j]; else the reverse. A null part skips.
-inline void copy_tiles(float* whole, int64_t Ct, std::span<float* const> parts, std::span<const int64_t> chans,
-                       std::span<const int64_t> first, int64_t pixels, bool to_whole) {
+// Calls copy(k, part_k, p0, p1) per tile [p0, p1) and non-null part, threads over tiles.
+template <class Copy>
+inline void for_tiles(int64_t Ct, std::span<float* const> parts, int64_t pixels, Copy&& copy) {
   constexpr int64_t kTile = 256;
   const int64_t tiles = (pixels + kTile - 1) / kTile;
 #pragma omp parallel for schedule(static) if (pixels * Ct > 32768)
   for (int64_t t = 0; t < tiles; ++t) {
     const int64_t p0 = t * kTile, p1 = std::min(pixels, p0 + kTile);
-    for (std::size_t k = 0; k < parts.size(); ++k) {
-      float* part = parts[k];
-      if (!part) continue;
-      const int64_t ck = chans[k];
-      float* w = whole + first[k];
-      if (ck == 1) {
-        if (to_whole) for (int64_t p = p0; p < p1; ++p) w[p * Ct] = part[p];
-        else for (int64_t p = p0; p < p1; ++p) part[p] = w[p * Ct];
-      } else if (ck >= 16) {
-        for (int64_t p = p0; p < p1; ++p) {
-          if (to_whole) std::memcpy(w + p * Ct, part + p * ck, static_cast<std::size_t>(ck) * sizeof(float));
-          else std::memcpy(part + p * ck, w + p * Ct, static_cast<std::size_t>(ck) * sizeof(float));
-        }
-      } else {
-        for (int64_t p = p0; p < p1; ++p)
-          for (int64_t j = 0; j < ck; ++j) {
-            if (to_whole) w[p * Ct + j] = part[p * ck + j];
-            else part[p * ck + j] = w[p * Ct + j];
-          }
-      }
-    }
+    for (std::size_t k = 0; k < parts.size(); ++k)
+      if (parts[k]) copy(k, parts[k], p0, p1);
   }
+}
+
+// to_whole: whole[p*Ct + c0_k + j] = part_k[p*ck + j]; else the reverse. A null part skips.
+inline void copy_tiles(float* whole, int64_t Ct, std::span<float* const> parts, std::span<const int64_t> chans,
+                       std::span<const int64_t> first, int64_t pixels, bool to_whole) {
+  for_tiles(Ct, parts, pixels, [&](std::size_t k, float* part, int64_t p0, int64_t p1) {
+    const int64_t ck = chans[k];
+    float* w = whole + first[k];
+    if (ck == 1) {
+      if (to_whole) for (int64_t p = p0; p < p1; ++p) w[p * Ct] = part[p];
+      else for (int64_t p = p0; p < p1; ++p) part[p] = w[p * Ct];
+    } else if (ck >= 16) {
+      for (int64_t p = p0; p < p1; ++p) {
+        if (to_whole) std::memcpy(w + p * Ct, part + p * ck, static_cast<std::size_t>(ck) * sizeof(float));
+        else std::memcpy(part + p * ck, w + p * Ct, static_cast<std::size_t>(ck) * sizeof(float));
+      }
+    } else {
+      for (int64_t p = p0; p < p1; ++p)
+        for (int64_t j = 0; j < ck; ++j) {
+          if (to_whole) w[p * Ct + j] = part[p * ck + j];
+          else part[p * ck + j] = w[p * Ct + j];
+        }
+    }
+  });
 }
 
 // The bf16 form of copy_tiles' forward: whole16[p*Ct + c0_k + j] = bf16(part_k[p*ck + j]).
 inline void copy_tiles_bf16(uint16_t* whole, int64_t Ct, std::span<float* const> parts,
                             std::span<const int64_t> chans, std::span<const int64_t> first, int64_t pixels) {
-  constexpr int64_t kTile = 256;
-  const int64_t tiles = (pixels + kTile - 1) / kTile;
-#pragma omp parallel for schedule(static) if (pixels * Ct > 32768)
-  for (int64_t t = 0; t < tiles; ++t) {
-    const int64_t p0 = t * kTile, p1 = std::min(pixels, p0 + kTile);
-    for (std::size_t k = 0; k < parts.size(); ++k) {
-      const float* part = parts[k];
-      if (!part) continue;
-      const int64_t ck = chans[k];
-      uint16_t* w = whole + first[k];
-      if (ck == Ct) {  // a single input: one run
-        f32_to_bf16_serial(part + p0 * ck, w + p0 * Ct, (p1 - p0) * ck);
-      } else {
-        for (int64_t p = p0; p < p1; ++p) f32_to_bf16_serial(part + p * ck, w + p * Ct, ck);
-      }
-    }
-  }
+  for_tiles(Ct, parts, pixels, [&](std::size_t k, const float* part, int64_t p0, int64_t p1) {
+    const int64_t ck = chans[k];
+    uint16_t* w = whole + first[k];
+    if (ck == Ct)  // a single input: one run
+      f32_to_bf16_serial(part + p0 * ck, w + p0 * Ct, (p1 - p0) * ck);
+    else
+      for (int64_t p = p0; p < p1; ++p) f32_to_bf16_serial(part + p * ck, w + p * Ct, ck);
+  });
 }
 
 class Concat final : public DnnlLayer {

@@ -6,6 +6,8 @@
 
 #include <omp.h>
 
+#include "src/core/target_clones.hpp"
+
 // GCC's -Wpsabi note (a 64-byte vector passed without AVX-512 changes the ABI) does not apply:
 // every function taking or returning one here is always_inline within this file.
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -14,13 +16,8 @@ namespace crackseg::onednn {
 
 namespace {
 
-// The row loop is compiled for AVX-512, AVX2 and the baseline (GCC target_clones; the build
-// has no -march), everything below it always_inline so that each variant gets its own code.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define CRACKSEG_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CRACKSEG_CLONES
-#endif
+// The row loop is CRACKSEG_CLONES (AVX-512, AVX2, baseline), everything below it
+// always_inline so that each variant gets its own code.
 
 __attribute__((always_inline)) inline float to_f(float v) { return v; }
 __attribute__((always_inline)) inline float to_f(uint16_t v) { return std::bit_cast<float>(static_cast<uint32_t>(v) << 16); }
@@ -56,14 +53,14 @@ __attribute__((always_inline)) inline void row_partials(const NarrowWgradShape& 
                   float* __restrict P) {
   const int64_t K = KC ? KC : s.K, O = s.O, I = s.I, S = s.S, pad = s.pad, W = s.W, Wo = s.Wo;
   std::fill(P, P + K * K * O * I, 0.0f);
-  // Output rows this input row reaches (null: that tap lands outside g).
-  const T* grow[KC ? KC : 16] = {};
+  // The fast path's output rows, one per kh; it runs only where every kh lands inside g.
+  const T* grow[KC > 0 ? KC : 1] = {};
   bool all_kh = true;
   for (int64_t kh = 0; kh < K; ++kh) {
     const int64_t oh = S * ih + kh - pad;
     const bool ok = oh >= 0 && oh < s.Ho;
-    if (kh < 16) grow[kh] = ok ? gimg + oh * Wo * O : nullptr;
     all_kh = all_kh && ok;
+    if constexpr (KC > 0) grow[kh] = ok ? gimg + oh * Wo * O : nullptr;
   }
   // Pixels whose every kw tap lands inside the row: [lo, hi).
   const int64_t lo = std::min<int64_t>(W, (pad + S - 1) / S);

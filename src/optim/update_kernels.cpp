@@ -4,11 +4,7 @@
 
 #include <cmath>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define CRACKSEG_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CRACKSEG_CLONES
-#endif
+#include "src/core/target_clones.hpp"
 
 namespace crackseg::optim_kernels {
 
