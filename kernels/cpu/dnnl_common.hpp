@@ -41,6 +41,8 @@ struct Context {
   // run oneDNN's Winograd F(4x4, 3x3) where it has a kernel (conv_impl.hpp); counts as above.
   bool winograd = false;
   int wino_layers = 0, wino_fallbacks = 0;
+  // Convolutions whose weight gradient runs on oneDNN's blocked layout (no AVX-512: conv_impl.hpp).
+  int blocked_wgrad_layers = 0;
   // The bf16 copy of a convolution's output gradient lives only during that layer's
   // backward: one buffer, shared, sized to the largest (grown only in plan()).
   Tensor bf16_grad;
@@ -94,12 +96,27 @@ template <class P, class PD>
   return CRACKSEG_DNNL_CALL(dnnl::memory(md, e, storage.raw()));
 }
 inline void bind(const dnnl::memory& m, const Tensor& t) { m.set_data_handle(const_cast<void*>(t.raw())); }
-// Whether our own AVX-512 kernels may run: the CPU has AVX-512F and CRACKSEG_NO_AVX512 is not
-// "1" (it forces the portable paths: their tests set it; also a field workaround). Read at
-// each call; layers decide once (plan or first use).
+// Whether our own AVX-512 / AVX2 kernels may run: the CPU has the instructions and they are not
+// switched off: CRACKSEG_NO_AVX512=1 leaves the AVX2 paths, CRACKSEG_NO_AVX2=1 the portable
+// ones only (tests set them; also a field workaround). Read at each call; layers decide once
+// (plan or first use).
+[[nodiscard]] inline bool simd_switched_off(const char* var) {
+  const char* v = std::getenv(var);
+  return v && std::string_view(v) == "1";
+}
+[[nodiscard]] inline bool avx2_enabled() {
+  return !simd_switched_off("CRACKSEG_NO_AVX2") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+// Whether oneDNN dispatches to AVX-512 (avx512_core) kernels here, after any ONEDNN_MAX_CPU_ISA /
+// DNNL_MAX_CPU_ISA limit.
+[[nodiscard]] inline bool onednn_has_avx512_core() {
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto core = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+  return (isa & core) == core;
+}
 [[nodiscard]] inline bool avx512_enabled() {
-  const char* off = std::getenv("CRACKSEG_NO_AVX512");
-  return !(off && std::string_view(off) == "1") && __builtin_cpu_supports("avx512f");
+  return !simd_switched_off("CRACKSEG_NO_AVX512") && !simd_switched_off("CRACKSEG_NO_AVX2") &&
+         __builtin_cpu_supports("avx512f");
 }
 // grad[0..n) += delta[0..n): a primitive's bias gradient into the parameter's accumulated one.
 inline void add_into(Tensor& grad, const Tensor& delta, int64_t n) {

@@ -52,6 +52,39 @@ __attribute__((target("avx512f"))) void t_row(const float* dy, const float* wt, 
     for (int v = 0; v < NV; ++v) _mm512_storeu_ps(T + ow * L + 16 * v, acc[v]);
   }
 }
+
+// The same on AVX2 (CPUs without AVX-512): each 16-float tap register is two 8-float ones,
+// P pixels at a time (as many as leave registers for the weights). Every T element is the
+// same FMA chain over o as in the AVX-512 version: the same bits.
+template <int NV, int P>
+__attribute__((target("avx2,fma"))) void t_row_avx2(const float* dy, const float* wt, float* T, int64_t Wo, int64_t O) {
+  constexpr int V = 2 * NV;
+  constexpr int64_t L = NV * 16;
+  int64_t ow = 0;
+  for (; ow + P <= Wo; ow += P) {
+    __m256 acc[P][V];
+    for (int p = 0; p < P; ++p)
+      for (int v = 0; v < V; ++v) acc[p][v] = _mm256_setzero_ps();
+    const float* d = dy + ow * O;
+    for (int64_t o = 0; o < O; ++o) {
+      for (int v = 0; v < V; ++v) {
+        const __m256 w = _mm256_loadu_ps(wt + o * L + 8 * v);
+        for (int p = 0; p < P; ++p) acc[p][v] = _mm256_fmadd_ps(_mm256_broadcast_ss(d + p * O + o), w, acc[p][v]);
+      }
+    }
+    for (int p = 0; p < P; ++p)
+      for (int v = 0; v < V; ++v) _mm256_storeu_ps(T + (ow + p) * L + 8 * v, acc[p][v]);
+  }
+  for (; ow < Wo; ++ow) {
+    __m256 acc[V];
+    for (int v = 0; v < V; ++v) acc[v] = _mm256_setzero_ps();
+    for (int64_t o = 0; o < O; ++o) {
+      const __m256 b = _mm256_broadcast_ss(dy + ow * O + o);
+      for (int v = 0; v < V; ++v) acc[v] = _mm256_fmadd_ps(b, _mm256_loadu_ps(wt + o * L + 8 * v), acc[v]);
+    }
+    for (int v = 0; v < V; ++v) _mm256_storeu_ps(T + ow * L + 8 * v, acc[v]);
+  }
+}
 #pragma GCC diagnostic pop
 
 // One dx row (zeroed, then col2im_add_row over the T rows of this block, oh0 first); the
@@ -77,12 +110,12 @@ void gather(const SmallConvShape& s, const float* T, int64_t oh0, int64_t L, int
 }
 
 using TRow = void (*)(const float*, const float*, float*, int64_t, int64_t);
-TRow t_row_for(int64_t nv) {
+TRow t_row_for(int64_t nv, bool avx512) {
   switch (nv) {
-    case 1: return t_row<1>;
-    case 2: return t_row<2>;
-    case 3: return t_row<3>;
-    case 4: return t_row<4>;
+    case 1: return avx512 ? t_row<1> : t_row_avx2<1, 4>;
+    case 2: return avx512 ? t_row<2> : t_row_avx2<2, 3>;
+    case 3: return avx512 ? t_row<3> : t_row_avx2<3, 2>;
+    case 4: return avx512 ? t_row<4> : t_row_avx2<4, 1>;
     default: throw Error("SmallConvDgrad: " + std::to_string(nv) + " tap registers (at most 4)");
   }
 }
@@ -90,7 +123,7 @@ TRow t_row_for(int64_t nv) {
 }  // namespace
 
 bool small_conv_dgrad_fits(int64_t in_c, int64_t kernel) {
-  return in_c >= 1 && in_c <= 7 && kernel >= 2 && kernel * kernel * in_c <= 64 && avx512_enabled();
+  return in_c >= 1 && in_c <= 7 && kernel >= 2 && kernel * kernel * in_c <= 64 && (avx512_enabled() || avx2_enabled());
 }
 
 SmallConvDgrad::SmallConvDgrad(const SmallConvShape& s) : s_(s) {
@@ -99,6 +132,7 @@ SmallConvDgrad::SmallConvDgrad(const SmallConvShape& s) : s_(s) {
   rows_per_block_ = 16 * s.S;
   t_rows_ = (rows_per_block_ - 1 + s.K - 1) / s.S + 2;
   threads_ = std::max(1, omp_get_max_threads());
+  avx512_ = avx512_enabled();
   wt_ = alloc_buffer({s.O * NV_ * 16});
   std::memset(wt_.raw(), 0, wt_.nbytes());
 }
@@ -119,7 +153,7 @@ void SmallConvDgrad::run(const float* dy, float* dx, float* scratch) {
   const SmallConvShape s = s_;
   const int64_t L = NV_ * 16, blocks_per_image = (s.H + rows_per_block_ - 1) / rows_per_block_;
   const int64_t tasks = s.N * blocks_per_image;
-  const TRow row = t_row_for(NV_);
+  const TRow row = t_row_for(NV_, avx512_);
   const float* wt = wt_.data<float>();
   float* tb = scratch;
   const int nthreads = static_cast<int>(std::min<int64_t>(threads_, std::max(1, omp_get_max_threads())));

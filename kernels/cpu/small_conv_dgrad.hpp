@@ -9,8 +9,8 @@
 // with T computed per thread, for the rows the block needs (its halo recomputed), in the
 // backend's shared scratchpad, so it stays in cache. Each dx element is summed in a fixed
 // order (taps in (kh, kw) order; each T value over o in order), whatever the thread count:
-// the same bits for 1 or 64 threads. AVX-512 only: without it (or with CRACKSEG_NO_AVX512=1)
-// the layer keeps oneDNN's path.
+// the same bits for 1 or 64 threads, and on AVX-512 or AVX2 (each T value is the same FMA chain).
+// Without AVX2 (or with CRACKSEG_NO_AVX2=1) the layer keeps oneDNN's path.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -26,8 +26,8 @@ struct SmallConvShape {
 };
 
 // Whether the kernel takes this convolution (fp32, dilation 1): I <= 7, K >= 2 (a 1x1
-// convolution is a plain GEMM, which oneDNN does well), K*K*I <= 64, AVX-512
-// present and not switched off (CRACKSEG_NO_AVX512=1, read at each call: layers decide at plan).
+// convolution is a plain GEMM, which oneDNN does well), K*K*I <= 64, AVX-512 or AVX2 + FMA
+// present and not switched off (dnnl_common.hpp; read at each call: layers decide at plan).
 [[nodiscard]] bool small_conv_dgrad_fits(int64_t in_c, int64_t kernel);
 
 class SmallConvDgrad {
@@ -44,6 +44,7 @@ class SmallConvDgrad {
  private:
   SmallConvShape s_;
   int64_t NV_ = 0, rows_per_block_ = 0, t_rows_ = 0, threads_ = 1;
+  bool avx512_ = false;  // else the AVX2 T rows (the same bits)
   Tensor wt_;  // (O, NV*16), zero beyond K*K*I
 };
 

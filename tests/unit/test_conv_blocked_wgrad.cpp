@@ -1,0 +1,95 @@
+// ctest-link: crackseg_nn
+// The convolution weight gradient on oneDNN's blocked layout (conv_impl.hpp: where oneDNN has
+// no AVX-512 kernels its nhwc weight gradient is 2-4x slower, so the input and the output
+// gradient are reordered for the blocked primitive). This process limits oneDNN to AVX2
+// (ONEDNN_MAX_CPU_ISA, set before oneDNN's first use), so the path is taken on AVX-512 CI
+// machines too. Checked: the backend says it took it; weight, bias and input gradients
+// against the reference backend (two backward calls: the gradients accumulate), with a
+// bias and without, stride 2, and with a fused ReLU (its d(pre-activation) is what gets
+// reordered); a run of the layer twice in one process gives the same bits.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "tests/unit/test_layer_util.hpp"
+
+using namespace crackseg;
+using namespace crackseg::test;
+
+namespace {
+
+struct ConvRun {
+  Tensor out, din;
+  std::vector<Tensor> grads;
+  std::string summary;
+};
+
+// One conv (optionally with a fused ReLU on the oneDNN side; the reference applies it by hand).
+ConvRun run(const std::string& backend, const Conv2dSpec& spec, const Dims& x, bool relu) {
+  auto be = make_backend(backend);
+  auto layer = be->make_layer(spec, "t.conv");
+  const bool fused = relu && backend == "onednn" && layer->fuse_activation(ReluSpec{});
+  if (relu && backend == "onednn") {
+    EXPECT_TRUE(fused);
+  }
+  layer->plan(std::vector<Dims>{x});
+  randomize_params(*layer, 21);
+  layer->params_changed();
+  StepContext ctx;
+  ctx.training = true;
+  const Tensor in = random_tensor(x, 22, be->activation_format());
+  ConvRun r;
+  r.out = run_forward(*be, *layer, ctx, {in});
+  Tensor pre = r.out;
+  if (relu && !fused) {  // reference: y = max(pre, 0) by hand
+    r.out = r.out.clone();
+    for (float& v : r.out.span<float>()) v = v > 0.0f ? v : 0.0f;
+  }
+  Tensor dout = random_tensor(r.out.dims(), 23, be->activation_format());
+  if (relu && !fused) {  // d(pre) = dout where pre > 0
+    auto d = dout.span<float>();
+    auto p = pre.span<float>();
+    for (std::size_t i = 0; i < d.size(); ++i) d[i] = p[i] > 0.0f ? d[i] : 0.0f;
+  }
+  r.din = Tensor::zeros(x, DType::f32, in.format());
+  const Tensor* ip = &in;
+  Tensor* dp = &r.din;
+  for (int k = 0; k < 2; ++k)
+    layer->backward(ctx, std::span<const Tensor* const>(&ip, 1), fused ? r.out : pre, dout, std::span<Tensor* const>(&dp, 1));
+  for (Param* p : layer->params()) r.grads.push_back(p->grad.clone());
+  r.summary = be->precision_summary();
+  return r;
+}
+
+}  // namespace
+
+TEST(ConvBlockedWgrad, MatchesReferenceWhereOnednnHasNoAvx512) {
+  if (!__builtin_cpu_supports("avx2")) GTEST_SKIP() << "no AVX2: oneDNN's SSE4.1 kernels, not this path";
+  ASSERT_EQ(0, setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1));  // before the first oneDNN call here
+  struct C {
+    Conv2dSpec spec;
+    Dims x;
+    bool relu;
+  };
+  const C cases[] = {
+      {Conv2dSpec{16, 16, 3, 1, 1, 1}, {2, 16, 13, 11}, false},
+      {Conv2dSpec{24, 8, 3, 2, 1, 1, false}, {2, 24, 15, 9}, false},
+      {Conv2dSpec{16, 32, 3, 1, 1, 1}, {3, 16, 10, 12}, true},
+  };
+  for (const C& c : cases) {
+    SCOPED_TRACE(std::to_string(c.spec.in_c) + " -> " + std::to_string(c.spec.out_c) + (c.relu ? " + relu" : ""));
+    const ConvRun want = run("reference", c.spec, c.x, c.relu), got = run("onednn", c.spec, c.x, c.relu);
+    EXPECT_NE(got.summary.find("weight gradients of 1 convolutions on oneDNN's blocked layout"), std::string::npos)
+        << got.summary;
+    std::string at;
+    EXPECT_LE(tolerance_ratio(got.out, want.out, 1e-5, 1e-4, &at), 1.0) << "out " << at;
+    EXPECT_LE(tolerance_ratio(got.din, want.din, 1e-4, 1e-3, &at), 1.0) << "din " << at;
+    ASSERT_EQ(got.grads.size(), want.grads.size());
+    for (std::size_t k = 0; k < want.grads.size(); ++k)
+      EXPECT_LE(tolerance_ratio(got.grads[k], want.grads[k], 1e-4, 1e-3, &at), 1.0) << "grad " << k << " " << at;
+    const ConvRun again = run("onednn", c.spec, c.x, c.relu);
+    for (std::size_t k = 0; k < got.grads.size(); ++k)
+      EXPECT_EQ(std::memcmp(again.grads[k].raw(), got.grads[k].raw(), got.grads[k].nbytes()), 0) << "grad " << k;
+  }
+}
