@@ -152,14 +152,17 @@ class ConvLayer final : public DnnlLayer {
       // than on its blocked nChw8c layout (measured 24-53 against 82-121 GFLOP/s on the U-Net's
       // 3x3 layers, AMD Zen 3), while the two reorders there cost 1-9 ms a call. So where the
       // blocked primitive exists (blocked channels: not the 3-channel first layer), the input
-      // and the output gradient are reordered for it. AVX-512 kernels run nhwc at full speed.
+      // and the output gradient are reordered for it; not where the block pads the channels
+      // (Spiral-Net's 1-7-channel inputs: 8x the bytes to reorder). AVX-512 kernels run nhwc
+      // at full speed.
       if (!lp_ && !wino_ && !onednn_has_avx512_core()) {
         const dnnl::memory::desc sany(to_dnnl(x), dt::f32, tag::any), dany(to_dnnl(y), dt::f32, tag::any);
         try {
           typename BwdW::desc bwd(kAlgo, sany, dw_any, b_md, dany, strides, dilates, pl, pr);
           typename BwdW::primitive_desc pd(bwd, scratch_attr(), eng, fwd_pd_);
           const auto& blk = pd.src_desc().data;
-          if (blk.format_kind == dnnl_blocked && blk.format_desc.blocking.inner_nblks > 0)
+          const bool padded = blk.padded_dims[1] != blk.dims[1] || pd.diff_dst_desc().data.padded_dims[1] != y[1];
+          if (blk.format_kind == dnnl_blocked && blk.format_desc.blocking.inner_nblks > 0 && !padded)
             bwd_w_pd = pd, blk_w_ = true, ctx_->blocked_wgrad_layers += 1;
         } catch (const dnnl::error& e) {
           if (e.status != dnnl_unimplemented) detail::rethrow_dnnl(e, "blocked weight-gradient primitive descriptor");
