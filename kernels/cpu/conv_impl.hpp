@@ -156,10 +156,21 @@ class ConvLayer final : public DnnlLayer {
       // (Spiral-Net's 1-7-channel inputs: 8x the bytes to reorder). AVX-512 kernels run nhwc
       // at full speed.
       if (!lp_ && !wino_ && !onednn_has_avx512_core()) {
-        const dnnl::memory::desc sany(to_dnnl(x), dt::f32, tag::any), dany(to_dnnl(y), dt::f32, tag::any);
+        // In chunks of wnb_ images (the largest divisor of the batch whose copies fit
+        // kBlockedWgradBytes; at least one): the big layers' copies are one image's, not the
+        // batch's (peak RSS), the small layers run in one call (speed).
+        const int64_t per_image = (x[1] * x[2] * x[3] + y[1] * y[2] * y[3]) * static_cast<int64_t>(sizeof(float));
+        wnb_ = 1;
+        for (int64_t d = 1; d <= x[0]; ++d)
+          if (x[0] % d == 0 && d * per_image <= kBlockedWgradBytes) wnb_ = d;
+        const dnnl::memory::dims xb{wnb_, x[1], x[2], x[3]}, yb{wnb_, y[1], y[2], y[3]};
+        const dnnl::memory::desc sany(xb, dt::f32, tag::any), dany(yb, dt::f32, tag::any);
         try {
+          typename Fwd::desc hint_d(dnnl::prop_kind::forward_training, kAlgo, dnnl::memory::desc(xb, dt::f32, tag::nhwc),
+                                    dw_any, b_md, dnnl::memory::desc(yb, dt::f32, tag::nhwc), strides, dilates, pl, pr);
+          typename Fwd::primitive_desc hint(hint_d, fattr, eng);
           typename BwdW::desc bwd(kAlgo, sany, dw_any, b_md, dany, strides, dilates, pl, pr);
-          typename BwdW::primitive_desc pd(bwd, scratch_attr(), eng, fwd_pd_);
+          typename BwdW::primitive_desc pd(bwd, scratch_attr(), eng, hint);
           const auto& blk = pd.src_desc().data;
           const bool padded = blk.padded_dims[1] != blk.dims[1] || pd.diff_dst_desc().data.padded_dims[1] != y[1];
           if (blk.format_kind == dnnl_blocked && blk.format_desc.blocking.inner_nblks > 0 && !padded)
@@ -294,10 +305,15 @@ class ConvLayer final : public DnnlLayer {
       ctx_->reserve_scratch(wblk_ddst_off_ + al(bwd_w_pd.diff_dst_desc().get_size()));
       src_wblk_ = unbound(bwd_w_pd.src_desc(), eng);
       ddst_wblk_ = unbound(bwd_w_pd.diff_dst_desc(), eng);
-      wblk_src_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(src_, src_wblk_));
-      wblk_ddst_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(ddst, ddst_wblk_));
-      wblk_src_args_ = {{DNNL_ARG_FROM, src_}, {DNNL_ARG_TO, src_wblk_}};
-      wblk_ddst_args_ = {{DNNL_ARG_FROM, ddst}, {DNNL_ARG_TO, ddst_wblk_}};
+      const dnnl::memory::dims xb{wnb_, x[1], x[2], x[3]}, yb{wnb_, y[1], y[2], y[3]};
+      wimg_src_ = unbound(dnnl::memory::desc(xb, dt::f32, tag::nhwc), eng);
+      wimg_ddst_ = unbound(dnnl::memory::desc(yb, dt::f32, tag::nhwc), eng);
+      wblk_src_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(wimg_src_, src_wblk_));
+      wblk_ddst_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(wimg_ddst_, ddst_wblk_));
+      wblk_src_args_ = {{DNNL_ARG_FROM, wimg_src_}, {DNNL_ARG_TO, src_wblk_}};
+      wblk_ddst_args_ = {{DNNL_ARG_FROM, wimg_ddst_}, {DNNL_ARG_TO, ddst_wblk_}};
+      img_in_bytes_ = wnb_ * x[1] * x[2] * x[3] * static_cast<int64_t>(sizeof(float));  // per chunk
+      img_out_bytes_ = wnb_ * y[1] * y[2] * y[3] * static_cast<int64_t>(sizeof(float));
     }
     if (narrow_) col_args_ = {{DNNL_ARG_SRC, ddst}, {DNNL_ARG_WEIGHTS, col_w_}, {DNNL_ARG_DST, col_dst_}};
     bwd_w_args_ = {{DNNL_ARG_SRC, lp_ ? src_lp_ : src_}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dw_}};
@@ -390,11 +406,7 @@ class ConvLayer final : public DnnlLayer {
       bind(din_, *din[0]);
       exec(bwd_d_, bwd_d_args_, bwd_d_scratch_);
     }
-    if (blk_w_) {
-      blk(src_wblk_, wblk_src_off_), blk(ddst_wblk_, wblk_ddst_off_);
-      CRACKSEG_DNNL_CALL(wblk_src_.execute(ctx_->stream, wblk_src_args_));
-      CRACKSEG_DNNL_CALL(wblk_ddst_.execute(ctx_->stream, wblk_ddst_args_));
-    }
+    if (blk_w_) return blocked_wgrad(*in[0], fused_ ? dpre_buf_.raw() : dout.raw());
     exec(bwd_w_, bwd_w_args_, bwd_w_scratch_);
     bind(plain_dw_, params_[0].grad);
     CRACKSEG_DNNL_CALL(reorder_dw_.execute(ctx_->stream, reorder_dw_args_));
@@ -444,6 +456,24 @@ class ConvLayer final : public DnnlLayer {
       if (s.bias) add_into(params_[1].grad, db_buf_, s.out_c);
     }
   }
+  // The weight gradient on oneDNN's blocked layout (plan()), chunk by chunk (wnb_ images):
+  // input and output gradient (g: dout, or the fused activation's d(pre-activation))
+  // reordered into the scratchpad, each chunk's weight and bias gradients added into the
+  // parameters'.
+  void blocked_wgrad(const Tensor& x, const void* g) {
+    blk(src_wblk_, wblk_src_off_), blk(ddst_wblk_, wblk_ddst_off_);
+    bind(plain_dw_, params_[0].grad);
+    const auto& s = as<Spec>();
+    for (int64_t n = 0; n < x.n() / wnb_; ++n) {
+      img(wimg_src_, x.raw(), n, img_in_bytes_), img(wimg_ddst_, g, n, img_out_bytes_);
+      CRACKSEG_DNNL_CALL(wblk_src_.execute(ctx_->stream, wblk_src_args_));
+      CRACKSEG_DNNL_CALL(wblk_ddst_.execute(ctx_->stream, wblk_ddst_args_));
+      exec(bwd_w_, bwd_w_args_, bwd_w_scratch_);
+      CRACKSEG_DNNL_CALL(reorder_dw_.execute(ctx_->stream, reorder_dw_args_));
+      wait();
+      if (s.bias) add_into(params_[1].grad, db_buf_, s.out_c);
+    }
+  }
   // Points a per-image nhwc view at image n of the tensor at `base` (`bytes` per image).
   static void img(const dnnl::memory& m, const void* base, int64_t n, int64_t bytes) {
     m.set_data_handle(static_cast<std::byte*>(const_cast<void*>(base)) + n * bytes);
@@ -472,9 +502,11 @@ class ConvLayer final : public DnnlLayer {
   std::size_t col_off_ = 0;
   // Weight gradient on oneDNN's blocked layout (CPUs without AVX-512, see plan()): the input
   // and output gradient reordered into the scratchpad first.
+  static constexpr int64_t kBlockedWgradBytes = int64_t{64} << 20;
   bool blk_w_ = false;
+  int64_t wnb_ = 1;
   dnnl::primitive wblk_src_, wblk_ddst_;
-  dnnl::memory src_wblk_, ddst_wblk_;
+  dnnl::memory src_wblk_, ddst_wblk_, wimg_src_, wimg_ddst_;
   Args wblk_src_args_, wblk_ddst_args_;
   std::size_t wblk_src_off_ = 0, wblk_ddst_off_ = 0;
   float alpha_ = 0.0f;
