@@ -1,5 +1,11 @@
-// oneDNN maxpool2d: forward_training keeps the argmax workspace for backward.
+// maxpool2d: our own nhwc loops (maxpool_kernels.hpp: oneDNN 2.6's pooling ran at 2.6 GB/s
+// on an AVX2 CPU); oneDNN's primitives (forward_training keeps the argmax workspace) where the
+// window is too large for the loops' one-byte winner, or with CRACKSEG_OWN_MAXPOOL=0 (A/B).
+#include <cstdlib>
+#include <string_view>
+
 #include "kernels/cpu/dnnl_common.hpp"
+#include "kernels/cpu/maxpool_kernels.hpp"
 
 namespace crackseg::onednn {
 namespace {
@@ -10,6 +16,13 @@ class MaxPool2d final : public DnnlLayer {
   void plan(std::span<const Dims> in) override {
     const auto& s = as<MaxPool2dSpec>();
     const Dims x = in[0], y = output_dims(in);
+    const char* ab = std::getenv("CRACKSEG_OWN_MAXPOOL");
+    own_ = own_maxpool_fits(s.kernel) && !(ab && std::string_view(ab) == "0");
+    if (own_) {
+      shape_ = PoolShape{x[0], x[2], x[3], x[1], y[2], y[3], s.kernel, s.stride, s.padding};
+      win_buf_ = alloc_buffer({(y[0] * y[1] * y[2] * y[3] + 3) / 4});
+      return;
+    }
     const auto& eng = ctx_->engine;
     const auto src_md = act_md(x), dst_md = act_md(y);
     const dnnl::memory::dims k{s.kernel, s.kernel}, st{s.stride, s.stride}, pl{s.padding, s.padding},
@@ -29,6 +42,7 @@ class MaxPool2d final : public DnnlLayer {
     bargs_ = {{DNNL_ARG_DIFF_DST, dout_}, {DNNL_ARG_DIFF_SRC, din_}, {DNNL_ARG_WORKSPACE, ws_}};
   }
   void forward(const StepContext&, std::span<const Tensor* const> in, Tensor& out) override {
+    if (own_) return maxpool_forward(shape_, in[0]->data<float>(), out.data<float>(), win());
     bind(src_, *in[0]);
     bind(dst_, out);
     exec(fwd_, fargs_, fs_);
@@ -37,6 +51,7 @@ class MaxPool2d final : public DnnlLayer {
   void backward(const StepContext&, std::span<const Tensor* const>, const Tensor&, const Tensor& dout,
                 std::span<Tensor* const> din) override {
     if (!din[0]) return;
+    if (own_) return maxpool_backward(shape_, dout.data<float>(), win(), din[0]->data<float>());
     bind(dout_, dout);
     bind(din_, *din[0]);
     exec(bwd_, bargs_, bs_);
@@ -44,6 +59,10 @@ class MaxPool2d final : public DnnlLayer {
   }
 
  private:
+  uint8_t* win() { return static_cast<uint8_t*>(win_buf_.raw()); }
+  bool own_ = false;
+  PoolShape shape_{};
+  Tensor win_buf_;  // the winners' window positions (own loops)
   dnnl::primitive fwd_, bwd_;
   dnnl::memory fs_, bs_, src_, dst_, din_, dout_, ws_;
   Tensor ws_buf_;

@@ -1,0 +1,109 @@
+// Max pooling loops (see maxpool_kernels.hpp). The channel loops vectorise (nhwc: a pixel's
+// channels are contiguous); built with -fno-trapping-math so GCC turns the compare-and-select
+// into blends on AVX2 too (CMakeLists.txt).
+#include "kernels/cpu/maxpool_kernels.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "src/core/target_clones.hpp"
+
+namespace crackseg::onednn {
+namespace {
+
+// One output row (image n, row oh).
+CRACKSEG_CLONES void fwd_row(const PoolShape& s, const float* __restrict x, float* __restrict y,
+                             uint8_t* __restrict win, int64_t n, int64_t oh) {
+  const int64_t C = s.C;
+  for (int64_t ow = 0; ow < s.Wo; ++ow) {
+    float* yp = y + ((n * s.Ho + oh) * s.Wo + ow) * C;
+    uint8_t* wp = win + ((n * s.Ho + oh) * s.Wo + ow) * C;
+    bool first = true;
+    for (int64_t kh = 0; kh < s.K; ++kh) {
+      const int64_t ih = oh * s.S - s.P + kh;
+      if (ih < 0 || ih >= s.H) continue;
+      for (int64_t kw = 0; kw < s.K; ++kw) {
+        const int64_t iw = ow * s.S - s.P + kw;
+        if (iw < 0 || iw >= s.W) continue;
+        const float* xp = x + ((n * s.H + ih) * s.W + iw) * C;
+        const auto k = static_cast<uint8_t>(kh * s.K + kw);
+        if (first) {
+#pragma omp simd
+          for (int64_t c = 0; c < C; ++c) yp[c] = xp[c], wp[c] = k;
+          first = false;
+          continue;
+        }
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) {
+          const bool m = xp[c] > yp[c];
+          yp[c] = m ? xp[c] : yp[c];
+          wp[c] = m ? k : wp[c];
+        }
+      }
+    }
+    if (first) std::memset(yp, 0, static_cast<std::size_t>(C) * sizeof(float)), std::memset(wp, 0xFF, C);
+  }
+}
+
+// Non-overlapping windows (K == S): input row ih of image n, each element 0 + dy of its
+// window when it won, else 0 (rows and columns no window reaches: 0).
+CRACKSEG_CLONES void bwd_row_disjoint(const PoolShape& s, const float* __restrict dy, const uint8_t* __restrict win,
+                                      float* __restrict dx, int64_t n, int64_t ih) {
+  const int64_t C = s.C, t = ih + s.P, oh = t / s.S, kh = t % s.S;
+  float* dr = dx + (n * s.H + ih) * s.W * C;
+  if (oh >= s.Ho) {
+    std::memset(dr, 0, static_cast<std::size_t>(s.W * C) * sizeof(float));
+    return;
+  }
+  for (int64_t iw = 0; iw < s.W; ++iw) {
+    const int64_t u = iw + s.P, ow = u / s.S;
+    float* d = dr + iw * C;
+    if (ow >= s.Wo) {
+      std::memset(d, 0, static_cast<std::size_t>(C) * sizeof(float));
+      continue;
+    }
+    const auto k = static_cast<uint8_t>(kh * s.K + u % s.S);
+    const float* g = dy + ((n * s.Ho + oh) * s.Wo + ow) * C;
+    const uint8_t* w = win + ((n * s.Ho + oh) * s.Wo + ow) * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) d[c] = w[c] == k ? 0.0f + g[c] : 0.0f;
+  }
+}
+
+// Overlapping windows: image n, outputs in (oh, ow, c) order added into the zeroed image.
+void bwd_image_overlap(const PoolShape& s, const float* dy, const uint8_t* win, float* dx, int64_t n) {
+  const int64_t C = s.C;
+  float* di = dx + n * s.H * s.W * C;
+  std::memset(di, 0, static_cast<std::size_t>(s.H * s.W * C) * sizeof(float));
+  for (int64_t oh = 0; oh < s.Ho; ++oh)
+    for (int64_t ow = 0; ow < s.Wo; ++ow) {
+      const int64_t o = ((n * s.Ho + oh) * s.Wo + ow) * C;
+      for (int64_t c = 0; c < C; ++c) {
+        const int64_t k = win[o + c];
+        if (k == 0xFF) continue;  // no input in the window
+        const int64_t ih = oh * s.S - s.P + k / s.K, iw = ow * s.S - s.P + k % s.K;
+        di[(ih * s.W + iw) * C + c] += dy[o + c];
+      }
+    }
+}
+
+}  // namespace
+
+void maxpool_forward(const PoolShape& s, const float* x, float* y, uint8_t* winner) {
+  const int64_t rows = s.N * s.Ho;
+#pragma omp parallel for schedule(static) if (rows * s.Wo * s.C > 16384)
+  for (int64_t r = 0; r < rows; ++r) fwd_row(s, x, y, winner, r / s.Ho, r % s.Ho);
+}
+
+void maxpool_backward(const PoolShape& s, const float* dy, const uint8_t* winner, float* dx) {
+  if (s.K == s.S) {
+    const int64_t rows = s.N * s.H;
+#pragma omp parallel for schedule(static) if (rows * s.W * s.C > 16384)
+    for (int64_t r = 0; r < rows; ++r) bwd_row_disjoint(s, dy, winner, dx, r / s.H, r % s.H);
+    return;
+  }
+#pragma omp parallel for schedule(static) if (s.N > 1 && s.H * s.W * s.C * s.N > 16384)
+  for (int64_t n = 0; n < s.N; ++n) bwd_image_overlap(s, dy, winner, dx, n);
+}
+
+}  // namespace crackseg::onednn
