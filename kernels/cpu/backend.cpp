@@ -46,8 +46,8 @@ class OnednnBackend final : public Backend {
     if (ctx_->winograd)
       convt += "; Winograd F(4x4, 3x3) for " + std::to_string(ctx_->wino_layers) + " convolutions (" +
                std::to_string(ctx_->wino_fallbacks) + " 3x3 stride-1 ones run direct: no Winograd kernel, or too small to gain)";
-    if (ctx_->blocked_wgrad_layers > 0)  // CPUs without AVX-512 (conv_impl.hpp): another kernel, other bits
-      convt += "; weight gradients of " + std::to_string(ctx_->blocked_wgrad_layers) +
+    if (!ctx_->blocked_wgrad_layers.empty())  // CPUs without AVX-512 (conv_impl.hpp): another kernel, other bits
+      convt += "; weight gradients of " + std::to_string(ctx_->blocked_wgrad_layers.size()) +
                " convolutions on oneDNN's blocked layout (no AVX-512)";
     if (!ctx_->bf16) return "fp32" + convt;
     const std::string acts =

@@ -63,6 +63,7 @@ class ConvLayer final : public DnnlLayer {
 
  public:
   using DnnlLayer::DnnlLayer;
+  ~ConvLayer() override { ctx_->blocked_wgrad_layers.erase(this); }
 
   bool fuse_activation(const LayerSpec& act) override {
     if (const auto a = fusable_relu_alpha(act)) fused_ = true, alpha_ = *a;
@@ -147,6 +148,7 @@ class ConvLayer final : public DnnlLayer {
     if (!lp_ && !wino_) CRACKSEG_DNNL_CALL(make_pds(kAlgo, false));
     if (lp_) ctx_->bf16_layers += 1;
     blk_w_ = false;
+    ctx_->blocked_wgrad_layers.erase(this);
     if constexpr (!Transposed) {
       // No AVX-512: oneDNN 2.6's jit:avx2 weight gradient runs 2-4x slower on nhwc activations
       // than on its blocked nChw8c layout (measured 24-53 against 82-121 GFLOP/s on the U-Net's
@@ -174,7 +176,7 @@ class ConvLayer final : public DnnlLayer {
           const auto& blk = pd.src_desc().data;
           const bool padded = blk.padded_dims[1] != blk.dims[1] || pd.diff_dst_desc().data.padded_dims[1] != y[1];
           if (blk.format_kind == dnnl_blocked && blk.format_desc.blocking.inner_nblks > 0 && !padded)
-            bwd_w_pd = pd, blk_w_ = true, ctx_->blocked_wgrad_layers += 1;
+            bwd_w_pd = pd, blk_w_ = true, ctx_->blocked_wgrad_layers.insert(this);
         } catch (const dnnl::error& e) {
           if (e.status != dnnl_unimplemented) detail::rethrow_dnnl(e, "blocked weight-gradient primitive descriptor");
         }

@@ -41,8 +41,9 @@ struct Context {
   // run oneDNN's Winograd F(4x4, 3x3) where it has a kernel (conv_impl.hpp); counts as above.
   bool winograd = false;
   int wino_layers = 0, wino_fallbacks = 0;
-  // Convolutions whose weight gradient runs on oneDNN's blocked layout (no AVX-512: conv_impl.hpp).
-  int blocked_wgrad_layers = 0;
+  // Convolutions whose weight gradient runs on oneDNN's blocked layout (no AVX-512:
+  // conv_impl.hpp), as planned now (a re-plan that does not choose it removes the layer).
+  std::set<const void*> blocked_wgrad_layers;
   // The bf16 copy of a convolution's output gradient lives only during that layer's
   // backward: one buffer, shared, sized to the largest (grown only in plan()).
   Tensor bf16_grad;
