@@ -267,11 +267,17 @@ class ConvLayer final : public DnnlLayer {
       ddst = ddst_lp_;
     }
     bwd_d_args_ = {{DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, w_bwd_}, {DNNL_ARG_DIFF_SRC, din_}};
-    if (wino_) {  // blocked temps in the shared scratchpad behind the primitives' own scratch
-      const std::size_t prim = std::max({fwd_pd_.scratchpad_desc().get_size(), bwd_d_pd.scratchpad_desc().get_size(),
-                                         bwd_w_pd.scratchpad_desc().get_size()});
-      const auto al = [](std::size_t b) { return (b + 63) / 64 * 64; };
-      blk_src_off_ = al(prim);
+    // Blocked temps (Winograd, the blocked weight gradient) live in the shared scratchpad
+    // behind the primitives' own scratch.
+    const auto al = [](std::size_t b) { return (b + 63) / 64 * 64; };
+    const std::size_t temps_off = al(std::max({fwd_pd_.scratchpad_desc().get_size(), bwd_d_pd.scratchpad_desc().get_size(),
+                                               bwd_w_pd.scratchpad_desc().get_size()}));
+    const auto reo = [&](const dnnl::memory& from, const dnnl::memory& to, dnnl::primitive& p, Args& a) {
+      p = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(from, to));
+      a = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+    };
+    if (wino_) {
+      blk_src_off_ = temps_off;
       blk_dst_off_ = blk_src_off_ + al(fwd_pd_.src_desc().get_size());
       blk_dsrc_off_ = blk_dst_off_ + al(std::max(fwd_pd_.dst_desc().get_size(), bwd_w_pd.diff_dst_desc().get_size()));
       ctx_->reserve_scratch(blk_dsrc_off_ + al(bwd_d_pd.diff_src_desc().get_size()));
@@ -279,10 +285,6 @@ class ConvLayer final : public DnnlLayer {
       dst_blk_ = unbound(fwd_pd_.dst_desc(), eng);
       ddst_blk_ = unbound(bwd_w_pd.diff_dst_desc(), eng);
       dsrc_blk_ = unbound(bwd_d_pd.diff_src_desc(), eng);
-      const auto reo = [&](const dnnl::memory& from, const dnnl::memory& to, dnnl::primitive& p, Args& a) {
-        p = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(from, to));
-        a = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
-      };
       img_in_bytes_ = x[1] * x[2] * x[3] * static_cast<int64_t>(sizeof(float));
       img_out_bytes_ = y[1] * y[2] * y[3] * static_cast<int64_t>(sizeof(float));
       img_src_ = unbound(dnnl::memory::desc(x1, dt::f32, tag::nhwc), eng);
@@ -298,11 +300,8 @@ class ConvLayer final : public DnnlLayer {
       bwd_d_args_[DNNL_ARG_DIFF_DST] = ddst_blk_;
       bwd_d_args_[DNNL_ARG_DIFF_SRC] = dsrc_blk_;
     }
-    if (blk_w_) {  // blocked copies for the weight gradient, in the scratchpad behind the primitives'
-      const std::size_t prim = std::max({fwd_pd_.scratchpad_desc().get_size(), bwd_d_pd.scratchpad_desc().get_size(),
-                                         bwd_w_pd.scratchpad_desc().get_size()});
-      const auto al = [](std::size_t b) { return (b + 63) / 64 * 64; };
-      wblk_src_off_ = al(prim);
+    if (blk_w_) {
+      wblk_src_off_ = temps_off;
       wblk_ddst_off_ = wblk_src_off_ + al(bwd_w_pd.src_desc().get_size());
       ctx_->reserve_scratch(wblk_ddst_off_ + al(bwd_w_pd.diff_dst_desc().get_size()));
       src_wblk_ = unbound(bwd_w_pd.src_desc(), eng);
@@ -310,10 +309,8 @@ class ConvLayer final : public DnnlLayer {
       const dnnl::memory::dims xb{wnb_, x[1], x[2], x[3]}, yb{wnb_, y[1], y[2], y[3]};
       wimg_src_ = unbound(dnnl::memory::desc(xb, dt::f32, tag::nhwc), eng);
       wimg_ddst_ = unbound(dnnl::memory::desc(yb, dt::f32, tag::nhwc), eng);
-      wblk_src_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(wimg_src_, src_wblk_));
-      wblk_ddst_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(wimg_ddst_, ddst_wblk_));
-      wblk_src_args_ = {{DNNL_ARG_FROM, wimg_src_}, {DNNL_ARG_TO, src_wblk_}};
-      wblk_ddst_args_ = {{DNNL_ARG_FROM, wimg_ddst_}, {DNNL_ARG_TO, ddst_wblk_}};
+      reo(wimg_src_, src_wblk_, wblk_src_, wblk_src_args_);
+      reo(wimg_ddst_, ddst_wblk_, wblk_ddst_, wblk_ddst_args_);
       img_in_bytes_ = wnb_ * x[1] * x[2] * x[3] * static_cast<int64_t>(sizeof(float));  // per chunk
       img_out_bytes_ = wnb_ * y[1] * y[2] * y[3] * static_cast<int64_t>(sizeof(float));
     }
@@ -409,11 +406,8 @@ class ConvLayer final : public DnnlLayer {
       exec(bwd_d_, bwd_d_args_, bwd_d_scratch_);
     }
     if (blk_w_) return blocked_wgrad(*in[0], fused_ ? dpre_buf_.raw() : dout.raw());
-    exec(bwd_w_, bwd_w_args_, bwd_w_scratch_);
     bind(plain_dw_, params_[0].grad);
-    CRACKSEG_DNNL_CALL(reorder_dw_.execute(ctx_->stream, reorder_dw_args_));
-    wait();
-    if (as<Spec>().bias) add_into(params_[1].grad, db_buf_, as<Spec>().out_c);
+    add_weight_grad();
   }
 
  private:
@@ -442,7 +436,6 @@ class ConvLayer final : public DnnlLayer {
   void wino_backward(const Tensor& x, const void* g, Tensor* dx) {
     blk(src_blk_, blk_src_off_), blk(ddst_blk_, blk_dst_off_), blk(dsrc_blk_, blk_dsrc_off_);
     bind(plain_dw_, params_[0].grad);
-    const auto& s = as<Spec>();
     for (int64_t n = 0; n < x.n(); ++n) {
       img(img_ddst_, g, n, img_out_bytes_), img(img_src_, x.raw(), n, img_in_bytes_);
       CRACKSEG_DNNL_CALL(blk_dout_.execute(ctx_->stream, blk_dout_args_));
@@ -452,10 +445,7 @@ class ConvLayer final : public DnnlLayer {
         CRACKSEG_DNNL_CALL(blk_din_.execute(ctx_->stream, blk_din_args_));
       }
       CRACKSEG_DNNL_CALL(blk_in_.execute(ctx_->stream, blk_in_args_));
-      exec(bwd_w_, bwd_w_args_, bwd_w_scratch_);
-      CRACKSEG_DNNL_CALL(reorder_dw_.execute(ctx_->stream, reorder_dw_args_));
-      wait();
-      if (s.bias) add_into(params_[1].grad, db_buf_, s.out_c);
+      add_weight_grad();
     }
   }
   // The weight gradient on oneDNN's blocked layout (plan()), chunk by chunk (wnb_ images):
@@ -465,16 +455,21 @@ class ConvLayer final : public DnnlLayer {
   void blocked_wgrad(const Tensor& x, const void* g) {
     blk(src_wblk_, wblk_src_off_), blk(ddst_wblk_, wblk_ddst_off_);
     bind(plain_dw_, params_[0].grad);
-    const auto& s = as<Spec>();
     for (int64_t n = 0; n < x.n() / wnb_; ++n) {
       img(wimg_src_, x.raw(), n, img_in_bytes_), img(wimg_ddst_, g, n, img_out_bytes_);
       CRACKSEG_DNNL_CALL(wblk_src_.execute(ctx_->stream, wblk_src_args_));
       CRACKSEG_DNNL_CALL(wblk_ddst_.execute(ctx_->stream, wblk_ddst_args_));
-      exec(bwd_w_, bwd_w_args_, bwd_w_scratch_);
-      CRACKSEG_DNNL_CALL(reorder_dw_.execute(ctx_->stream, reorder_dw_args_));
-      wait();
-      if (s.bias) add_into(params_[1].grad, db_buf_, s.out_c);
+      add_weight_grad();
     }
+  }
+  // Runs the weight-gradient primitive on what its arguments point at now and adds its
+  // result into the parameters' gradients (plain_dw_ bound to the weight's: the sum post-op
+  // reorder; the bias by hand).
+  void add_weight_grad() {
+    exec(bwd_w_, bwd_w_args_, bwd_w_scratch_);
+    CRACKSEG_DNNL_CALL(reorder_dw_.execute(ctx_->stream, reorder_dw_args_));
+    wait();
+    if (as<Spec>().bias) add_into(params_[1].grad, db_buf_, as<Spec>().out_c);
   }
   // Points a per-image nhwc view at image n of the tensor at `base` (`bytes` per image).
   static void img(const dnnl::memory& m, const void* base, int64_t n, int64_t bytes) {
