@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "kernels/cpu/dnnl_check.hpp"
+#include "kernels/cpu/simd_switches.hpp"
 #include "src/graph/backend.hpp"
 #include "src/layers/layer_base.hpp"
 
@@ -97,27 +98,12 @@ template <class P, class PD>
   return CRACKSEG_DNNL_CALL(dnnl::memory(md, e, storage.raw()));
 }
 inline void bind(const dnnl::memory& m, const Tensor& t) { m.set_data_handle(const_cast<void*>(t.raw())); }
-// Whether our own AVX-512 / AVX2 kernels may run: the CPU has the instructions and they are not
-// switched off: CRACKSEG_NO_AVX512=1 leaves the AVX2 paths, CRACKSEG_NO_AVX2=1 the portable
-// ones only (tests set them; also a field workaround). Read at each call; layers decide once
-// (plan or first use).
-[[nodiscard]] inline bool simd_switched_off(const char* var) {
-  const char* v = std::getenv(var);
-  return v && std::string_view(v) == "1";
-}
-[[nodiscard]] inline bool avx2_enabled() {
-  return !simd_switched_off("CRACKSEG_NO_AVX2") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
 // Whether oneDNN dispatches to AVX-512 (avx512_core) kernels here, after any ONEDNN_MAX_CPU_ISA /
 // DNNL_MAX_CPU_ISA limit.
 [[nodiscard]] inline bool onednn_has_avx512_core() {
   const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
   const auto core = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
   return (isa & core) == core;
-}
-[[nodiscard]] inline bool avx512_enabled() {
-  return !simd_switched_off("CRACKSEG_NO_AVX512") && !simd_switched_off("CRACKSEG_NO_AVX2") &&
-         __builtin_cpu_supports("avx512f");
 }
 // grad[0..n) += delta[0..n): a primitive's bias gradient into the parameter's accumulated one.
 inline void add_into(Tensor& grad, const Tensor& delta, int64_t n) {

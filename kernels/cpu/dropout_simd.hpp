@@ -30,8 +30,8 @@ struct Variant {
 };
 // The variants this CPU can run, widest first, scalar last (ignores the switches below).
 [[nodiscard]] std::vector<Variant> runnable();
-// The one dropout uses: the widest runnable one that CRACKSEG_NO_AVX512=1 / CRACKSEG_NO_AVX2=1
-// leave (read at the first call in the process).
+// The one dropout uses: the widest runnable one that simd_switches.hpp allows (read at the
+// first call in the process).
 [[nodiscard]] const Variant& chosen();
 
 }  // namespace crackseg::onednn::dropout_simd

@@ -6,21 +6,13 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <string_view>
 
 #include "kernels/cpu/dropout_simd.hpp"
+#include "kernels/cpu/simd_switches.hpp"
 #include "src/layers/dropout_mask.hpp"
 
 namespace crackseg::onednn {
-namespace {
-
-bool off(const char* var) {
-  const char* v = std::getenv(var);
-  return v != nullptr && std::string_view(v) == "1";
-}
-
-}  // namespace
 
 namespace dropout_simd {
 
@@ -50,10 +42,9 @@ std::vector<Variant> runnable() {
 
 const Variant& chosen() {
   static const Variant pick = [] {
-    const bool no2 = off("CRACKSEG_NO_AVX2"), no512 = no2 || off("CRACKSEG_NO_AVX512");
     for (const Variant& v : runnable()) {
       const std::string_view isa = v.isa;
-      if (!(no512 && isa == "avx512") && !(no2 && isa == "avx2")) return v;
+      if ((isa != "avx512" || avx512_enabled()) && (isa != "avx2" || avx2_enabled())) return v;
     }
     return Variant{"scalar", keep_bits_scalar, apply_rows_scalar};
   }();

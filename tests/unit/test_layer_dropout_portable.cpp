@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <string_view>
 
+#include "kernels/cpu/dropout_simd.hpp"
 #include "src/graph/backend.hpp"
 #include "tests/unit/test_layer_util.hpp"
 
@@ -48,6 +50,9 @@ Tensor dropout_out(const std::string& backend, const Dims& d, float p) { return 
 
 TEST(DropoutPortable, ScalarPhiloxMatchesReferenceExactly) {
   ASSERT_EQ(0, setenv("CRACKSEG_NO_AVX2", "1", 1));
+  // the switch must reach the choice (every variant gives the same bits, so the comparison
+  // below alone could not tell)
+  ASSERT_EQ(std::string_view(onednn::dropout_simd::chosen().isa), "scalar");
   for (const Dims& d : {Dims{2, 3, 7, 9}, Dims{3, 5, 11, 13}, Dims{3, 37}}) {
     const Tensor want = dropout_out("reference", d, 0.3f), got = dropout_out("onednn", d, 0.3f);
     std::string at;
