@@ -43,6 +43,7 @@
 // 1-channel path above stays for CPUs without AVX-512.
 #pragma once
 #include <algorithm>
+#include <cstdlib>
 #include <type_traits>
 
 #include "kernels/cpu/col2im.hpp"
@@ -159,12 +160,13 @@ class ConvLayer final : public DnnlLayer {
       // at full speed.
       if (!lp_ && !wino_ && !onednn_has_avx512_core()) {
         // In chunks of wnb_ images (the largest divisor of the batch whose copies fit
-        // kBlockedWgradBytes; at least one): the big layers' copies are one image's, not the
+        // blocked_wgrad_bytes(); at least one): the big layers' copies are one image's, not the
         // batch's (peak RSS), the small layers run in one call (speed).
         const int64_t per_image = (x[1] * x[2] * x[3] + y[1] * y[2] * y[3]) * static_cast<int64_t>(sizeof(float));
+        const int64_t budget = blocked_wgrad_bytes();
         wnb_ = 1;
         for (int64_t d = 1; d <= x[0]; ++d)
-          if (x[0] % d == 0 && d * per_image <= kBlockedWgradBytes) wnb_ = d;
+          if (x[0] % d == 0 && d * per_image <= budget) wnb_ = d;
         const dnnl::memory::dims xb{wnb_, x[1], x[2], x[3]}, yb{wnb_, y[1], y[2], y[3]};
         const dnnl::memory::desc sany(xb, dt::f32, tag::any), dany(yb, dt::f32, tag::any);
         try {
@@ -499,7 +501,12 @@ class ConvLayer final : public DnnlLayer {
   std::size_t col_off_ = 0;
   // Weight gradient on oneDNN's blocked layout (CPUs without AVX-512, see plan()): the input
   // and output gradient reordered into the scratchpad first.
-  static constexpr int64_t kBlockedWgradBytes = int64_t{64} << 20;
+  // The blocked weight gradient's copies per chunk: 64 MB, or CRACKSEG_BLOCKED_WGRAD_BYTES
+  // (tests make it small so that small tensors run several chunks). Read at plan.
+  static int64_t blocked_wgrad_bytes() {
+    const char* v = std::getenv("CRACKSEG_BLOCKED_WGRAD_BYTES");
+    return v && *v ? std::strtoll(v, nullptr, 10) : int64_t{64} << 20;
+  }
   bool blk_w_ = false;
   int64_t wnb_ = 1;
   dnnl::primitive wblk_src_, wblk_ddst_;

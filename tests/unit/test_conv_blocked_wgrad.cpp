@@ -6,8 +6,10 @@
 // machines too. Checked: the backend says it took it; weight, bias and input gradients
 // against the reference backend (two backward calls: the gradients accumulate), with a
 // bias and without, stride 2, and with a fused ReLU (its d(pre-activation) is what gets
-// reordered); a run of the layer twice in one process gives the same bits.
+// reordered), the batch in one chunk and one image per chunk, 1 and 3 threads; a run of the
+// layer twice gives the same bits.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -77,19 +79,32 @@ TEST(ConvBlockedWgrad, MatchesReferenceWhereOnednnHasNoAvx512) {
       {Conv2dSpec{24, 8, 3, 2, 1, 1, false}, {2, 24, 15, 9}, false},
       {Conv2dSpec{16, 32, 3, 1, 1, 1}, {3, 16, 10, 12}, true},
   };
-  for (const C& c : cases) {
-    SCOPED_TRACE(std::to_string(c.spec.in_c) + " -> " + std::to_string(c.spec.out_c) + (c.relu ? " + relu" : ""));
-    const ConvRun want = run("reference", c.spec, c.x, c.relu), got = run("onednn", c.spec, c.x, c.relu);
-    EXPECT_NE(got.summary.find("weight gradients of 1 convolutions on oneDNN's blocked layout"), std::string::npos)
-        << got.summary;
-    std::string at;
-    EXPECT_LE(tolerance_ratio(got.out, want.out, 1e-5, 1e-4, &at), 1.0) << "out " << at;
-    EXPECT_LE(tolerance_ratio(got.din, want.din, 1e-4, 1e-3, &at), 1.0) << "din " << at;
-    ASSERT_EQ(got.grads.size(), want.grads.size());
-    for (std::size_t k = 0; k < want.grads.size(); ++k)
-      EXPECT_LE(tolerance_ratio(got.grads[k], want.grads[k], 1e-4, 1e-3, &at), 1.0) << "grad " << k << " " << at;
-    const ConvRun again = run("onednn", c.spec, c.x, c.relu);
-    for (std::size_t k = 0; k < got.grads.size(); ++k)
-      EXPECT_EQ(std::memcmp(again.grads[k].raw(), got.grads[k].raw(), got.grads[k].nbytes()), 0) << "grad " << k;
+  const int saved = omp_get_max_threads();
+  // The whole batch in one chunk (the copies fit the default 64 MB), then one image per chunk
+  // (a 1-byte budget: the chunk loop's offsets and the per-chunk accumulation), each at 1 and
+  // 3 threads.
+  for (const char* budget : {"", "1"}) {
+    for (const int threads : {1, 3}) {
+      for (const C& c : cases) {
+        ASSERT_EQ(0, setenv("CRACKSEG_BLOCKED_WGRAD_BYTES", budget, 1));
+        omp_set_num_threads(threads);
+        SCOPED_TRACE(std::to_string(c.spec.in_c) + " -> " + std::to_string(c.spec.out_c) + (c.relu ? " + relu" : "") +
+                     ", budget '" + budget + "', " + std::to_string(threads) + " threads");
+        const ConvRun want = run("reference", c.spec, c.x, c.relu), got = run("onednn", c.spec, c.x, c.relu);
+        EXPECT_NE(got.summary.find("weight gradients of 1 convolutions on oneDNN's blocked layout"), std::string::npos)
+            << got.summary;
+        std::string at;
+        EXPECT_LE(tolerance_ratio(got.out, want.out, 1e-5, 1e-4, &at), 1.0) << "out " << at;
+        EXPECT_LE(tolerance_ratio(got.din, want.din, 1e-4, 1e-3, &at), 1.0) << "din " << at;
+        ASSERT_EQ(got.grads.size(), want.grads.size());
+        for (std::size_t k = 0; k < want.grads.size(); ++k)
+          EXPECT_LE(tolerance_ratio(got.grads[k], want.grads[k], 1e-4, 1e-3, &at), 1.0) << "grad " << k << " " << at;
+        const ConvRun again = run("onednn", c.spec, c.x, c.relu);
+        for (std::size_t k = 0; k < got.grads.size(); ++k)
+          EXPECT_EQ(std::memcmp(again.grads[k].raw(), got.grads[k].raw(), got.grads[k].nbytes()), 0) << "grad " << k;
+      }
+    }
   }
+  omp_set_num_threads(saved);
+  unsetenv("CRACKSEG_BLOCKED_WGRAD_BYTES");
 }
