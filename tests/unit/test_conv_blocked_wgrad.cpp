@@ -7,7 +7,10 @@
 // against the reference backend (two backward calls: the gradients accumulate), with a
 // bias and without, stride 2, and with a fused ReLU (its d(pre-activation) is what gets
 // reordered), the batch in one chunk and one image per chunk, 1 and 3 threads; a run of the
-// layer twice gives the same bits.
+// layer twice gives the same bits. The same for the transposed convolutions' phase weight
+// gradients (conv_transpose_phases.cpp: the gather writes dy's phases blocked, x is copied
+// blocked): 3x3 stride 2 (Spiral-Net's, four phases of 2x2 / 2x1 / 1x2 / 1x1 taps), 2x2
+// stride 2 (the U-Net's, 1x1 phases), with padding and output padding, and a fused ReLU.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -27,8 +30,10 @@ struct ConvRun {
   std::string summary;
 };
 
-// One conv (optionally with a fused ReLU on the oneDNN side; the reference applies it by hand).
-ConvRun run(const std::string& backend, const Conv2dSpec& spec, const Dims& x, bool relu) {
+// One conv or transposed conv (optionally with a fused ReLU on the oneDNN side; the reference
+// applies it by hand).
+template <class Spec>
+ConvRun run(const std::string& backend, const Spec& spec, const Dims& x, bool relu) {
   auto be = make_backend(backend);
   auto layer = be->make_layer(spec, "t.conv");
   const bool fused = relu && backend == "onednn" && layer->fuse_activation(ReluSpec{});
@@ -107,4 +112,40 @@ TEST(ConvBlockedWgrad, MatchesReferenceWhereOnednnHasNoAvx512) {
   }
   omp_set_num_threads(saved);
   unsetenv("CRACKSEG_BLOCKED_WGRAD_BYTES");
+}
+
+TEST(ConvBlockedWgrad, TransposedConvPhasesMatchReferenceWhereOnednnHasNoAvx512) {
+  if (!__builtin_cpu_supports("avx2")) GTEST_SKIP() << "no AVX2: oneDNN's SSE4.1 kernels, not this path";
+  ASSERT_EQ(0, setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1));  // before the first oneDNN call here
+  struct C {
+    ConvTranspose2dSpec spec;
+    Dims x;
+    bool relu;
+  };
+  const C cases[] = {
+      {ConvTranspose2dSpec{16, 16, 3, 2, 0, 0}, {2, 16, 7, 9}, false},         // Spiral-Net's
+      {ConvTranspose2dSpec{32, 16, 2, 2, 0, 0}, {3, 32, 6, 5}, false},         // the U-Net's
+      {ConvTranspose2dSpec{24, 16, 3, 2, 1, 1, false}, {2, 24, 5, 8}, true},  // padding, no bias, ReLU
+  };
+  const int saved = omp_get_max_threads();
+  for (const int threads : {1, 3})
+    for (const C& c : cases) {
+      omp_set_num_threads(threads);
+      SCOPED_TRACE(std::to_string(c.spec.in_c) + " -> " + std::to_string(c.spec.out_c) + " K" +
+                   std::to_string(c.spec.kernel) + (c.relu ? " + relu" : "") + ", " + std::to_string(threads) +
+                   " threads");
+      const ConvRun want = run("reference", c.spec, c.x, c.relu), got = run("onednn", c.spec, c.x, c.relu);
+      EXPECT_NE(got.summary.find("weight gradients of 1 convolutions on oneDNN's blocked layout"), std::string::npos)
+          << got.summary;
+      std::string at;
+      EXPECT_LE(tolerance_ratio(got.out, want.out, 1e-5, 1e-4, &at), 1.0) << "out " << at;
+      EXPECT_LE(tolerance_ratio(got.din, want.din, 1e-4, 1e-3, &at), 1.0) << "din " << at;
+      ASSERT_EQ(got.grads.size(), want.grads.size());
+      for (std::size_t k = 0; k < want.grads.size(); ++k)
+        EXPECT_LE(tolerance_ratio(got.grads[k], want.grads[k], 1e-4, 1e-3, &at), 1.0) << "grad " << k << " " << at;
+      const ConvRun again = run("onednn", c.spec, c.x, c.relu);
+      for (std::size_t k = 0; k < got.grads.size(); ++k)
+        EXPECT_EQ(std::memcmp(again.grads[k].raw(), got.grads[k].raw(), got.grads[k].nbytes()), 0) << "grad " << k;
+    }
+  omp_set_num_threads(saved);
 }
