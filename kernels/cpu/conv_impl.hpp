@@ -47,10 +47,13 @@
 #include <cstdlib>
 #include <type_traits>
 
+#include <omp.h>
+
 #include "kernels/cpu/blocked_copy.hpp"
 #include "kernels/cpu/col2im.hpp"
 #include "kernels/cpu/dnnl_common.hpp"
 #include "kernels/cpu/small_conv_dgrad.hpp"
+#include "kernels/cpu/small_conv_wgrad.hpp"
 #include "kernels/cpu/to_bf16.hpp"
 
 namespace crackseg::onednn {
@@ -66,7 +69,10 @@ class ConvLayer final : public DnnlLayer {
 
  public:
   using DnnlLayer::DnnlLayer;
-  ~ConvLayer() override { ctx_->blocked_wgrad_layers.erase(this); }
+  ~ConvLayer() override {
+    ctx_->blocked_wgrad_layers.erase(this);
+    ctx_->small_wgrad_layers.erase(this);
+  }
 
   bool fuse_activation(const LayerSpec& act) override {
     if (const auto a = fusable_relu_alpha(act)) fused_ = true, alpha_ = *a;
@@ -193,6 +199,18 @@ class ConvLayer final : public DnnlLayer {
         small_ = std::make_unique<SmallConvDgrad>(
             SmallConvShape{x[0], x[1], x[2], x[3], s.out_c, y[2], y[3], K, s.stride, s.padding});
       if (small_) ctx_->reserve_scratch(small_->scratch_bytes());
+      // Few input channels where oneDNN has no AVX-512 kernels: the weight gradient on our own
+      // kernel (small_conv_wgrad.hpp; oneDNN's jit:avx2 ran these at 8-31 GFLOP/s).
+      small_w_ = !lp_ && !wino_ && !blk_w_ && s.dilation == 1 && !onednn_has_avx512_core() &&
+                 small_conv_wgrad_fits(s.in_c, s.out_c, K);
+      if (small_w_) {
+        sw_shape_ = {x[0], x[1], x[2], x[3], s.out_c, y[2], y[3], K, s.stride, s.padding};
+        sw_threads_ = omp_get_max_threads();
+        ctx_->reserve_scratch(small_conv_wgrad_scratch_floats(sw_shape_, sw_threads_) * sizeof(float));
+        ctx_->small_wgrad_layers.insert(this);
+      } else {
+        ctx_->small_wgrad_layers.erase(this);
+      }
       narrow_ = !small_ && !lp_ && s.in_c == 1 && s.stride >= 2 && s.dilation == 1;
     }
     if (narrow_) {  // dx = col2im(dy * W as a 1x1 convolution to K*K*I channels)
@@ -415,6 +433,13 @@ class ConvLayer final : public DnnlLayer {
       exec(bwd_d_, bwd_d_args_, bwd_d_scratch_);
     }
     if (blk_w_) return blocked_wgrad(*in[0], fused_ ? dpre_buf_.raw() : dout.raw());
+    if (small_w_) {
+      wait();
+      small_conv_wgrad(sw_shape_, in[0]->data<float>(), static_cast<const float*>(fused_ ? dpre_buf_.raw() : dout.raw()),
+                       static_cast<float*>(ctx_->scratch_ptr()), params_[0].grad.data<float>(),
+                       as<Spec>().bias ? params_[1].grad.data<float>() : nullptr, sw_threads_);
+      return;
+    }
     bind(plain_dw_, params_[0].grad);
     add_weight_grad();
   }
@@ -545,6 +570,9 @@ class ConvLayer final : public DnnlLayer {
   dnnl::memory src_, dst_, dout_, din_, plain_w_, plain_dw_, w_fwd_, w_bwd_, dw_, bias_, db_, dpre_, src_lp_, ddst_lp_;
   Tensor w_fwd_buf_, w_bwd_buf_, dw_buf_, db_buf_, dpre_buf_, src_lp_buf_;
   std::unique_ptr<SmallConvDgrad> small_;  // few input channels: own input gradient
+  bool small_w_ = false;                    // ... and own weight gradient (no AVX-512)
+  SmallWgradShape sw_shape_;
+  int sw_threads_ = 1;
   Args fwd_args_, bwd_d_args_, bwd_w_args_, act_args_, reorder_fwd_args_, reorder_bwd_args_, reorder_dw_args_;
 };
 

@@ -45,6 +45,9 @@ struct Context {
   // Convolutions whose weight gradient runs on oneDNN's blocked layout (no AVX-512:
   // conv_impl.hpp), as planned now (a re-plan that does not choose it removes the layer).
   std::set<const void*> blocked_wgrad_layers;
+  // Few-input-channel convolutions whose weight gradient runs on our own AVX2 kernel (no
+  // AVX-512: small_conv_wgrad.hpp), likewise.
+  std::set<const void*> small_wgrad_layers;
   // The bf16 copy of a convolution's output gradient lives only during that layer's
   // backward: one buffer, shared, sized to the largest (grown only in plan()).
   Tensor bf16_grad;

@@ -1,0 +1,173 @@
+// ctest-link: crackseg_nn
+// Weight and bias gradient of few-input-channel convolutions on our own AVX2 kernel
+// (kernels/cpu/small_conv_wgrad.hpp; CPUs where oneDNN has no AVX-512 kernels). The kernel
+// against a double-precision sum of the definition, the error bounded by the sum of
+// |x * dy| per weight (a missing, doubled or misplaced tap, a lost row or block fails it at
+// any magnitude): 1-7 input channels, 8-64 output channels (every register blocking), kernels
+// 1/3/5, strides 1/2/3, padding that drops taps, rows that do not fill the last block; that
+// it adds into dW and db (and leaves db alone when it is null); that the bits do not depend on
+// the thread count. Then the convolution layer with oneDNN limited to AVX2: it says it took
+// the kernel, and its gradients match the reference backend's, with and without bias, with a
+// fused ReLU (whose d(pre-activation) the kernel reads), at 1 and 3 threads.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/small_conv_wgrad.hpp"
+#include "tests/unit/test_layer_util.hpp"
+
+using namespace crackseg;
+using namespace crackseg::onednn;
+
+namespace {
+
+SmallWgradShape shape(int64_t N, int64_t I, int64_t H, int64_t W, int64_t O, int64_t K, int64_t S, int64_t P) {
+  return {N, I, H, W, O, (H + 2 * P - K) / S + 1, (W + 2 * P - K) / S + 1, K, S, P};
+}
+
+struct Ref {
+  std::vector<double> dw, db, bw, bb;  // sums and the bounds sum |terms|
+};
+
+Ref reference(const SmallWgradShape& s, const std::vector<float>& x, const std::vector<float>& dy) {
+  Ref r;
+  const std::size_t nw = static_cast<std::size_t>(s.O * s.I * s.K * s.K);
+  r.dw.assign(nw, 0.0), r.bw.assign(nw, 0.0), r.db.assign(static_cast<std::size_t>(s.O), 0.0), r.bb = r.db;
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t oh = 0; oh < s.Ho; ++oh)
+      for (int64_t ow = 0; ow < s.Wo; ++ow)
+        for (int64_t o = 0; o < s.O; ++o) {
+          const double g = dy[static_cast<std::size_t>(((n * s.Ho + oh) * s.Wo + ow) * s.O + o)];
+          r.db[static_cast<std::size_t>(o)] += g, r.bb[static_cast<std::size_t>(o)] += std::abs(g);
+          for (int64_t i = 0; i < s.I; ++i)
+            for (int64_t kh = 0; kh < s.K; ++kh)
+              for (int64_t kw = 0; kw < s.K; ++kw) {
+                const int64_t ih = oh * s.S + kh - s.P, iw = ow * s.S + kw - s.P;
+                if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) continue;
+                const double t = g * x[static_cast<std::size_t>(((n * s.H + ih) * s.W + iw) * s.I + i)];
+                const auto k = static_cast<std::size_t>(((o * s.I + i) * s.K + kh) * s.K + kw);
+                r.dw[k] += t, r.bw[k] += std::abs(t);
+              }
+        }
+  return r;
+}
+
+std::vector<float> normal(std::size_t n, uint32_t seed) {
+  std::mt19937 r(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& e : v) e = nd(r);
+  return v;
+}
+
+struct Out {
+  std::vector<float> dw, db;
+};
+
+Out run_kernel(const SmallWgradShape& s, const std::vector<float>& x, const std::vector<float>& dy, int threads,
+               bool bias) {
+  Out o;
+  o.dw.assign(static_cast<std::size_t>(s.O * s.I * s.K * s.K), 0.5f);  // it must add into these
+  o.db.assign(static_cast<std::size_t>(s.O), -0.25f);
+  std::vector<float> scratch(small_conv_wgrad_scratch_floats(s, threads), std::nanf(""));
+  small_conv_wgrad(s, x.data(), dy.data(), scratch.data(), o.dw.data(), bias ? o.db.data() : nullptr, threads);
+  return o;
+}
+
+}  // namespace
+
+TEST(SmallConvWgrad, MatchesTheDefinitionAndTheBitsDoNotFollowTheThreads) {
+  if (!small_conv_wgrad_fits(3, 16, 3)) GTEST_SKIP() << "no AVX2 + FMA (or CRACKSEG_NO_AVX2=1): the layer keeps oneDNN";
+  const SmallWgradShape shapes[] = {
+      shape(4, 1, 31, 29, 16, 3, 2, 0),  // Spiral-Net's module entries (1 -> 16, stride 2)
+      shape(2, 7, 17, 15, 16, 3, 2, 0),  // 63 taps + the bias tap: 64
+      shape(3, 3, 13, 11, 16, 3, 1, 1),  // the U-Net's and the patch CNN's first layer
+      shape(2, 3, 9, 10, 8, 3, 1, 1),    shape(2, 2, 9, 9, 24, 5, 1, 2), shape(1, 5, 7, 9, 32, 3, 3, 1),
+      shape(3, 4, 6, 5, 48, 1, 1, 0),    shape(2, 6, 8, 7, 64, 3, 2, 1), shape(1, 1, 5, 5, 16, 3, 1, 2),
+  };
+  for (const SmallWgradShape& s : shapes) {
+    SCOPED_TRACE("I " + std::to_string(s.I) + " O " + std::to_string(s.O) + " K " + std::to_string(s.K) + " S " +
+                 std::to_string(s.S) + " P " + std::to_string(s.P) + " rows " + std::to_string(s.N * s.Ho));
+    ASSERT_TRUE(small_conv_wgrad_fits(s.I, s.O, s.K));
+    const auto x = normal(static_cast<std::size_t>(s.N * s.H * s.W * s.I), 7);
+    const auto dy = normal(static_cast<std::size_t>(s.N * s.Ho * s.Wo * s.O), 8);
+    const Ref r = reference(s, x, dy);
+    const Out one = run_kernel(s, x, dy, 1, true);
+    for (std::size_t k = 0; k < one.dw.size(); ++k)
+      ASSERT_LE(std::abs(one.dw[k] - (0.5 + r.dw[k])), 1e-5 * r.bw[k] + 1e-6) << "dw " << k;
+    for (std::size_t o = 0; o < one.db.size(); ++o)
+      ASSERT_LE(std::abs(one.db[o] - (-0.25 + r.db[o])), 1e-5 * r.bb[o] + 1e-6) << "db " << o;
+    for (const int threads : {2, 3, 5}) {
+      const Out t = run_kernel(s, x, dy, threads, true);
+      EXPECT_EQ(std::memcmp(t.dw.data(), one.dw.data(), one.dw.size() * sizeof(float)), 0) << threads << " threads";
+      EXPECT_EQ(std::memcmp(t.db.data(), one.db.data(), one.db.size() * sizeof(float)), 0) << threads << " threads";
+    }
+    const Out nb = run_kernel(s, x, dy, 2, false);
+    EXPECT_EQ(std::memcmp(nb.dw.data(), one.dw.data(), one.dw.size() * sizeof(float)), 0) << "without bias";
+    for (const float v : nb.db) EXPECT_EQ(v, -0.25f) << "db written without a bias";
+  }
+}
+
+TEST(SmallConvWgrad, ConvLayerTakesItWhereOnednnHasNoAvx512) {
+  if (!small_conv_wgrad_fits(3, 16, 3)) GTEST_SKIP() << "no AVX2 + FMA: the layer keeps oneDNN";
+  ASSERT_EQ(0, setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1));  // before this process's first oneDNN call
+  using namespace crackseg::test;
+  struct C {
+    Conv2dSpec spec;
+    Dims x;
+    bool relu;
+  };
+  const C cases[] = {
+      {Conv2dSpec{3, 16, 3, 1, 1, 1}, {2, 3, 13, 11}, false},
+      {Conv2dSpec{5, 16, 3, 2, 0, 1, false}, {3, 5, 15, 17}, false},
+      {Conv2dSpec{1, 16, 3, 1, 1, 1}, {2, 1, 9, 9}, true},
+  };
+  const int saved = omp_get_max_threads();
+  for (const int threads : {1, 3})
+    for (const C& c : cases) {
+      omp_set_num_threads(threads);
+      SCOPED_TRACE(std::to_string(c.spec.in_c) + " -> " + std::to_string(c.spec.out_c) + (c.relu ? " + relu" : "") +
+                   ", " + std::to_string(threads) + " threads");
+      std::vector<Tensor> grads[2];
+      std::string summary;
+      const char* backends[] = {"reference", "onednn"};
+      for (int b = 0; b < 2; ++b) {
+        auto be = make_backend(backends[b]);
+        auto layer = be->make_layer(c.spec, "t.conv");
+        const bool fused = c.relu && b == 1 && layer->fuse_activation(ReluSpec{});
+        layer->plan(std::vector<Dims>{c.x});
+        randomize_params(*layer, 31);
+        layer->params_changed();
+        StepContext ctx;
+        ctx.training = true;
+        const Tensor in = random_tensor(c.x, 32, be->activation_format());
+        Tensor out = run_forward(*be, *layer, ctx, {in});
+        Tensor dout = random_tensor(out.dims(), 33, be->activation_format());
+        if (c.relu && !fused) {  // reference: d(pre) = dout where pre > 0
+          auto d = dout.span<float>();
+          auto p = out.span<float>();
+          for (std::size_t i = 0; i < d.size(); ++i) d[i] = p[i] > 0.0f ? d[i] : 0.0f;
+        }
+        Tensor din = Tensor::zeros(c.x, DType::f32, in.format());
+        const Tensor* ip = &in;
+        Tensor* dp = &din;
+        for (int k = 0; k < 2; ++k)  // twice: the gradients accumulate
+          layer->backward(ctx, std::span<const Tensor* const>(&ip, 1), out, dout, std::span<Tensor* const>(&dp, 1));
+        for (Param* p : layer->params()) grads[b].push_back(p->grad.clone());
+        if (b == 1) summary = be->precision_summary();
+      }
+      EXPECT_NE(summary.find("weight gradients of 1 few-input-channel convolutions on our own AVX2 kernel"),
+                std::string::npos)
+          << summary;
+      ASSERT_EQ(grads[0].size(), grads[1].size());
+      std::string at;
+      for (std::size_t k = 0; k < grads[0].size(); ++k)
+        EXPECT_LE(tolerance_ratio(grads[1][k], grads[0][k], 1e-4, 1e-3, &at), 1.0) << "grad " << k << " " << at;
+    }
+  omp_set_num_threads(saved);
+}
