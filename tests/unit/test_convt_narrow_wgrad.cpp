@@ -12,7 +12,9 @@
 
 #include <bit>
 #include <cmath>
+#include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/convt_narrow_wgrad.hpp"
@@ -170,4 +172,39 @@ TEST(NarrowConvtWgrad, SameBitsForAnyThreadCount) {
       }
     }
   }
+}
+
+// Every row-loop variant this CPU runs (AVX-512 with 16-input vectors, AVX2 + FMA with 8, the
+// portable one), chosen with CRACKSEG_NO_AVX512 / CRACKSEG_NO_AVX2, against the reference;
+// and the two FMA variants give the same bits (each lane's sum is the same FMA chain). The
+// 8-input AVX2 variant walks the inputs in two halves: a wrong half offset fails the
+// reference check, here and in the layer tests.
+TEST(NarrowConvtWgrad, EveryIsaVariantMatchesTheReference) {
+  const NarrowWgradShape shapes[] = {shape(2, 31, 29, 16, 1, 3, 2, 0, 0), shape(2, 9, 11, 20, 3, 3, 2, 0, 0),
+                                     shape(2, 9, 7, 16, 8, 2, 2, 0, 0), shape(2, 7, 8, 16, 1, 4, 2, 1, 0)};
+  struct V {
+    const char* name;
+    const char *no512, *no2;
+    bool runs;
+  };
+  const V variants[] = {{"avx512", "0", "0", static_cast<bool>(__builtin_cpu_supports("avx512f"))},
+                        {"avx2", "1", "0", __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")},
+                        {"portable", "1", "1", true}};
+  for (const NarrowWgradShape& s : shapes) {
+    const Data d = make_data(s, 13);
+    std::vector<Out> fma_outs;
+    for (const V& v : variants) {
+      if (!v.runs) continue;
+      SCOPED_TRACE(v.name);
+      setenv("CRACKSEG_NO_AVX512", v.no512, 1);
+      setenv("CRACKSEG_NO_AVX2", v.no2, 1);
+      check_against_reference(s, false, 1);
+      if (std::string(v.name) != "portable") fma_outs.push_back(run(s, d, false, 1));
+    }
+    for (std::size_t k = 1; k < fma_outs.size(); ++k)
+      for (std::size_t e = 0; e < fma_outs[0].dw.size(); ++e)
+        ASSERT_EQ(std::bit_cast<uint32_t>(fma_outs[k].dw[e]), std::bit_cast<uint32_t>(fma_outs[0].dw[e])) << "dW " << e;
+  }
+  unsetenv("CRACKSEG_NO_AVX512");
+  unsetenv("CRACKSEG_NO_AVX2");
 }
