@@ -52,6 +52,7 @@
 #include "kernels/cpu/blocked_copy.hpp"
 #include "kernels/cpu/col2im.hpp"
 #include "kernels/cpu/dnnl_common.hpp"
+#include "kernels/cpu/relu_bwd.hpp"
 #include "kernels/cpu/small_conv_dgrad.hpp"
 #include "kernels/cpu/small_conv_wgrad.hpp"
 #include "kernels/cpu/to_bf16.hpp"
@@ -399,7 +400,22 @@ class ConvLayer final : public DnnlLayer {
     // no few-channel kernel of our own with bf16), so its backward and the rounding run as one
     // pass of our own where our rounding loop runs (same select, multiply and rounding).
     const bool act_lp = fused_ && lp_ && to_lp_ddst_.own();
-    if (fused_ && !act_lp) exec(act_bwd_, act_args_, act_scratch_);
+    // fp32: our own pass (relu_bwd.hpp), which also writes the blocked copy the blocked weight
+    // gradient needs when it takes the whole batch in one chunk.
+    act_blk_ = false;
+    if (fused_ && !lp_) {
+      wait();
+      act_blk_ = blk_w_ && wnb_ == in[0]->n() && wddst_b_ > 0;
+      if (act_blk_) {
+        blk(ddst_wblk_, wblk_ddst_off_);
+        relu_bwd_f32_blocked(out.data<float>(), dout.data<float>(), alpha_, dpre_buf_.data<float>(),
+                             static_cast<float*>(ddst_wblk_.get_data_handle()), wnb_, wy_[0], wy_[1], wddst_b_);
+      } else {
+        relu_bwd_f32(out.data<float>(), dout.data<float>(), alpha_, dpre_buf_.data<float>(), out.numel());
+      }
+    } else if (fused_ && !act_lp) {
+      exec(act_bwd_, act_args_, act_scratch_);
+    }
     // The weight gradient reads the bf16 input saved by this layer's forward (the Graph runs
     // a layer's backward after its own forward, with no other forward of it in between).
     if (in_bf16_) src_lp_.set_data_handle(const_cast<void*>(in[0]->raw()));
@@ -492,7 +508,7 @@ class ConvLayer final : public DnnlLayer {
     for (int64_t n = 0; n < x.n() / wnb_; ++n) {
       img(wimg_src_, x.raw(), n, img_in_bytes_), img(wimg_ddst_, g, n, img_out_bytes_);
       copy_blocked(wimg_src_, src_wblk_, wblk_src_, wblk_src_args_, wsrc_b_, wx_[0], wx_[1]);
-      copy_blocked(wimg_ddst_, ddst_wblk_, wblk_ddst_, wblk_ddst_args_, wddst_b_, wy_[0], wy_[1]);
+      if (!act_blk_) copy_blocked(wimg_ddst_, ddst_wblk_, wblk_ddst_, wblk_ddst_args_, wddst_b_, wy_[0], wy_[1]);
       add_weight_grad();
     }
   }
@@ -555,6 +571,7 @@ class ConvLayer final : public DnnlLayer {
   int64_t wnb_ = 1;
   int64_t wsrc_b_ = 0, wddst_b_ = 0;  // channel block of the copies when ours do them (else 0)
   std::array<int64_t, 2> wx_{}, wy_{};  // (C, H*W) of the input and the output gradient
+  bool act_blk_ = false;  // this backward's fused activation wrote the blocked copy already
   dnnl::primitive wblk_src_, wblk_ddst_;
   dnnl::memory src_wblk_, ddst_wblk_, wimg_src_, wimg_ddst_;
   Args wblk_src_args_, wblk_ddst_args_;
