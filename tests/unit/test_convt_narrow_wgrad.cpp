@@ -131,6 +131,8 @@ TEST(NarrowConvtWgrad, GenericCases) {
   const C cases[] = {
       {"I=20 (block + 4), O=3", shape(2, 9, 11, 20, 3, 3, 2, 0, 0)},
       {"the U-Net base 8's last up-conv: K=2, 16 -> 8", shape(2, 9, 7, 16, 8, 2, 2, 0, 0)},
+      {"the U-Net base 4's: K=2, 8 -> 4 (one 8-input vector)", shape(2, 9, 7, 8, 4, 2, 2, 0, 0)},
+      {"K=2, 16 -> 8, one image, one row", shape(1, 1, 7, 16, 8, 2, 2, 0, 0)},
       {"I=3, O=1", shape(3, 8, 7, 3, 1, 3, 2, 0, 0)},
       {"padding 1, output padding 1", shape(2, 9, 10, 16, 2, 3, 2, 1, 1)},
       {"padding 1: the last pixel's last tap falls outside", shape(2, 9, 10, 32, 1, 3, 2, 1, 0)},
