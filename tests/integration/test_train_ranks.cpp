@@ -153,8 +153,9 @@ TEST(TrainRanks, PatchCnnBitwiseIdenticalAt1_2_4Ranks) {
 // differences stay near rounding size over 10 steps. (Adam would turn them into full +-lr steps on parameters
 // whose true gradient is zero, e.g. conv biases followed by batchnorm: m/sqrt(v) of pure
 // rounding noise has magnitude ~1, so it is not a useful yardstick for the reduction.)
-// Not 20 steps: past ~15 a rounding-size difference can flip a discrete choice (a max-pool
-// winner among near-equal values) and the runs part by far more than rounding: measured
+// Not 20 steps: between steps 15 and 20 the runs can part abruptly by far more than rounding
+// (a rounding-size difference flipping a discrete choice, such as a max-pool winner among
+// near-equal values, is the likely cause; not traced further): measured
 // 2.9e-4 on a batchnorm bias at step 20 after an unrelated change of one kernel's rounding
 // (FMA in the narrow up-conv's weight gradient), under 1.1e-6 at steps 5, 10 and 15. The
 // control run shows the yardstick is not loose: a 1% error in the update's scale (what a
