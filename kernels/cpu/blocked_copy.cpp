@@ -1,13 +1,12 @@
 #include "kernels/cpu/blocked_copy.hpp"
 
-#include <algorithm>
 #include <cstring>
+
+#include "kernels/cpu/parallel_tiles.hpp"
 
 namespace crackseg::onednn {
 
 namespace {
-// Pixels per task: a task reads one contiguous stretch of nhwc rows and writes C/B streams.
-constexpr int64_t kTile = 256;
 
 template <int64_t B>
 void copy_tile(const float* s, float* d, int64_t C, int64_t HW, int64_t p0, int64_t p1) {
@@ -18,10 +17,7 @@ void copy_tile(const float* s, float* d, int64_t C, int64_t HW, int64_t p0, int6
 }  // namespace
 
 void nhwc_to_blocked(const float* src, float* dst, int64_t N, int64_t C, int64_t HW, int64_t B) {
-  const int64_t tiles = (HW + kTile - 1) / kTile, total = N * tiles;
-#pragma omp parallel for schedule(static) if (N * C * HW > 16384)
-  for (int64_t t = 0; t < total; ++t) {
-    const int64_t n = t / tiles, p0 = (t % tiles) * kTile, p1 = std::min(HW, p0 + kTile);
+  parallel_pixel_tiles(N, HW, N * C * HW, [&](int64_t n, int64_t p0, int64_t p1) {
     const float* s = src + n * HW * C;
     float* d = dst + n * HW * C;
     if (B == 8) copy_tile<8>(s, d, C, HW, p0, p1);
@@ -29,7 +25,7 @@ void nhwc_to_blocked(const float* src, float* dst, int64_t N, int64_t C, int64_t
     else
       for (int64_t p = p0; p < p1; ++p)
         for (int64_t c = 0; c < C; ++c) d[((c / B) * HW + p) * B + c % B] = s[p * C + c];
-  }
+  });
 }
 
 int64_t dense_channel_block(const dnnl::memory::desc& md) {

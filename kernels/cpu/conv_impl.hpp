@@ -272,8 +272,8 @@ class ConvLayer final : public DnnlLayer {
     fwd_args_ = {{DNNL_ARG_SRC, lp_ ? src_lp_ : src_}, {DNNL_ARG_WEIGHTS, w_fwd_}, {DNNL_ARG_DST, dst_}};
     if (s.bias) fwd_args_[DNNL_ARG_BIAS] = bias_;
     dnnl::memory ddst = dout_;
-    if (fused_) {  // d(pre-activation) = dout * act'(saved dst)
-      dpre_ = owned(dst_md, eng, dpre_buf_);
+    if (fused_) dpre_ = owned(dst_md, eng, dpre_buf_), ddst = dpre_;  // d(pre-activation) = dout * act'(saved dst)
+    if (fused_ && lp_) {  // oneDNN's eltwise backward only where our bf16 pass cannot run; fp32 uses relu_bwd.hpp
       dnnl::eltwise_forward::desc ef(dnnl::prop_kind::forward_training, dnnl::algorithm::eltwise_relu_use_dst_for_bwd,
                                      dst_md, alpha_, 0.0f);
       auto ef_pd = CRACKSEG_DNNL_CALL(dnnl::eltwise_forward::primitive_desc(ef, eng));
@@ -282,7 +282,6 @@ class ConvLayer final : public DnnlLayer {
       act_bwd_ = make_primitive<dnnl::eltwise_backward>(eb_pd);
       act_scratch_ = scratch_for(eb_pd);
       act_args_ = {{DNNL_ARG_DST, dst_}, {DNNL_ARG_DIFF_DST, dout_}, {DNNL_ARG_DIFF_SRC, dpre_}};
-      ddst = dpre_;
     }
     if (lp_) {
       to_lp_src_.plan(src_, src_lp_);

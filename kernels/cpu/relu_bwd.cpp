@@ -3,8 +3,7 @@
 // the same (one compare, one multiply).
 #include "kernels/cpu/relu_bwd.hpp"
 
-#include <algorithm>
-
+#include "kernels/cpu/parallel_tiles.hpp"
 #include "src/core/target_clones.hpp"
 
 namespace crackseg::onednn {
@@ -45,25 +44,16 @@ CRACKSEG_CLONES void pixels16(const float* y, const float* g, float alpha, float
 }  // namespace
 
 void relu_bwd_f32(const float* y, const float* g, float alpha, float* d, int64_t n) {
-  constexpr int64_t kChunk = 1 << 14;
-  const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (chunks > 1)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t b = c * kChunk;
-    chunk(y + b, g + b, alpha, d + b, std::min(kChunk, n - b));
-  }
+  parallel_chunks(n, [&](int64_t b, int64_t k) { chunk(y + b, g + b, alpha, d + b, k); });
 }
 
 void relu_bwd_f32_blocked(const float* y, const float* g, float alpha, float* d, float* dblk, int64_t N, int64_t C,
                           int64_t HW, int64_t B) {
-  constexpr int64_t kTile = 256;  // pixels per task
-  const int64_t tiles = (HW + kTile - 1) / kTile, total = N * tiles;
-#pragma omp parallel for schedule(static) if (N * C * HW > 16384)
-  for (int64_t t = 0; t < total; ++t) {
-    const int64_t n = t / tiles, p0 = (t % tiles) * kTile, p1 = std::min(HW, p0 + kTile), off = n * HW * C;
+  parallel_pixel_tiles(N, HW, N * C * HW, [&](int64_t n, int64_t p0, int64_t p1) {
+    const int64_t off = n * HW * C;
     if (B == 8) pixels8(y + off, g + off, alpha, d + off, dblk + off, C, HW, p0, p1);
     else pixels16(y + off, g + off, alpha, d + off, dblk + off, C, HW, p0, p1);
-  }
+  });
 }
 
 }  // namespace crackseg::onednn

@@ -7,6 +7,7 @@
 
 #include "kernels/cpu/dnnl_check.hpp"
 #include "kernels/cpu/dnnl_common.hpp"
+#include "kernels/cpu/parallel_tiles.hpp"
 
 namespace crackseg::onednn {
 namespace {
@@ -73,20 +74,11 @@ bool avx512bf16_available() {
 void f32_to_bf16_serial(const float* src, uint16_t* dst, int64_t n) { convert_chunk(src, dst, n); }
 
 void f32_to_bf16(const float* src, uint16_t* dst, int64_t n) {
-  constexpr int64_t kChunk = 1 << 14;  // 64 KB of input per task
-  const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (chunks > 1)
-  for (int64_t c = 0; c < chunks; ++c) convert_chunk(src + c * kChunk, dst + c * kChunk, std::min(kChunk, n - c * kChunk));
+  parallel_chunks(n, [&](int64_t b, int64_t k) { convert_chunk(src + b, dst + b, k); });
 }
 
 void relu_bwd_to_bf16(const float* y, const float* g, float alpha, uint16_t* dst, int64_t n) {
-  constexpr int64_t kChunk = 1 << 14;
-  const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (chunks > 1)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t b = c * kChunk;
-    relu_bwd_chunk(y + b, g + b, alpha, dst + b, std::min(kChunk, n - b));
-  }
+  parallel_chunks(n, [&](int64_t b, int64_t k) { relu_bwd_chunk(y + b, g + b, alpha, dst + b, k); });
 }
 
 void ToBf16::plan(const dnnl::memory& from, const dnnl::memory& to) {
