@@ -24,49 +24,22 @@ using namespace crackseg::test;
 
 namespace {
 
-struct ConvRun {
-  Tensor out, din;
-  std::vector<Tensor> grads;
-  std::string summary;
-};
-
-// One conv or transposed conv (optionally with a fused ReLU on the oneDNN side; the reference
-// applies it by hand).
+// The onednn run took the blocked path once, matches the reference backend, and a second
+// onednn run gives the same gradient bits.
 template <class Spec>
-ConvRun run(const std::string& backend, const Spec& spec, const Dims& x, bool relu) {
-  auto be = make_backend(backend);
-  auto layer = be->make_layer(spec, "t.conv");
-  const bool fused = relu && backend == "onednn" && layer->fuse_activation(ReluSpec{});
-  if (relu && backend == "onednn") {
-    EXPECT_TRUE(fused);
-  }
-  layer->plan(std::vector<Dims>{x});
-  randomize_params(*layer, 21);
-  layer->params_changed();
-  StepContext ctx;
-  ctx.training = true;
-  const Tensor in = random_tensor(x, 22, be->activation_format());
-  ConvRun r;
-  r.out = run_forward(*be, *layer, ctx, {in});
-  Tensor pre = r.out;
-  if (relu && !fused) {  // reference: y = max(pre, 0) by hand
-    r.out = r.out.clone();
-    for (float& v : r.out.span<float>()) v = v > 0.0f ? v : 0.0f;
-  }
-  Tensor dout = random_tensor(r.out.dims(), 23, be->activation_format());
-  if (relu && !fused) {  // d(pre) = dout where pre > 0
-    auto d = dout.span<float>();
-    auto p = pre.span<float>();
-    for (std::size_t i = 0; i < d.size(); ++i) d[i] = p[i] > 0.0f ? d[i] : 0.0f;
-  }
-  r.din = Tensor::zeros(x, DType::f32, in.format());
-  const Tensor* ip = &in;
-  Tensor* dp = &r.din;
-  for (int k = 0; k < 2; ++k)
-    layer->backward(ctx, std::span<const Tensor* const>(&ip, 1), fused ? r.out : pre, dout, std::span<Tensor* const>(&dp, 1));
-  for (Param* p : layer->params()) r.grads.push_back(p->grad.clone());
-  r.summary = be->precision_summary();
-  return r;
+void expect_blocked_and_matching(const Spec& spec, const Dims& x, bool relu) {
+  const ConvLayerRun want = run_conv_layer("reference", spec, x, relu), got = run_conv_layer("onednn", spec, x, relu);
+  EXPECT_NE(got.summary.find("weight gradients of 1 convolutions on oneDNN's blocked layout"), std::string::npos)
+      << got.summary;
+  std::string at;
+  EXPECT_LE(tolerance_ratio(got.out, want.out, 1e-5, 1e-4, &at), 1.0) << "out " << at;
+  EXPECT_LE(tolerance_ratio(got.din, want.din, 1e-4, 1e-3, &at), 1.0) << "din " << at;
+  ASSERT_EQ(got.grads.size(), want.grads.size());
+  for (std::size_t k = 0; k < want.grads.size(); ++k)
+    EXPECT_LE(tolerance_ratio(got.grads[k], want.grads[k], 1e-4, 1e-3, &at), 1.0) << "grad " << k << " " << at;
+  const ConvLayerRun again = run_conv_layer("onednn", spec, x, relu);
+  for (std::size_t k = 0; k < got.grads.size(); ++k)
+    EXPECT_EQ(std::memcmp(again.grads[k].raw(), got.grads[k].raw(), got.grads[k].nbytes()), 0) << "grad " << k;
 }
 
 }  // namespace
@@ -95,18 +68,7 @@ TEST(ConvBlockedWgrad, MatchesReferenceWhereOnednnHasNoAvx512) {
         omp_set_num_threads(threads);
         SCOPED_TRACE(std::to_string(c.spec.in_c) + " -> " + std::to_string(c.spec.out_c) + (c.relu ? " + relu" : "") +
                      ", budget '" + budget + "', " + std::to_string(threads) + " threads");
-        const ConvRun want = run("reference", c.spec, c.x, c.relu), got = run("onednn", c.spec, c.x, c.relu);
-        EXPECT_NE(got.summary.find("weight gradients of 1 convolutions on oneDNN's blocked layout"), std::string::npos)
-            << got.summary;
-        std::string at;
-        EXPECT_LE(tolerance_ratio(got.out, want.out, 1e-5, 1e-4, &at), 1.0) << "out " << at;
-        EXPECT_LE(tolerance_ratio(got.din, want.din, 1e-4, 1e-3, &at), 1.0) << "din " << at;
-        ASSERT_EQ(got.grads.size(), want.grads.size());
-        for (std::size_t k = 0; k < want.grads.size(); ++k)
-          EXPECT_LE(tolerance_ratio(got.grads[k], want.grads[k], 1e-4, 1e-3, &at), 1.0) << "grad " << k << " " << at;
-        const ConvRun again = run("onednn", c.spec, c.x, c.relu);
-        for (std::size_t k = 0; k < got.grads.size(); ++k)
-          EXPECT_EQ(std::memcmp(again.grads[k].raw(), got.grads[k].raw(), got.grads[k].nbytes()), 0) << "grad " << k;
+        expect_blocked_and_matching(c.spec, c.x, c.relu);
       }
     }
   }
@@ -134,18 +96,7 @@ TEST(ConvBlockedWgrad, TransposedConvPhasesMatchReferenceWhereOnednnHasNoAvx512)
       SCOPED_TRACE(std::to_string(c.spec.in_c) + " -> " + std::to_string(c.spec.out_c) + " K" +
                    std::to_string(c.spec.kernel) + (c.relu ? " + relu" : "") + ", " + std::to_string(threads) +
                    " threads");
-      const ConvRun want = run("reference", c.spec, c.x, c.relu), got = run("onednn", c.spec, c.x, c.relu);
-      EXPECT_NE(got.summary.find("weight gradients of 1 convolutions on oneDNN's blocked layout"), std::string::npos)
-          << got.summary;
-      std::string at;
-      EXPECT_LE(tolerance_ratio(got.out, want.out, 1e-5, 1e-4, &at), 1.0) << "out " << at;
-      EXPECT_LE(tolerance_ratio(got.din, want.din, 1e-4, 1e-3, &at), 1.0) << "din " << at;
-      ASSERT_EQ(got.grads.size(), want.grads.size());
-      for (std::size_t k = 0; k < want.grads.size(); ++k)
-        EXPECT_LE(tolerance_ratio(got.grads[k], want.grads[k], 1e-4, 1e-3, &at), 1.0) << "grad " << k << " " << at;
-      const ConvRun again = run("onednn", c.spec, c.x, c.relu);
-      for (std::size_t k = 0; k < got.grads.size(); ++k)
-        EXPECT_EQ(std::memcmp(again.grads[k].raw(), got.grads[k].raw(), got.grads[k].nbytes()), 0) << "grad " << k;
+      expect_blocked_and_matching(c.spec, c.x, c.relu);
     }
   omp_set_num_threads(saved);
 }

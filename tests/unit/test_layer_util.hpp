@@ -80,6 +80,52 @@ inline Tensor run_forward(Backend& be, Layer& layer, const StepContext& ctx, con
   return out;
 }
 
+// One convolution or transposed convolution on a backend (optionally with a ReLU fused on the
+// onednn side; the reference applies it by hand): forward, then backward twice (the
+// gradients accumulate). Its output, input gradient, parameter gradients and the backend's
+// precision line.
+struct ConvLayerRun {
+  Tensor out, din;
+  std::vector<Tensor> grads;
+  std::string summary;
+};
+template <class Spec>
+ConvLayerRun run_conv_layer(const std::string& backend, const Spec& spec, const Dims& x, bool relu, uint64_t seed = 21) {
+  auto be = make_backend(backend);
+  auto layer = be->make_layer(spec, "t.conv");
+  const bool fused = relu && backend == "onednn" && layer->fuse_activation(ReluSpec{});
+  if (relu && backend == "onednn") {
+    EXPECT_TRUE(fused);
+  }
+  layer->plan(std::vector<Dims>{x});
+  randomize_params(*layer, seed);
+  layer->params_changed();
+  StepContext ctx;
+  ctx.training = true;
+  const Tensor in = random_tensor(x, seed + 1, be->activation_format());
+  ConvLayerRun r;
+  r.out = run_forward(*be, *layer, ctx, {in});
+  Tensor pre = r.out;
+  if (relu && !fused) {  // reference: y = max(pre, 0) by hand
+    r.out = r.out.clone();
+    for (float& v : r.out.span<float>()) v = v > 0.0f ? v : 0.0f;
+  }
+  Tensor dout = random_tensor(r.out.dims(), seed + 2, be->activation_format());
+  if (relu && !fused) {  // d(pre) = dout where pre > 0
+    auto d = dout.span<float>();
+    auto p = pre.span<float>();
+    for (std::size_t i = 0; i < d.size(); ++i) d[i] = p[i] > 0.0f ? d[i] : 0.0f;
+  }
+  r.din = Tensor::zeros(x, DType::f32, in.format());
+  const Tensor* ip = &in;
+  Tensor* dp = &r.din;
+  for (int k = 0; k < 2; ++k)
+    layer->backward(ctx, std::span<const Tensor* const>(&ip, 1), fused ? r.out : pre, dout, std::span<Tensor* const>(&dp, 1));
+  for (Param* p : layer->params()) r.grads.push_back(p->grad.clone());
+  r.summary = be->precision_summary();
+  return r;
+}
+
 // sum(out * r) in double.
 inline double dot(const Tensor& out, const Tensor& r) {
   const Tensor o = out.rank() == 4 ? out.to_format(Format::nchw) : out;

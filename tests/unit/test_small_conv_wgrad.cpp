@@ -133,41 +133,15 @@ TEST(SmallConvWgrad, ConvLayerTakesItWhereOnednnHasNoAvx512) {
       omp_set_num_threads(threads);
       SCOPED_TRACE(std::to_string(c.spec.in_c) + " -> " + std::to_string(c.spec.out_c) + (c.relu ? " + relu" : "") +
                    ", " + std::to_string(threads) + " threads");
-      std::vector<Tensor> grads[2];
-      std::string summary;
-      const char* backends[] = {"reference", "onednn"};
-      for (int b = 0; b < 2; ++b) {
-        auto be = make_backend(backends[b]);
-        auto layer = be->make_layer(c.spec, "t.conv");
-        const bool fused = c.relu && b == 1 && layer->fuse_activation(ReluSpec{});
-        layer->plan(std::vector<Dims>{c.x});
-        randomize_params(*layer, 31);
-        layer->params_changed();
-        StepContext ctx;
-        ctx.training = true;
-        const Tensor in = random_tensor(c.x, 32, be->activation_format());
-        Tensor out = run_forward(*be, *layer, ctx, {in});
-        Tensor dout = random_tensor(out.dims(), 33, be->activation_format());
-        if (c.relu && !fused) {  // reference: d(pre) = dout where pre > 0
-          auto d = dout.span<float>();
-          auto p = out.span<float>();
-          for (std::size_t i = 0; i < d.size(); ++i) d[i] = p[i] > 0.0f ? d[i] : 0.0f;
-        }
-        Tensor din = Tensor::zeros(c.x, DType::f32, in.format());
-        const Tensor* ip = &in;
-        Tensor* dp = &din;
-        for (int k = 0; k < 2; ++k)  // twice: the gradients accumulate
-          layer->backward(ctx, std::span<const Tensor* const>(&ip, 1), out, dout, std::span<Tensor* const>(&dp, 1));
-        for (Param* p : layer->params()) grads[b].push_back(p->grad.clone());
-        if (b == 1) summary = be->precision_summary();
-      }
-      EXPECT_NE(summary.find("weight gradients of 1 few-input-channel convolutions on our own AVX2 kernel"),
+      const ConvLayerRun want = run_conv_layer("reference", c.spec, c.x, c.relu, 31);
+      const ConvLayerRun got = run_conv_layer("onednn", c.spec, c.x, c.relu, 31);
+      EXPECT_NE(got.summary.find("weight gradients of 1 few-input-channel convolutions on our own AVX2 kernel"),
                 std::string::npos)
-          << summary;
-      ASSERT_EQ(grads[0].size(), grads[1].size());
+          << got.summary;
+      ASSERT_EQ(want.grads.size(), got.grads.size());
       std::string at;
-      for (std::size_t k = 0; k < grads[0].size(); ++k)
-        EXPECT_LE(tolerance_ratio(grads[1][k], grads[0][k], 1e-4, 1e-3, &at), 1.0) << "grad " << k << " " << at;
+      for (std::size_t k = 0; k < want.grads.size(); ++k)
+        EXPECT_LE(tolerance_ratio(got.grads[k], want.grads[k], 1e-4, 1e-3, &at), 1.0) << "grad " << k << " " << at;
     }
   omp_set_num_threads(saved);
 }
