@@ -51,7 +51,7 @@ class OnednnBackend final : public Backend {
                " convolutions on oneDNN's blocked layout (no AVX-512)";
     if (!ctx_->small_wgrad_layers.empty())
       convt += "; weight gradients of " + std::to_string(ctx_->small_wgrad_layers.size()) +
-               " few-input-channel convolutions on our own AVX2 kernel (no AVX-512)";
+               " convolutions on our own AVX2 kernel (no AVX-512)";
     if (!ctx_->bf16) return "fp32" + convt;
     const std::string acts =
         ctx_->bf16_outputs.empty() && ctx_->bf16_dins.empty()

@@ -165,9 +165,9 @@ class ConvLayer final : public DnnlLayer {
       // 3x3 layers, AMD Zen 3), while the two reorders there cost 1-9 ms a call. So where the
       // blocked primitive exists (blocked channels: not the 3-channel first layer), the input
       // and the output gradient are reordered for it; not where the block pads the channels
-      // (Spiral-Net's 1-7-channel inputs: 8x the bytes to reorder). AVX-512 kernels run nhwc
-      // at full speed.
-      if (!lp_ && !wino_ && !onednn_has_avx512_core()) {
+      // (Spiral-Net's 1-7-channel inputs: 8x the bytes to reorder), and not where our own AVX2
+      // kernel takes the weight gradient (own_wgrad, below). AVX-512 kernels run nhwc at full speed.
+      if (!lp_ && !wino_ && !onednn_has_avx512_core() && !own_wgrad(s, K)) {
         // In chunks of wnb_ images (the largest divisor of the batch whose copies fit
         // blocked_wgrad_bytes(); at least one): the big layers' copies are one image's, not the
         // batch's (peak RSS), the small layers run in one call (speed).
@@ -200,10 +200,7 @@ class ConvLayer final : public DnnlLayer {
         small_ = std::make_unique<SmallConvDgrad>(
             SmallConvShape{x[0], x[1], x[2], x[3], s.out_c, y[2], y[3], K, s.stride, s.padding});
       if (small_) ctx_->reserve_scratch(small_->scratch_bytes());
-      // Few input channels where oneDNN has no AVX-512 kernels: the weight gradient on our own
-      // kernel (small_conv_wgrad.hpp; oneDNN's jit:avx2 ran these at 8-31 GFLOP/s).
-      small_w_ = !lp_ && !wino_ && !blk_w_ && s.dilation == 1 && !onednn_has_avx512_core() &&
-                 small_conv_wgrad_fits(s.in_c, s.out_c, K);
+      small_w_ = own_wgrad(s, K);
       if (small_w_) {
         sw_shape_ = {x[0], x[1], x[2], x[3], s.out_c, y[2], y[3], K, s.stride, s.padding};
         sw_threads_ = omp_get_max_threads();
@@ -562,6 +559,14 @@ class ConvLayer final : public DnnlLayer {
   // and output gradient reordered into the scratchpad first.
   // The blocked weight gradient's copies per chunk: 64 MB, or CRACKSEG_BLOCKED_WGRAD_BYTES
   // (tests make it small so that small tensors run several chunks). Read at plan.
+  // Where oneDNN has no AVX-512 kernels, the weight gradient of convolutions with few input
+  // channels or a small weight runs on our own AVX2 kernel (small_conv_wgrad.hpp: oneDNN's
+  // jit:avx2 ran the few-channel ones at 8-31 GFLOP/s, and the 16-32-channel ones slower than
+  // ours in the network with their reorders to nChw8c).
+  bool own_wgrad(const Spec& s, int64_t K) const {
+    return !lp_ && !wino_ && s.dilation == 1 && !onednn_has_avx512_core() && small_conv_wgrad_fits(s.in_c, s.out_c, K);
+  }
+
   static int64_t blocked_wgrad_bytes() {
     const char* v = std::getenv("CRACKSEG_BLOCKED_WGRAD_BYTES");
     return v && *v ? std::strtoll(v, nullptr, 10) : int64_t{64} << 20;

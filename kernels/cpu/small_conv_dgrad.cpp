@@ -8,7 +8,6 @@
 #include <cstring>
 #include <string>
 
-#include "kernels/cpu/col2im.hpp"
 #include "kernels/cpu/dnnl_common.hpp"
 #include "src/core/error.hpp"
 
@@ -63,48 +62,111 @@ __attribute__((target("avx2,fma"))) void t_row_avx2(const float* dy, const float
   int64_t ow = 0;
   for (; ow + P <= Wo; ow += P) {
     __m256 acc[P][V];
+#pragma GCC unroll 16
     for (int p = 0; p < P; ++p)
+#pragma GCC unroll 16
       for (int v = 0; v < V; ++v) acc[p][v] = _mm256_setzero_ps();
     const float* d = dy + ow * O;
     for (int64_t o = 0; o < O; ++o) {
+#pragma GCC unroll 16
       for (int v = 0; v < V; ++v) {
         const __m256 w = _mm256_loadu_ps(wt + o * L + 8 * v);
+#pragma GCC unroll 16
         for (int p = 0; p < P; ++p) acc[p][v] = _mm256_fmadd_ps(_mm256_broadcast_ss(d + p * O + o), w, acc[p][v]);
       }
     }
+#pragma GCC unroll 16
     for (int p = 0; p < P; ++p)
+#pragma GCC unroll 16
       for (int v = 0; v < V; ++v) _mm256_storeu_ps(T + (ow + p) * L + 8 * v, acc[p][v]);
   }
   for (; ow < Wo; ++ow) {
     __m256 acc[V];
+#pragma GCC unroll 16
     for (int v = 0; v < V; ++v) acc[v] = _mm256_setzero_ps();
     for (int64_t o = 0; o < O; ++o) {
       const __m256 b = _mm256_broadcast_ss(dy + ow * O + o);
+#pragma GCC unroll 16
       for (int v = 0; v < V; ++v) acc[v] = _mm256_fmadd_ps(b, _mm256_loadu_ps(wt + o * L + 8 * v), acc[v]);
     }
+#pragma GCC unroll 16
     for (int v = 0; v < V; ++v) _mm256_storeu_ps(T + ow * L + 8 * v, acc[v]);
   }
 }
 #pragma GCC diagnostic pop
 
-// One dx row (zeroed, then col2im_add_row over the T rows of this block, oh0 first); the
-// channel count a compile-time constant so the per-pixel adds unroll (1-7 channels; masked
-// AVX-512 stores measured slower here).
+// One dx row: each pixel's I channels summed in one register over the taps that reach it,
+// T row by T row (kh ascending), then the pixel's taps (kw ascending): the order, and so the
+// bits, of zeroing the row and adding each tap's T values in (kh, kw) order. A pixel's 8-float
+// store runs into the next pixel's channels, which that pixel's store then overwrites; the
+// row's last pixel stores its I floats only. The reads run up to 8 - I floats past a tap's
+// values (inside T, or the kTSlack floats after each thread's T rows).
+// Lanes of one pixel's sum: a float for one channel, 4 for 2-4, 8 for 5-7 (narrower stores
+// cross fewer cache lines).
 template <int I>
-void gather_row(const SmallConvShape& s, const float* T, int64_t oh0, int64_t L, int64_t n, int64_t h, float* dx) {
+struct PixelSum;
+template <>
+struct PixelSum<1> {
+  static __m128 zero() { return _mm_setzero_ps(); }
+  static __m128 add(__m128 a, const float* p) { return _mm_add_ss(a, _mm_load_ss(p)); }
+  static void store(float* d, __m128 a) { _mm_store_ss(d, a); }
+};
+template <int I>
+  requires(I >= 2 && I <= 4)
+struct PixelSum<I> {
+  static __m128 zero() { return _mm_setzero_ps(); }
+  static __m128 add(__m128 a, const float* p) { return _mm_add_ps(a, _mm_loadu_ps(p)); }
+  static void store(float* d, __m128 a) { _mm_storeu_ps(d, a); }
+};
+template <int I>
+  requires(I >= 5 && I <= 8)
+struct PixelSum<I> {
+  __attribute__((target("avx2"))) static __m256 zero() { return _mm256_setzero_ps(); }
+  __attribute__((target("avx2"))) static __m256 add(__m256 a, const float* p) {
+    return _mm256_add_ps(a, _mm256_loadu_ps(p));
+  }
+  __attribute__((target("avx2"))) static void store(float* d, __m256 a) { _mm256_storeu_ps(d, a); }
+};
+
+template <int I>
+__attribute__((target("avx2"))) void gather_row(const SmallConvShape& s, const float* T, int64_t oh0, int64_t L,
+                                                const int32_t* woff, const uint8_t* wcnt, int64_t n, int64_t h,
+                                                float* dx) {
+  using PS = PixelSum<I>;
+  const float* rows[8];
+  int nr = 0;
+  for (int64_t kh = 0; kh < s.K; ++kh) {
+    const int64_t t = h + s.P - kh;  // = S*oh
+    if (t < 0 || t % s.S != 0 || t / s.S >= s.Ho) continue;
+    rows[nr++] = T + (t / s.S - oh0) * s.Wo * L + kh * s.K * I;
+  }
   float* d = dx + ((n * s.H + h) * s.W) * I;
-  std::memset(d, 0, static_cast<std::size_t>(s.W * I) * sizeof(float));
-  col2im_add_row<I>([&](int64_t oh) { return T + (oh - oh0) * s.Wo * L; }, s.Ho, s.Wo, L, s.K, s.S, s.P, I, d, h, s.W);
+  const int64_t K = s.K;
+  for (int64_t w = 0; w < s.W; ++w) {
+    auto acc = PS::zero();
+    const int32_t* off = woff + w * K;
+    const int cnt = wcnt[w];
+    for (int r = 0; r < nr; ++r)
+      for (int j = 0; j < cnt; ++j) acc = PS::add(acc, rows[r] + off[j]);
+    if (w + 1 < s.W) {
+      PS::store(d + w * I, acc);
+    } else {
+      alignas(32) float last[8];
+      PS::store(last, acc);
+      for (int c = 0; c < I; ++c) d[w * I + c] = last[c];
+    }
+  }
 }
-void gather(const SmallConvShape& s, const float* T, int64_t oh0, int64_t L, int64_t n, int64_t h, float* dx) {
+void gather(const SmallConvShape& s, const float* T, int64_t oh0, int64_t L, const int32_t* woff, const uint8_t* wcnt,
+            int64_t n, int64_t h, float* dx) {
   switch (s.I) {
-    case 1: return gather_row<1>(s, T, oh0, L, n, h, dx);
-    case 2: return gather_row<2>(s, T, oh0, L, n, h, dx);
-    case 3: return gather_row<3>(s, T, oh0, L, n, h, dx);
-    case 4: return gather_row<4>(s, T, oh0, L, n, h, dx);
-    case 5: return gather_row<5>(s, T, oh0, L, n, h, dx);
-    case 6: return gather_row<6>(s, T, oh0, L, n, h, dx);
-    case 7: return gather_row<7>(s, T, oh0, L, n, h, dx);
+    case 1: return gather_row<1>(s, T, oh0, L, woff, wcnt, n, h, dx);
+    case 2: return gather_row<2>(s, T, oh0, L, woff, wcnt, n, h, dx);
+    case 3: return gather_row<3>(s, T, oh0, L, woff, wcnt, n, h, dx);
+    case 4: return gather_row<4>(s, T, oh0, L, woff, wcnt, n, h, dx);
+    case 5: return gather_row<5>(s, T, oh0, L, woff, wcnt, n, h, dx);
+    case 6: return gather_row<6>(s, T, oh0, L, woff, wcnt, n, h, dx);
+    case 7: return gather_row<7>(s, T, oh0, L, woff, wcnt, n, h, dx);
     default: throw Error("SmallConvDgrad: " + std::to_string(s.I) + " input channels (at most 7)");
   }
 }
@@ -135,6 +197,16 @@ SmallConvDgrad::SmallConvDgrad(const SmallConvShape& s) : s_(s) {
   avx512_ = avx512_enabled();
   wt_ = alloc_buffer({s.O * NV_ * 16});
   std::memset(wt_.raw(), 0, wt_.nbytes());
+  // Per input column w: the T offsets (ow*L + kw*I) of the taps reaching it, kw ascending.
+  const int64_t L = NV_ * 16;
+  woff_.assign(static_cast<std::size_t>(s.W * s.K), 0);
+  wcnt_.assign(static_cast<std::size_t>(s.W), 0);
+  for (int64_t w = 0; w < s.W; ++w)
+    for (int64_t kw = 0; kw < s.K; ++kw) {
+      const int64_t u = w + s.P - kw;  // = S*ow
+      if (u < 0 || u % s.S != 0 || u / s.S >= s.Wo) continue;
+      woff_[static_cast<std::size_t>(w * s.K + wcnt_[w]++)] = static_cast<int32_t>(u / s.S * L + kw * s.I);
+    }
 }
 
 void SmallConvDgrad::set_weights(const float* W) {
@@ -146,7 +218,7 @@ void SmallConvDgrad::set_weights(const float* W) {
 }
 
 std::size_t SmallConvDgrad::scratch_bytes() const {
-  return static_cast<std::size_t>(threads_ * t_rows_ * s_.Wo * NV_ * 16) * sizeof(float);
+  return static_cast<std::size_t>(threads_ * t_stride()) * sizeof(float);
 }
 
 void SmallConvDgrad::run(const float* dy, float* dx, float* scratch) {
@@ -165,9 +237,9 @@ void SmallConvDgrad::run(const float* dy, float* dx, float* scratch) {
     const int64_t lo = h0 + s.P - (s.K - 1);
     const int64_t oh0 = lo <= 0 ? 0 : (lo + s.S - 1) / s.S;
     const int64_t oh1 = std::min(s.Ho, (h1 - 1 + s.P) / s.S + 1);
-    float* T = tb + omp_get_thread_num() * t_rows_ * s.Wo * L;
+    float* T = tb + omp_get_thread_num() * t_stride();
     for (int64_t oh = oh0; oh < oh1; ++oh) row(dy + ((n * s.Ho + oh) * s.Wo) * s.O, wt, T + (oh - oh0) * s.Wo * L, s.Wo, s.O);
-    for (int64_t h = h0; h < h1; ++h) gather(s, T, oh0, L, n, h, dx);
+    for (int64_t h = h0; h < h1; ++h) gather(s, T, oh0, L, woff_.data(), wcnt_.data(), n, h, dx);
   }
 }
 

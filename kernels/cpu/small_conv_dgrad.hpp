@@ -14,6 +14,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "src/tensor/tensor.hpp"
 
@@ -46,6 +47,11 @@ class SmallConvDgrad {
   int64_t NV_ = 0, rows_per_block_ = 0, t_rows_ = 0, threads_ = 1;
   bool avx512_ = false;  // else the AVX2 T rows (the same bits)
   Tensor wt_;  // (O, NV*16), zero beyond K*K*I
+  std::vector<int32_t> woff_;  // (W, K): T offsets of the taps reaching input column w
+  std::vector<uint8_t> wcnt_;  // (W): how many
+  // Floats of one thread's T rows, plus room for the floats the gather's vector reads may run past.
+  static constexpr int64_t kTSlack = 16;  // keeps each thread's rows 64-byte aligned
+  [[nodiscard]] int64_t t_stride() const { return t_rows_ * s_.Wo * NV_ * 16 + kTSlack; }
 };
 
 }  // namespace crackseg::onednn

@@ -12,36 +12,53 @@
 namespace crackseg::onednn {
 namespace {
 
-constexpr int64_t kRows = 4;  // output rows per block (fixed: the bits must not follow the threads)
+constexpr int64_t kRows = 4;                    // output rows per block at least
+constexpr int64_t kPartialBudget = 256 * 1024;  // floats of block partial sums to aim for at most
+constexpr int64_t kMinBlocks = 16;              // blocks to aim for at least (work for the threads)
+constexpr int64_t kMaxTapsTimesO = 32 * 1024;   // past this, oneDNN's blocked kernel was as fast
 
+// Blocks are runs of R output rows of one image, or runs of M whole images, R and M functions
+// of the shape only (never of the thread count: the bits must not follow the threads): R =
+// kRows, or more where that many blocks' partial sums (taps x O floats each) would pass
+// kPartialBudget (their reduction would then cost more than the multiplies: the patch CNN's
+// layers, 128 images of 13-27 rows), but not fewer than kMinBlocks blocks where the rows allow;
+// M > 1 where even one block per image would pass the budget.
 struct Geometry {
-  int64_t taps;    // K*K*I plus the bias tap (last)
-  int64_t ov;      // output-channel vectors (O / 8)
-  int64_t group;   // taps per register block (12 accumulators / ov)
-  int64_t wpad;    // input pixels one output row's windows span: (Wo - 1) * S + K
-  int64_t rows;    // N*Ho
-  int64_t blocks;  // ceil(rows / kRows)
+  int64_t taps;       // K*K*I plus the bias tap (last)
+  int64_t ov;         // output-channel vectors (O / 8)
+  int64_t wpad;       // input pixels one output row's windows span: (Wo - 1) * S + K
+  int64_t R;          // output rows per block (Ho when blocks are whole images)
+  int64_t M;          // images per block (1 unless R = Ho)
+  int64_t per_image;  // blocks per image: ceil(Ho / R) (1 when M > 1)
+  int64_t blocks;     // N * per_image, or ceil(N / M)
+  int64_t slab;       // floats of one block's padded input rows: ((R - 1) * S + K) * wpad * I
 };
 
 Geometry geometry(const SmallWgradShape& s) {
   Geometry g;
   g.taps = s.K * s.K * s.I + 1;
   g.ov = s.O / 8;
-  g.group = std::max<int64_t>(1, 12 / g.ov);
   g.wpad = (s.Wo - 1) * s.S + s.K;
-  g.rows = s.N * s.Ho;
-  g.blocks = (g.rows + kRows - 1) / kRows;
+  const int64_t max_blocks = std::max<int64_t>(kMinBlocks, kPartialBudget / (g.taps * s.O));
+  const int64_t per_image_max = std::max<int64_t>(1, max_blocks / s.N);
+  g.R = std::min(s.Ho, std::max(kRows, (s.Ho + per_image_max - 1) / per_image_max));
+  g.per_image = (s.Ho + g.R - 1) / g.R;
+  g.M = g.per_image > 1 ? 1 : std::max<int64_t>(1, (s.N + max_blocks - 1) / max_blocks);
+  g.blocks = g.M > 1 ? (s.N + g.M - 1) / g.M : s.N * g.per_image;
+  g.slab = ((g.R - 1) * s.S + s.K) * g.wpad * s.I;
   return g;
 }
 
-// The K input rows output row `row` = (n, oh) reads, each as wpad pixels starting at column
-// -P, zeros outside the image: xp (K, wpad, I).
-void padded_rows(const SmallWgradShape& s, const Geometry& g, const float* x, int64_t row, float* xp) {
-  const int64_t n = row / s.Ho, oh = row % s.Ho, I = s.I;
+// The input rows output rows oh0 .. oh0+nrows of image n read, each as wpad pixels starting at
+// column -P, zeros outside the image: xp (rows, wpad, I), output row r's window rows from
+// xp + r*S*wpad*I.
+void padded_slab(const SmallWgradShape& s, const Geometry& g, const float* x, int64_t n, int64_t oh0, int64_t nrows,
+                 float* xp) {
+  const int64_t I = s.I, rows = (nrows - 1) * s.S + s.K;
   const int64_t lo = std::min(s.P, g.wpad), hi = std::clamp<int64_t>(s.W + s.P, lo, g.wpad);  // [lo, hi) inside
-  for (int64_t kh = 0; kh < s.K; ++kh) {
-    float* d = xp + kh * g.wpad * I;
-    const int64_t ih = oh * s.S + kh - s.P;
+  for (int64_t r = 0; r < rows; ++r) {
+    float* d = xp + r * g.wpad * I;
+    const int64_t ih = oh0 * s.S + r - s.P;
     if (ih < 0 || ih >= s.H) {
       std::memset(d, 0, static_cast<std::size_t>(g.wpad * I) * sizeof(float));
       continue;
@@ -52,14 +69,16 @@ void padded_rows(const SmallWgradShape& s, const Geometry& g, const float* x, in
   }
 }
 
-// For taps t0 .. t0+G (tap t = (kh*K + kw)*I + i reads xp[kh][S*ow + kw][i]), the sums over the
-// block's rows r and ow of x_tap * dy_r[ow][8v..8v+8), stored to out (taps, O); taps at or
-// past `ntaps` are computed on tap 0's input and not stored.
+// For taps t0 .. t0+G (tap t = (kh*K + kw)*I + i reads row r's window row kh at S*ow + kw,
+// channel i) and output channels o0 .. o0+8*OV, the sums over rows r0 .. r1 and ow of
+// x_tap * dy_r[ow][o], added to out (taps, O) (stored when `fresh`, the block's first rows:
+// every element is one FMA chain over the block's rows and ow in order, whatever cuts it);
+// taps at or past `ntaps` are computed on tap 0's input and not stored.
 template <int OV, int G>
-__attribute__((target("avx2,fma"))) void tap_group(const float* const* xp, const float* const* dy, int64_t nrows,
+__attribute__((target("avx2,fma"))) void tap_group(const float* xp, const float* dy, int64_t r0, int64_t r1,
                                                     const SmallWgradShape& s, const Geometry& g, int64_t t0,
-                                                    int64_t ntaps, float* out) {
-  const int64_t O = s.O, I = s.I, step = s.S * I;
+                                                    int64_t ntaps, int64_t o0, bool fresh, float* out) {
+  const int64_t O = s.O, I = s.I, step = s.S * I, row_step = s.S * g.wpad * I;
   int64_t off[G];
   for (int t = 0; t < G; ++t) {
     const int64_t tap = t0 + t < ntaps ? t0 + t : 0, kk = tap / I, i = tap % I;
@@ -71,10 +90,11 @@ __attribute__((target("avx2,fma"))) void tap_group(const float* const* xp, const
 #pragma GCC unroll 16
   for (int t = 0; t < G; ++t)
 #pragma GCC unroll 8
-    for (int v = 0; v < OV; ++v) acc[t][v] = _mm256_setzero_ps();
-  for (int64_t r = 0; r < nrows; ++r) {
-    const float* x = xp[r];
-    const float* d = dy[r];
+    for (int v = 0; v < OV; ++v)
+      acc[t][v] = fresh || t0 + t >= ntaps ? _mm256_setzero_ps() : _mm256_loadu_ps(out + (t0 + t) * O + o0 + 8 * v);
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* x = xp + r * row_step;
+    const float* d = dy + r * s.Wo * O + o0;
     for (int64_t ow = 0; ow < s.Wo; ++ow, x += step, d += O) {
       __m256 dv[OV];
 #pragma GCC unroll 8
@@ -91,33 +111,46 @@ __attribute__((target("avx2,fma"))) void tap_group(const float* const* xp, const
   for (int t = 0; t < G; ++t)
     if (t0 + t < ntaps)
 #pragma GCC unroll 8
-      for (int v = 0; v < OV; ++v) _mm256_storeu_ps(out + (t0 + t) * O + 8 * v, acc[t][v]);
+      for (int v = 0; v < OV; ++v) _mm256_storeu_ps(out + (t0 + t) * O + o0 + 8 * v, acc[t][v]);
 }
 
+// A block's sums: output channels in slices of 8*OV, taps in groups of G (12 accumulators),
+// rows in passes of at least 64 pixels, so that the slice of dy and the window rows one pass
+// reads stay in L1 across the tap groups (one pass over all the block's rows per group ran
+// from L2 at half the multiply rate for 32-64 input channels).
 template <int OV>
-void block_sums(const float* const* xp, const float* const* dy, int64_t nrows, const SmallWgradShape& s,
-                const Geometry& g, float* out) {
+void block_sums(const float* xp, const float* dy, int64_t nrows, const SmallWgradShape& s, const Geometry& g,
+                bool fresh, float* out) {
   constexpr int G = 12 / OV;
-  const int64_t ntaps = g.taps - 1;
-  for (int64_t t0 = 0; t0 < ntaps; t0 += G) tap_group<OV, G>(xp, dy, nrows, s, g, t0, ntaps, out);
-  // The bias tap: dy summed in the same order (rows, then ow).
-  float* b = out + ntaps * s.O;
-  for (int64_t o = 0; o < s.O; ++o) b[o] = 0.0f;
-  for (int64_t r = 0; r < nrows; ++r)
-    for (int64_t ow = 0; ow < s.Wo; ++ow)
-      for (int64_t o = 0; o < s.O; ++o) b[o] += dy[r][ow * s.O + o];
+  const int64_t ntaps = g.taps - 1, pass = std::max<int64_t>(1, (64 + s.Wo - 1) / s.Wo);
+  for (int64_t r0 = 0; r0 < nrows; r0 += pass)
+    for (int64_t o0 = 0; o0 < s.O; o0 += 8 * OV)
+      for (int64_t t0 = 0; t0 < ntaps; t0 += G)
+        tap_group<OV, G>(xp, dy, r0, std::min(nrows, r0 + pass), s, g, t0, ntaps, o0, fresh && r0 == 0, out);
+  // The bias tap: dy summed in the same order (rows, then ow), each o its own sum.
+  float b[128] = {};
+  const int64_t O = s.O, pixels = nrows * s.Wo;
+  if (!fresh) std::memcpy(b, out + ntaps * O, static_cast<std::size_t>(O) * sizeof(float));
+  for (int64_t p = 0; p < pixels; ++p)
+    for (int64_t o = 0; o < O; ++o) b[o] += dy[p * O + o];
+  std::memcpy(out + ntaps * O, b, static_cast<std::size_t>(O) * sizeof(float));
 }
 
 }  // namespace
 
 bool small_conv_wgrad_fits(int64_t in_c, int64_t out_c, int64_t kernel) {
-  return in_c >= 1 && in_c <= 7 && out_c >= 8 && out_c <= 64 && out_c % 8 == 0 && out_c != 40 && out_c != 56 &&
-         kernel >= 1 && kernel * kernel * in_c < 64 && avx2_enabled();
+  return in_c >= 1 && out_c >= 8 && out_c <= 64 && out_c % 8 == 0 && out_c != 40 && out_c != 56 && kernel >= 1 &&
+         (kernel * kernel * in_c + 1) * out_c <= kMaxTapsTimesO && avx2_enabled();
+}
+
+SmallWgradBlocks small_conv_wgrad_blocks(const SmallWgradShape& s) {
+  const Geometry g = geometry(s);
+  return {g.R, g.M, g.blocks};
 }
 
 std::size_t small_conv_wgrad_scratch_floats(const SmallWgradShape& s, int threads) {
   const Geometry g = geometry(s);
-  return static_cast<std::size_t>(g.blocks * g.taps * s.O + threads * kRows * s.K * g.wpad * s.I);
+  return static_cast<std::size_t>(g.blocks * g.taps * s.O + threads * g.slab);
 }
 
 void small_conv_wgrad(const SmallWgradShape& s, const float* x, const float* dy, float* scratch, float* dW, float* db,
@@ -128,38 +161,37 @@ void small_conv_wgrad(const SmallWgradShape& s, const float* x, const float* dy,
   const int64_t O = s.O;
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t b = 0; b < g.blocks; ++b) {
-    const int64_t per_row = s.K * g.wpad * s.I;
-    float* xp = padded + omp_get_thread_num() * kRows * per_row;
-    const int64_t r0 = b * kRows, nrows = std::min(kRows, g.rows - r0);
-    const float* xrow[kRows];
-    const float* drow[kRows];
-    for (int64_t r = 0; r < nrows; ++r) {
-      padded_rows(s, g, x, r0 + r, xp + r * per_row);
-      xrow[r] = xp + r * per_row;
-      drow[r] = dy + (r0 + r) * s.Wo * O;
-    }
+    float* xp = padded + omp_get_thread_num() * g.slab;
     float* out = partial + b * g.taps * O;
-    switch (g.ov) {
-      case 1: block_sums<1>(xrow, drow, nrows, s, g, out); break;
-      case 2: block_sums<2>(xrow, drow, nrows, s, g, out); break;
-      case 3: block_sums<3>(xrow, drow, nrows, s, g, out); break;
-      case 4: block_sums<4>(xrow, drow, nrows, s, g, out); break;
-      case 6: block_sums<6>(xrow, drow, nrows, s, g, out); break;
-      default: block_sums<8>(xrow, drow, nrows, s, g, out); break;
+    const int64_t n0 = g.M > 1 ? b * g.M : b / g.per_image, n1 = g.M > 1 ? std::min(s.N, n0 + g.M) : n0 + 1;
+    const int64_t oh0 = g.M > 1 ? 0 : (b % g.per_image) * g.R, nrows = std::min(g.R, s.Ho - oh0);
+    for (int64_t n = n0; n < n1; ++n) {
+      padded_slab(s, g, x, n, oh0, nrows, xp);
+      const float* d = dy + (n * s.Ho + oh0) * s.Wo * O;
+      switch (g.ov) {  // slices of 16 channels where O allows (15 registers), else 8 or 24
+        case 1: block_sums<1>(xp, d, nrows, s, g, n == n0, out); break;
+        case 3: block_sums<3>(xp, d, nrows, s, g, n == n0, out); break;
+        default: block_sums<2>(xp, d, nrows, s, g, n == n0, out); break;
+      }
     }
   }
-  // Blocks in order, in double; then into dW (O, I, K, K) and db.
+  // Blocks in order, in double (each element's sum over the blocks in block order; the o lanes
+  // are separate sums, so the inner loop vectorizes); then into dW (O, I, K, K) and db.
   const int64_t KKI = g.taps - 1, KK = s.K * s.K, I = s.I;
 #pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t e = 0; e < g.taps * O; ++e) {
-    const int64_t t = e / O, o = e % O;
-    double acc = 0.0;
-    for (int64_t b = 0; b < g.blocks; ++b) acc += partial[(b * g.taps + t) * O + o];
-    if (t < KKI) {
-      const int64_t kk = t / I, i = t % I;  // tap = (kh*K + kw)*I + i
-      dW[(o * I + i) * KK + kk] += static_cast<float>(acc);
-    } else if (db) {
-      db[o] += static_cast<float>(acc);
+  for (int64_t t = 0; t < g.taps; ++t) {
+    double acc[128] = {};
+    for (int64_t b = 0; b < g.blocks; ++b) {
+      const float* p = partial + (b * g.taps + t) * O;
+      for (int64_t o = 0; o < O; ++o) acc[o] += p[o];
+    }
+    for (int64_t o = 0; o < O; ++o) {
+      if (t < KKI) {
+        const int64_t kk = t / I, i = t % I;  // tap = (kh*K + kw)*I + i
+        dW[(o * I + i) * KK + kk] += static_cast<float>(acc[o]);
+      } else if (db) {
+        db[o] += static_cast<float>(acc[o]);
+      }
     }
   }
 }

@@ -1,17 +1,22 @@
-// Weight (and bias) gradient of a convolution with few input channels (1-7; Spiral-Net's
-// module entries, the 3-channel first layers of the U-Net and the patch CNN), nhwc, fp32:
+// Weight (and bias) gradient of a convolution on AVX2 + FMA, nhwc, fp32, for CPUs where
+// oneDNN 2.6 has no AVX-512 kernels:
 //   dW[o][i][kh][kw] += sum over (n, oh, ow) of dy[n, oh, ow, o] * x[n, S*oh + kh - P, S*ow + kw - P, i]
 //   db[o] += sum of dy[..., o]
-// Why our own: on CPUs where oneDNN 2.6 has no AVX-512 kernels, its jit:avx2 weight gradient
-// ran these at 8-31 GFLOP/s (2 threads, AMD Zen 3: Spiral-Net's 1 -> 16 @255 at 2.3 ms a call,
-// 8 GFLOP/s), and its blocked layout would pad the input channels to 8. Here each output row's
-// patch matrix P[ow][tap] (tap = (kh*K + kw)*I + i, zeros where the window leaves the image,
-// and a last tap of ones whose sums are the bias gradient) is multiplied by dy's row, the tap x
-// output-channel sums of a block of rows kept in AVX2 registers: a small GEMM at the multiply
-// rate.
+// Why our own: oneDNN's jit:avx2 weight gradient ran the few-input-channel layers (Spiral-Net's
+// module entries, the 3-channel first layers) at 8-31 GFLOP/s (2 threads, AMD Zen 3: 1 -> 16
+// @255 at 2.3 ms a call), its blocked layout would pad their channels to 8; and on 16-32-channel
+// layers with a small weight (taps x O up to 32K floats: the patch CNN's 16 -> 16 and 32 -> 32,
+// Spiral-Net's 16 -> 32 and 32 -> 64) its blocked kernel plus the two reorders to nChw8c lost
+// to this one in the network (patch CNN step 29.4 -> 24.4 ms; past 32K, Spiral-Net's 64 -> 128
+// and 128 -> 128, oneDNN won). Here each output row's window rows are copied once per block
+// with the padding as zeros (a slab), and for a slice of 16 output channels and a group of
+// taps (tap = (kh*K + kw)*I + i, 12 AVX2 accumulators) the sums over a pass of rows of
+// x_tap * dy are a small GEMM at the multiply rate; passes of >= 64 pixels keep dy's slice
+// and the window rows in L1 across the tap groups.
 //
-// Determinism: rows are cut into fixed blocks of kRows output rows (not per thread); each
-// block's sums are formed by one thread in a fixed order (rows, then ow), and the blocks are
+// Determinism: the output rows are cut into fixed blocks (R rows of one image, or M whole
+// images; R and M follow from the shape only, never the threads); each block's sums are one
+// FMA chain per element over its rows and ow in order, formed by one thread; the blocks are
 // added in block order in double. The same bits for any thread count.
 #pragma once
 #include <cstddef>
@@ -25,10 +30,16 @@ struct SmallWgradShape {
   int64_t K = 1, S = 1, P = 0;         // square kernel, stride, padding (dilation 1)
 };
 
-// Whether the kernel takes this convolution: 1-7 input channels, O a multiple of 8 up to 64,
-// K*K*I < 64, AVX2 + FMA present and not switched off (simd_switches.hpp; read at each call:
-// layers decide at plan).
+// Whether the kernel takes this convolution: O a multiple of 8 up to 64 (not 40 or 56), (K*K*I
+// + 1) * O <= 32K, AVX2 + FMA present and not switched off (simd_switches.hpp; read at each
+// call: layers decide at plan).
 [[nodiscard]] bool small_conv_wgrad_fits(int64_t in_c, int64_t out_c, int64_t kernel);
+
+// How a shape is cut into blocks (for tests: both regimes must be covered).
+struct SmallWgradBlocks {
+  int64_t R = 0, M = 0, blocks = 0;  // output rows per block, images per block, blocks
+};
+[[nodiscard]] SmallWgradBlocks small_conv_wgrad_blocks(const SmallWgradShape& s);
 
 // Floats of scratch small_conv_wgrad() needs with `threads` OpenMP threads.
 [[nodiscard]] std::size_t small_conv_wgrad_scratch_floats(const SmallWgradShape& s, int threads);

@@ -71,6 +71,8 @@ TEST(SmallConvDgrad, GivesTheExactFmaChainBitsOnThisIsaForAnyThreadCount) {
       shape(2, 2, 33, 22, 16, 4, 3, 1),   // K 4 stride 3: pixels no tap reaches
       shape(2, 3, 18, 17, 20, 2, 2, 0),   // K 2, 12 taps
       shape(1, 4, 9, 5, 16, 3, 1, 0),     // widths below every pixel group (tails only)
+      shape(2, 1, 20, 19, 16, 8, 2, 3),   // K 8, 64 taps: the gather's reads run to T's end
+      shape(1, 4, 15, 14, 16, 4, 2, 1),   // K 4, 64 taps of 4 channels
   };
   const int saved = omp_get_max_threads();
   for (const SmallConvShape& s : shapes) {

@@ -1,10 +1,11 @@
 // ctest-link: crackseg_nn
-// Weight and bias gradient of few-input-channel convolutions on our own AVX2 kernel
-// (kernels/cpu/small_conv_wgrad.hpp; CPUs where oneDNN has no AVX-512 kernels). The kernel
-// against a double-precision sum of the definition, the error bounded by the sum of
-// |x * dy| per weight (a missing, doubled or misplaced tap, a lost row or block fails it at
-// any magnitude): 1-7 input channels, 8-64 output channels (every register blocking), kernels
-// 1/3/5, strides 1/2/3, padding that drops taps, rows that do not fill the last block; that
+// Weight and bias gradient of convolutions on our own AVX2 kernel (kernels/cpu/small_conv_wgrad.hpp;
+// CPUs where oneDNN has no AVX-512 kernels). The kernel against a double-precision sum of the
+// definition, the error bounded by the sum of |x * dy| per weight (a missing, doubled or
+// misplaced tap, a lost row or block fails it at any magnitude): 1-32 input channels, 8-64
+// output channels (every register blocking and channel slicing), kernels 1/3/5, strides 1/2/3,
+// padding that drops taps, rows that do not fill the last block, blocks of more than the
+// minimum rows and blocks of several images (both regimes checked to be covered); that
 // it adds into dW and db (and leaves db alone when it is null); that the bits do not depend on
 // the thread count. Then the convolution layer with oneDNN limited to AVX2: it says it took
 // the kernel, and its gradients match the reference backend's, with and without bias, with a
@@ -89,11 +90,21 @@ TEST(SmallConvWgrad, MatchesTheDefinitionAndTheBitsDoNotFollowTheThreads) {
       shape(3, 3, 13, 11, 16, 3, 1, 1),  // the U-Net's and the patch CNN's first layer
       shape(2, 3, 9, 10, 8, 3, 1, 1),    shape(2, 2, 9, 9, 24, 5, 1, 2), shape(1, 5, 7, 9, 32, 3, 3, 1),
       shape(3, 4, 6, 5, 48, 1, 1, 0),    shape(2, 6, 8, 7, 64, 3, 2, 1), shape(1, 1, 5, 5, 16, 3, 1, 2),
+      shape(3, 16, 9, 9, 16, 3, 1, 1),    // the patch CNN's 16 -> 16
+      shape(2, 32, 40, 40, 64, 3, 1, 1),  // blocks of 5 rows (partial budget), 4 channel slices
+      shape(40, 32, 5, 5, 64, 3, 1, 1),   // blocks of 3 whole images, the last of 1
+      shape(3, 16, 11, 13, 48, 3, 2, 1),  // 3 slices of 16 channels, stride 2
+      shape(2, 9, 12, 10, 24, 3, 1, 1),   // 24 channels: one slice of 3 vectors
+      shape(2, 12, 8, 8, 8, 3, 1, 0),     // 8 channels: one vector, 12 taps a group
   };
+  bool longer_rows = false, several_images = false;
   for (const SmallWgradShape& s : shapes) {
     SCOPED_TRACE("I " + std::to_string(s.I) + " O " + std::to_string(s.O) + " K " + std::to_string(s.K) + " S " +
                  std::to_string(s.S) + " P " + std::to_string(s.P) + " rows " + std::to_string(s.N * s.Ho));
     ASSERT_TRUE(small_conv_wgrad_fits(s.I, s.O, s.K));
+    const SmallWgradBlocks b = small_conv_wgrad_blocks(s);
+    longer_rows |= b.M == 1 && b.R > 4 && b.R < s.Ho;
+    several_images |= b.M > 1 && s.N % b.M != 0;
     const auto x = normal(static_cast<std::size_t>(s.N * s.H * s.W * s.I), 7);
     const auto dy = normal(static_cast<std::size_t>(s.N * s.Ho * s.Wo * s.O), 8);
     const Ref r = reference(s, x, dy);
@@ -111,6 +122,17 @@ TEST(SmallConvWgrad, MatchesTheDefinitionAndTheBitsDoNotFollowTheThreads) {
     EXPECT_EQ(std::memcmp(nb.dw.data(), one.dw.data(), one.dw.size() * sizeof(float)), 0) << "without bias";
     for (const float v : nb.db) EXPECT_EQ(v, -0.25f) << "db written without a bias";
   }
+  EXPECT_TRUE(longer_rows) << "no shape had blocks of more than 4 rows of one image";
+  EXPECT_TRUE(several_images) << "no shape had blocks of several images with a shorter last block";
+}
+
+TEST(SmallConvWgrad, TakesWhatItWasMeasuredToWin) {
+  if (!small_conv_wgrad_fits(3, 16, 3)) GTEST_SKIP() << "no AVX2 + FMA";
+  EXPECT_TRUE(small_conv_wgrad_fits(16, 16, 3));   // patch CNN conv1_2, U-Net enc1
+  EXPECT_TRUE(small_conv_wgrad_fits(32, 64, 3));   // Spiral-Net enc3
+  EXPECT_FALSE(small_conv_wgrad_fits(64, 64, 3));  // 577 x 64 taps x O: oneDNN's blocked kernel
+  EXPECT_FALSE(small_conv_wgrad_fits(64, 128, 3));
+  EXPECT_FALSE(small_conv_wgrad_fits(16, 40, 3));  // no slicing of 5 vectors
 }
 
 TEST(SmallConvWgrad, ConvLayerTakesItWhereOnednnHasNoAvx512) {
@@ -126,6 +148,7 @@ TEST(SmallConvWgrad, ConvLayerTakesItWhereOnednnHasNoAvx512) {
       {Conv2dSpec{3, 16, 3, 1, 1, 1}, {2, 3, 13, 11}, false},
       {Conv2dSpec{5, 16, 3, 2, 0, 1, false}, {3, 5, 15, 17}, false},
       {Conv2dSpec{1, 16, 3, 1, 1, 1}, {2, 1, 9, 9}, true},
+      {Conv2dSpec{16, 32, 3, 1, 1, 1}, {3, 16, 9, 8}, true},
   };
   const int saved = omp_get_max_threads();
   for (const int threads : {1, 3})
@@ -135,7 +158,7 @@ TEST(SmallConvWgrad, ConvLayerTakesItWhereOnednnHasNoAvx512) {
                    ", " + std::to_string(threads) + " threads");
       const ConvLayerRun want = run_conv_layer("reference", c.spec, c.x, c.relu, 31);
       const ConvLayerRun got = run_conv_layer("onednn", c.spec, c.x, c.relu, 31);
-      EXPECT_NE(got.summary.find("weight gradients of 1 few-input-channel convolutions on our own AVX2 kernel"),
+      EXPECT_NE(got.summary.find("weight gradients of 1 convolutions on our own AVX2 kernel"),
                 std::string::npos)
           << got.summary;
       ASSERT_EQ(want.grads.size(), got.grads.size());
