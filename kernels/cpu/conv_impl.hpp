@@ -202,7 +202,7 @@ class ConvLayer final : public DnnlLayer {
       if (small_) ctx_->reserve_scratch(small_->scratch_bytes());
       small_w_ = own_wgrad(s, K);
       if (small_w_) {
-        sw_shape_ = {x[0], x[1], x[2], x[3], s.out_c, y[2], y[3], K, s.stride, s.padding};
+        sw_shape_ = {x[0], x[1], x[2], x[3], s.out_c, y[2], y[3], K, K, s.stride, s.padding, s.padding};
         sw_threads_ = omp_get_max_threads();
         ctx_->reserve_scratch(small_conv_wgrad_scratch_floats(sw_shape_, sw_threads_) * sizeof(float));
         ctx_->small_wgrad_layers.insert(this);

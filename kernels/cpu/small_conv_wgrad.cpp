@@ -36,16 +36,16 @@ struct Geometry {
 
 Geometry geometry(const SmallWgradShape& s) {
   Geometry g;
-  g.taps = s.K * s.K * s.I + 1;
+  g.taps = s.Kh * s.Kw * s.I + 1;
   g.ov = s.O / 8;
-  g.wpad = (s.Wo - 1) * s.S + s.K;
+  g.wpad = (s.Wo - 1) * s.S + s.Kw;
   const int64_t max_blocks = std::max<int64_t>(kMinBlocks, kPartialBudget / (g.taps * s.O));
   const int64_t per_image_max = std::max<int64_t>(1, max_blocks / s.N);
   g.R = std::min(s.Ho, std::max(kRows, (s.Ho + per_image_max - 1) / per_image_max));
   g.per_image = (s.Ho + g.R - 1) / g.R;
   g.M = g.per_image > 1 ? 1 : std::max<int64_t>(1, (s.N + max_blocks - 1) / max_blocks);
   g.blocks = g.M > 1 ? (s.N + g.M - 1) / g.M : s.N * g.per_image;
-  g.slab = ((g.R - 1) * s.S + s.K) * g.wpad * s.I;
+  g.slab = ((g.R - 1) * s.S + s.Kh) * g.wpad * s.I;
   return g;
 }
 
@@ -54,17 +54,17 @@ Geometry geometry(const SmallWgradShape& s) {
 // xp + r*S*wpad*I.
 void padded_slab(const SmallWgradShape& s, const Geometry& g, const float* x, int64_t n, int64_t oh0, int64_t nrows,
                  float* xp) {
-  const int64_t I = s.I, rows = (nrows - 1) * s.S + s.K;
-  const int64_t lo = std::min(s.P, g.wpad), hi = std::clamp<int64_t>(s.W + s.P, lo, g.wpad);  // [lo, hi) inside
+  const int64_t I = s.I, rows = (nrows - 1) * s.S + s.Kh;
+  const int64_t lo = std::min(s.Pw, g.wpad), hi = std::clamp<int64_t>(s.W + s.Pw, lo, g.wpad);  // [lo, hi) inside
   for (int64_t r = 0; r < rows; ++r) {
     float* d = xp + r * g.wpad * I;
-    const int64_t ih = oh0 * s.S + r - s.P;
+    const int64_t ih = oh0 * s.S + r - s.Ph;
     if (ih < 0 || ih >= s.H) {
       std::memset(d, 0, static_cast<std::size_t>(g.wpad * I) * sizeof(float));
       continue;
     }
     std::memset(d, 0, static_cast<std::size_t>(lo * I) * sizeof(float));
-    std::memcpy(d + lo * I, x + ((n * s.H + ih) * s.W + (lo - s.P)) * I, static_cast<std::size_t>((hi - lo) * I) * sizeof(float));
+    std::memcpy(d + lo * I, x + ((n * s.H + ih) * s.W + (lo - s.Pw)) * I, static_cast<std::size_t>((hi - lo) * I) * sizeof(float));
     std::memset(d + hi * I, 0, static_cast<std::size_t>((g.wpad - hi) * I) * sizeof(float));
   }
 }
@@ -77,13 +77,12 @@ void padded_slab(const SmallWgradShape& s, const Geometry& g, const float* x, in
 template <int OV, int G>
 __attribute__((target("avx2,fma"))) void tap_group(const float* xp, const float* dy, int64_t r0, int64_t r1,
                                                     const SmallWgradShape& s, const Geometry& g, int64_t t0,
-                                                    int64_t ntaps, int64_t o0, bool fresh, float* out) {
-  const int64_t O = s.O, I = s.I, step = s.S * I, row_step = s.S * g.wpad * I;
+                                                    int64_t ntaps, const int32_t* offs, int64_t o0, bool fresh,
+                                                    float* out) {
+  const int64_t O = s.O, step = s.S * s.I, row_step = s.S * g.wpad * s.I;
   int64_t off[G];
-  for (int t = 0; t < G; ++t) {
-    const int64_t tap = t0 + t < ntaps ? t0 + t : 0, kk = tap / I, i = tap % I;
-    off[t] = ((kk / s.K) * g.wpad + kk % s.K) * I + i;
-  }
+#pragma GCC unroll 16
+  for (int t = 0; t < G; ++t) off[t] = offs[t0 + t];
   // Constant-bound loops, unrolled, so that acc stays in registers (a variable bound on any
   // loop over it made GCC keep it on the stack: 3-6x slower).
   __m256 acc[G][OV];
@@ -120,13 +119,13 @@ __attribute__((target("avx2,fma"))) void tap_group(const float* xp, const float*
 // from L2 at half the multiply rate for 32-64 input channels).
 template <int OV>
 void block_sums(const float* xp, const float* dy, int64_t nrows, const SmallWgradShape& s, const Geometry& g,
-                bool fresh, float* out) {
+                const int32_t* offs, bool fresh, float* out) {
   constexpr int G = 12 / OV;
   const int64_t ntaps = g.taps - 1, pass = std::max<int64_t>(1, (64 + s.Wo - 1) / s.Wo);
   for (int64_t r0 = 0; r0 < nrows; r0 += pass)
     for (int64_t o0 = 0; o0 < s.O; o0 += 8 * OV)
       for (int64_t t0 = 0; t0 < ntaps; t0 += G)
-        tap_group<OV, G>(xp, dy, r0, std::min(nrows, r0 + pass), s, g, t0, ntaps, o0, fresh && r0 == 0, out);
+        tap_group<OV, G>(xp, dy, r0, std::min(nrows, r0 + pass), s, g, t0, ntaps, offs, o0, fresh && r0 == 0, out);
   // The bias tap: dy summed in the same order (rows, then ow), each o its own sum.
   float b[128] = {};
   const int64_t O = s.O, pixels = nrows * s.Wo;
@@ -138,9 +137,9 @@ void block_sums(const float* xp, const float* dy, int64_t nrows, const SmallWgra
 
 }  // namespace
 
-bool small_conv_wgrad_fits(int64_t in_c, int64_t out_c, int64_t kernel) {
-  return in_c >= 1 && out_c >= 8 && out_c <= 64 && out_c % 8 == 0 && out_c != 40 && out_c != 56 && kernel >= 1 &&
-         (kernel * kernel * in_c + 1) * out_c <= kMaxTapsTimesO && avx2_enabled();
+bool small_conv_wgrad_fits(int64_t in_c, int64_t out_c, int64_t kh, int64_t kw) {
+  return in_c >= 1 && out_c >= 8 && out_c <= 64 && out_c % 8 == 0 && out_c != 40 && out_c != 56 && kh >= 1 &&
+         kw >= 1 && (kh * kw * in_c + 1) * out_c <= kMaxTapsTimesO && avx2_enabled();
 }
 
 SmallWgradBlocks small_conv_wgrad_blocks(const SmallWgradShape& s) {
@@ -159,6 +158,15 @@ void small_conv_wgrad(const SmallWgradShape& s, const float* x, const float* dy,
   float* partial = scratch;  // (blocks, taps, O)
   float* padded = scratch + g.blocks * g.taps * s.O;
   const int64_t O = s.O;
+  // Each tap's offset in a window row slab (tap = (kh*Kw + kw)*I + i), once per call (the
+  // divisions cost as much as a short pass when done per tap group); past the last tap, tap
+  // 0's (the groups' unused lanes read it and are not stored).
+  int32_t offs[kMaxTapsTimesO / 8 + 12];
+  const int64_t ntaps = g.taps - 1;
+  for (int64_t t = 0; t < ntaps + 12; ++t) {
+    const int64_t tap = t < ntaps ? t : 0, kk = tap / s.I, i = tap % s.I;
+    offs[t] = static_cast<int32_t>(((kk / s.Kw) * g.wpad + kk % s.Kw) * s.I + i);
+  }
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t b = 0; b < g.blocks; ++b) {
     float* xp = padded + omp_get_thread_num() * g.slab;
@@ -169,15 +177,15 @@ void small_conv_wgrad(const SmallWgradShape& s, const float* x, const float* dy,
       padded_slab(s, g, x, n, oh0, nrows, xp);
       const float* d = dy + (n * s.Ho + oh0) * s.Wo * O;
       switch (g.ov) {  // slices of 16 channels where O allows (15 registers), else 8 or 24
-        case 1: block_sums<1>(xp, d, nrows, s, g, n == n0, out); break;
-        case 3: block_sums<3>(xp, d, nrows, s, g, n == n0, out); break;
-        default: block_sums<2>(xp, d, nrows, s, g, n == n0, out); break;
+        case 1: block_sums<1>(xp, d, nrows, s, g, offs, n == n0, out); break;
+        case 3: block_sums<3>(xp, d, nrows, s, g, offs, n == n0, out); break;
+        default: block_sums<2>(xp, d, nrows, s, g, offs, n == n0, out); break;
       }
     }
   }
   // Blocks in order, in double (each element's sum over the blocks in block order; the o lanes
   // are separate sums, so the inner loop vectorizes); then into dW (O, I, K, K) and db.
-  const int64_t KKI = g.taps - 1, KK = s.K * s.K, I = s.I;
+  const int64_t KKI = g.taps - 1, KK = s.Kh * s.Kw, I = s.I;
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t t = 0; t < g.taps; ++t) {
     double acc[128] = {};

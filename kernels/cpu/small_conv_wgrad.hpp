@@ -27,13 +27,17 @@ namespace crackseg::onednn {
 struct SmallWgradShape {
   int64_t N = 0, I = 0, H = 0, W = 0;  // x (N, H, W, I) nhwc
   int64_t O = 0, Ho = 0, Wo = 0;       // dy (N, Ho, Wo, O) nhwc
-  int64_t K = 1, S = 1, P = 0;         // square kernel, stride, padding (dilation 1)
+  int64_t Kh = 1, Kw = 1, S = 1;       // kernel, stride on both axes (dilation 1)
+  int64_t Ph = 0, Pw = 0;              // top / left padding (the bottom and right follow from Ho, Wo)
 };
 
-// Whether the kernel takes this convolution: O a multiple of 8 up to 64 (not 40 or 56), (K*K*I
-// + 1) * O <= 32K, AVX2 + FMA present and not switched off (simd_switches.hpp; read at each
+// Whether the kernel takes this convolution: O a multiple of 8 up to 64 (not 40 or 56),
+// (Kh*Kw*I + 1) * O <= 32K, AVX2 + FMA present and not switched off (simd_switches.hpp; read at each
 // call: layers decide at plan).
-[[nodiscard]] bool small_conv_wgrad_fits(int64_t in_c, int64_t out_c, int64_t kernel);
+[[nodiscard]] bool small_conv_wgrad_fits(int64_t in_c, int64_t out_c, int64_t kh, int64_t kw);
+[[nodiscard]] inline bool small_conv_wgrad_fits(int64_t in_c, int64_t out_c, int64_t kernel) {
+  return small_conv_wgrad_fits(in_c, out_c, kernel, kernel);
+}
 
 // How a shape is cut into blocks (for tests: both regimes must be covered).
 struct SmallWgradBlocks {
@@ -44,7 +48,7 @@ struct SmallWgradBlocks {
 // Floats of scratch small_conv_wgrad() needs with `threads` OpenMP threads.
 [[nodiscard]] std::size_t small_conv_wgrad_scratch_floats(const SmallWgradShape& s, int threads);
 
-// dW (O, I, K, K) += the weight gradient, db (O) += the bias gradient when not null; with at
+// dW (O, I, Kh, Kw) += the weight gradient, db (O) += the bias gradient when not null; with at
 // most `threads` threads (the count the scratch was sized for).
 void small_conv_wgrad(const SmallWgradShape& s, const float* x, const float* dy, float* scratch, float* dW, float* db,
                       int threads);

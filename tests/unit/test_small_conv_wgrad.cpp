@@ -28,7 +28,13 @@ using namespace crackseg::onednn;
 namespace {
 
 SmallWgradShape shape(int64_t N, int64_t I, int64_t H, int64_t W, int64_t O, int64_t K, int64_t S, int64_t P) {
-  return {N, I, H, W, O, (H + 2 * P - K) / S + 1, (W + 2 * P - K) / S + 1, K, S, P};
+  return {N, I, H, W, O, (H + 2 * P - K) / S + 1, (W + 2 * P - K) / S + 1, K, K, S, P, P};
+}
+
+// A Kh x Kw kernel with padding top/bottom/left/right (the transposed convolutions' phases).
+SmallWgradShape rect(int64_t N, int64_t I, int64_t H, int64_t W, int64_t O, int64_t Kh, int64_t Kw, int64_t S,
+                     int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  return {N, I, H, W, O, (H + pt + pb - Kh) / S + 1, (W + pl + pr - Kw) / S + 1, Kh, Kw, S, pt, pl};
 }
 
 struct Ref {
@@ -37,7 +43,7 @@ struct Ref {
 
 Ref reference(const SmallWgradShape& s, const std::vector<float>& x, const std::vector<float>& dy) {
   Ref r;
-  const std::size_t nw = static_cast<std::size_t>(s.O * s.I * s.K * s.K);
+  const std::size_t nw = static_cast<std::size_t>(s.O * s.I * s.Kh * s.Kw);
   r.dw.assign(nw, 0.0), r.bw.assign(nw, 0.0), r.db.assign(static_cast<std::size_t>(s.O), 0.0), r.bb = r.db;
   for (int64_t n = 0; n < s.N; ++n)
     for (int64_t oh = 0; oh < s.Ho; ++oh)
@@ -46,12 +52,12 @@ Ref reference(const SmallWgradShape& s, const std::vector<float>& x, const std::
           const double g = dy[static_cast<std::size_t>(((n * s.Ho + oh) * s.Wo + ow) * s.O + o)];
           r.db[static_cast<std::size_t>(o)] += g, r.bb[static_cast<std::size_t>(o)] += std::abs(g);
           for (int64_t i = 0; i < s.I; ++i)
-            for (int64_t kh = 0; kh < s.K; ++kh)
-              for (int64_t kw = 0; kw < s.K; ++kw) {
-                const int64_t ih = oh * s.S + kh - s.P, iw = ow * s.S + kw - s.P;
+            for (int64_t kh = 0; kh < s.Kh; ++kh)
+              for (int64_t kw = 0; kw < s.Kw; ++kw) {
+                const int64_t ih = oh * s.S + kh - s.Ph, iw = ow * s.S + kw - s.Pw;
                 if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) continue;
                 const double t = g * x[static_cast<std::size_t>(((n * s.H + ih) * s.W + iw) * s.I + i)];
-                const auto k = static_cast<std::size_t>(((o * s.I + i) * s.K + kh) * s.K + kw);
+                const auto k = static_cast<std::size_t>(((o * s.I + i) * s.Kh + kh) * s.Kw + kw);
                 r.dw[k] += t, r.bw[k] += std::abs(t);
               }
         }
@@ -73,7 +79,7 @@ struct Out {
 Out run_kernel(const SmallWgradShape& s, const std::vector<float>& x, const std::vector<float>& dy, int threads,
                bool bias) {
   Out o;
-  o.dw.assign(static_cast<std::size_t>(s.O * s.I * s.K * s.K), 0.5f);  // it must add into these
+  o.dw.assign(static_cast<std::size_t>(s.O * s.I * s.Kh * s.Kw), 0.5f);  // it must add into these
   o.db.assign(static_cast<std::size_t>(s.O), -0.25f);
   std::vector<float> scratch(small_conv_wgrad_scratch_floats(s, threads), std::nanf(""));
   small_conv_wgrad(s, x.data(), dy.data(), scratch.data(), o.dw.data(), bias ? o.db.data() : nullptr, threads);
@@ -96,12 +102,17 @@ TEST(SmallConvWgrad, MatchesTheDefinitionAndTheBitsDoNotFollowTheThreads) {
       shape(3, 16, 11, 13, 48, 3, 2, 1),  // 3 slices of 16 channels, stride 2
       shape(2, 9, 12, 10, 24, 3, 1, 1),   // 24 channels: one slice of 3 vectors
       shape(2, 12, 8, 8, 8, 3, 1, 0),     // 8 channels: one vector, 12 taps a group
+      // Kh x Kw kernels with the padding different on each side (the slab's row and column
+      // bounds): 2x2 padded 1 all round, 2x1 / 1x2 padded on one side only, a 3x2
+      rect(2, 32, 9, 8, 16, 2, 2, 1, 1, 1, 1, 1), rect(2, 32, 9, 8, 16, 2, 1, 1, 1, 1, 0, 0),
+      rect(3, 24, 7, 10, 32, 1, 2, 1, 0, 0, 0, 1), rect(2, 5, 11, 9, 16, 3, 2, 1, 2, 0, 0, 1),
   };
   bool longer_rows = false, several_images = false;
   for (const SmallWgradShape& s : shapes) {
-    SCOPED_TRACE("I " + std::to_string(s.I) + " O " + std::to_string(s.O) + " K " + std::to_string(s.K) + " S " +
-                 std::to_string(s.S) + " P " + std::to_string(s.P) + " rows " + std::to_string(s.N * s.Ho));
-    ASSERT_TRUE(small_conv_wgrad_fits(s.I, s.O, s.K));
+    SCOPED_TRACE("I " + std::to_string(s.I) + " O " + std::to_string(s.O) + " K " + std::to_string(s.Kh) + "x" +
+                 std::to_string(s.Kw) + " S " + std::to_string(s.S) + " P " + std::to_string(s.Ph) + "," +
+                 std::to_string(s.Pw) + " rows " + std::to_string(s.N * s.Ho));
+    ASSERT_TRUE(small_conv_wgrad_fits(s.I, s.O, s.Kh, s.Kw));
     const SmallWgradBlocks b = small_conv_wgrad_blocks(s);
     longer_rows |= b.M == 1 && b.R > 4 && b.R < s.Ho;
     several_images |= b.M > 1 && s.N % b.M != 0;
