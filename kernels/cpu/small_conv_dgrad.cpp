@@ -95,12 +95,6 @@ __attribute__((target("avx2,fma"))) void t_row_avx2(const float* dy, const float
 }
 #pragma GCC diagnostic pop
 
-// One dx row: each pixel's I channels summed in one register over the taps that reach it,
-// T row by T row (kh ascending), then the pixel's taps (kw ascending): the order, and so the
-// bits, of zeroing the row and adding each tap's T values in (kh, kw) order. A pixel's 8-float
-// store runs into the next pixel's channels, which that pixel's store then overwrites; the
-// row's last pixel stores its I floats only. The reads run up to 8 - I floats past a tap's
-// values (inside T, or the kTSlack floats after each thread's T rows).
 // Lanes of one pixel's sum: a float for one channel, 4 for 2-4, 8 for 5-7 (narrower stores
 // cross fewer cache lines).
 template <int I>
@@ -128,6 +122,12 @@ struct PixelSum<I> {
   __attribute__((target("avx2"))) static void store(float* d, __m256 a) { _mm256_storeu_ps(d, a); }
 };
 
+// One dx row: each pixel's I channels summed in one register over the taps that reach it,
+// T row by T row (kh ascending), then the pixel's taps (kw ascending): the order, and so the
+// bits, of zeroing the row and adding each tap's T values in (kh, kw) order. A pixel's vector
+// store (PixelSum) runs into the next pixel's channels, which that pixel's store then overwrites; the
+// row's last pixel stores its I floats only. The reads run up to 8 - I floats past a tap's
+// values (inside T, or the kTSlack floats after each thread's T rows).
 template <int I>
 __attribute__((target("avx2"))) void gather_row(const SmallConvShape& s, const float* T, int64_t oh0, int64_t L,
                                                 const int32_t* woff, const uint8_t* wcnt, int64_t n, int64_t h,
