@@ -176,6 +176,7 @@ class ConvTransposePhases final : public DnnlLayer {
     wide_ = s.out_c >= kPhasesMinOut;
     // Operand type: bf16 where requested and oneDNN has every kernel, else fp32.
     lp_ = ctx_->bf16;
+    ctx_->amx_wgrad_skipped.erase(this);
     const auto make_pds = [&] {
       const dt op = lp_ ? dt::bf16 : dt::f32;
       const dnnl::memory::desc src_op(to_dnnl(x_), op, tag::nhwc);
@@ -193,6 +194,7 @@ class ConvTransposePhases final : public DnnlLayer {
                                                      dnnl::memory::desc(wd, dt::f32, tag::any), pddst, one, no_dil,
                                                      pl, pr);
         bwd_w_pd[k] = dnnl::convolution_backward_weights::primitive_desc(wd_, scratch_attr(), eng, fwd_pd[k]);
+        if (lp_ && skip_amx_weight_gradient(bwd_w_pd[k])) ctx_->amx_wgrad_skipped.insert(this);  // dnnl_common.hpp
       }
       // dx = stride-s convolution of dy with W read as (I, O, K, K) = oihw of a conv O -> I.
       const dnnl::memory::desc g_op(to_dnnl(y_), op, tag::nhwc);

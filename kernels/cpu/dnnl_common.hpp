@@ -21,6 +21,23 @@
 
 namespace crackseg::onednn {
 
+// oneDNN 2.6's AMX bf16 convolution backward-weights kernel (`jit:avx512_core_amx_bf16`)
+// stores whole 16x16 fp32 tiles outside its buffers for some shapes (the U-Net's stride-1
+// 3x3 layers at 400 pixels wide, nhwc or blocked, with or without bias, any thread count:
+// found with CRACKSEG_GUARD_PAGES; it corrupted the heap and crashed `crackseg bench
+// --precision bf16` on the first AMX CPU we had; docs/DEBUGGING.md). So a bf16 weight
+// gradient never takes it: the next implementation oneDNN offers (its AVX512-BF16 kernel,
+// the same bf16 operands and fp32 accumulation) runs instead. Returns whether it moved off
+// AMX (false also if oneDNN offered nothing else; none of our shapes).
+template <class PD>
+bool skip_amx_weight_gradient(PD& pd) {
+  const auto is_amx = [&] { return std::string_view(pd.impl_info_str()).find("amx") != std::string_view::npos; };
+  if (!is_amx()) return false;
+  while (is_amx())
+    if (!pd.next_impl()) return false;
+  return true;
+}
+
 using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
 using Args = std::unordered_map<int, dnnl::memory>;
@@ -48,6 +65,8 @@ struct Context {
   // Few-input-channel convolutions whose weight gradient runs on our own AVX2 kernel (no
   // AVX-512: small_conv_wgrad.hpp), likewise.
   std::set<const void*> small_wgrad_layers;
+  // bf16 convolutions whose weight gradient left oneDNN's AMX kernel (skip_amx_weight_gradient).
+  std::set<const void*> amx_wgrad_skipped;
   // The bf16 copy of a convolution's output gradient lives only during that layer's
   // backward: one buffer, shared, sized to the largest (grown only in plan()).
   Tensor bf16_grad;

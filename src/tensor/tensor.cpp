@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "src/core/error.hpp"
 
@@ -75,6 +76,29 @@ bool wants_huge_pages(std::size_t bytes) {
   const char* v = std::getenv("CRACKSEG_THP");
   return !(v && std::string_view(v) == "0");
 }
+// CRACKSEG_GUARD_PAGES=1 (debugging aid, docs/DEBUGGING.md): every CPU tensor ends exactly at
+// an inaccessible page, so a write past its (64-byte rounded) end faults at the write, in our
+// code or in a library's JIT kernel, instead of corrupting the heap for a later free to find.
+// CRACKSEG_GUARD_PAGES=w makes the page read-only instead: only writes past the end fault
+// (oneDNN 2.6's AMX kernels read whole tiles past some buffers' ends; see the DEBUGGING doc).
+int guard_page_mode() {  // 0 off, 1 no access, 2 read-only
+  const char* v = std::getenv("CRACKSEG_GUARD_PAGES");
+  if (!v) return 0;
+  const std::string_view m(v);
+  return m == "1" ? 1 : m == "w" ? 2 : 0;
+}
+std::shared_ptr<void> guarded_alloc(std::size_t bytes, int mode) {
+  const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  const std::size_t body = (bytes + page - 1) / page * page, total = body + page;
+  void* base = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) throw Error("Tensor::empty: mmap of " + std::to_string(total) + " bytes failed");
+  std::byte* guard = static_cast<std::byte*>(base) + body;
+  if (mprotect(guard, page, mode == 2 ? PROT_READ : PROT_NONE) != 0) {
+    munmap(base, total);
+    throw Error("Tensor::empty: mprotect of the guard page failed");
+  }
+  return std::shared_ptr<void>(guard - bytes, [base, total](void*) { munmap(base, total); });
+}
 }  // namespace
 
 Tensor Tensor::empty(Dims dims, DType dtype, Format format, Device device) {
@@ -89,7 +113,9 @@ Tensor Tensor::empty(Dims dims, DType dtype, Format format, Device device) {
   t.format_ = format;
   t.device_ = device;
   const std::size_t bytes = std::max<std::size_t>(64, (t.nbytes() + 63) / 64 * 64);
-  if (device == Device::cpu) {
+  if (const int guard = device == Device::cpu ? guard_page_mode() : 0) {
+    t.storage_ = guarded_alloc(bytes, guard);
+  } else if (device == Device::cpu) {
     const bool huge = wants_huge_pages(bytes);
     void* p = huge ? std::aligned_alloc(kHugePage, (bytes + kHugePage - 1) / kHugePage * kHugePage)
                    : std::aligned_alloc(64, bytes);
