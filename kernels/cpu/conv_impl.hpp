@@ -115,7 +115,7 @@ class ConvLayer final : public DnnlLayer {
     // from and to this backend's nhwc around each call.
     // Winograd runs one image at a time (any_layout): its blocked temps are one image's.
     const dnnl::memory::dims x1{1, x[1], x[2], x[3]}, y1{1, y[1], y[2], y[3]};
-    bool amx_skipped = false;
+    ctx_->amx_wgrad_skipped.erase(this);  // make_pds() adds it back if it skips AMX again
     const auto make_pds = [&](dnnl::algorithm algo, bool any_layout) {
       const dt op = lp_ ? dt::bf16 : dt::f32;
       const tag at = any_layout ? tag::any : tag::nhwc;
@@ -130,7 +130,7 @@ class ConvLayer final : public DnnlLayer {
       bwd_d_pd = typename BwdD::primitive_desc(bdd, scratch_attr(), eng, fwd_pd_);
       typename BwdW::desc bwd(algo, src_op, dw_any, b_md, dst_op, strides, dilates, pl, pr);
       bwd_w_pd = typename BwdW::primitive_desc(bwd, scratch_attr(), eng, fwd_pd_);
-      if (lp_ && skip_amx_weight_gradient(bwd_w_pd)) amx_skipped = true;  // dnnl_common.hpp
+      if (lp_ && skip_amx_weight_gradient(bwd_w_pd)) ctx_->amx_wgrad_skipped.insert(this);  // dnnl_common.hpp
     };
     wino_ = false;
     if constexpr (!Transposed) {
@@ -159,10 +159,6 @@ class ConvLayer final : public DnnlLayer {
     }
     if (!lp_ && !wino_) CRACKSEG_DNNL_CALL(make_pds(kAlgo, false));
     if (lp_) ctx_->bf16_layers += 1;
-    if (lp_ && amx_skipped)
-      ctx_->amx_wgrad_skipped.insert(this);
-    else
-      ctx_->amx_wgrad_skipped.erase(this);
     blk_w_ = false;
     ctx_->blocked_wgrad_layers.erase(this);
     if constexpr (!Transposed) {

@@ -5,7 +5,10 @@
 // are ordinary allocations. test_bf16 relies on "1" to catch kernels that write out of bounds.
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstdlib>
+
+#include <unistd.h>
 
 #include "src/tensor/tensor.hpp"
 
@@ -61,7 +64,7 @@ TEST(GuardPages, TensorsStillWorkAndEndAtThePage) {
   t.data<float>()[14] = 2.0f;
   EXPECT_EQ(t.data<float>()[14], 2.0f);
   const auto end = reinterpret_cast<std::uintptr_t>(t.data<float>()) + 64;
-  EXPECT_EQ(end % 4096, 0u) << "the tensor's rounded end is the guard page's start";
+  EXPECT_EQ(end % static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE)), 0u) << "the tensor's rounded end is the guard page's start";
   EXPECT_EQ(reinterpret_cast<std::uintptr_t>(t.data<float>()) % 64, 0u);
   ::unsetenv("CRACKSEG_GUARD_PAGES");
 }
