@@ -58,6 +58,9 @@ class OnednnBackend final : public Backend {
             ? ""
             : "; " + std::to_string(ctx_->bf16_outputs.size()) + " activations and " +
                   std::to_string(ctx_->bf16_dins.size()) + " gradients stored as bf16";
+    if (!ctx_->amx_wgrad_layers.empty())  // amx_wgrad.hpp: another summation order than oneDNN's
+      convt += "; weight gradients of " + std::to_string(ctx_->amx_wgrad_layers.size()) +
+               " convolutions on our own AMX kernel";
     if (!ctx_->amx_wgrad_skipped.empty())  // dnnl_common.hpp: another kernel than oneDNN's first choice
       convt += "; weight gradients of " + std::to_string(ctx_->amx_wgrad_skipped.size()) +
                " convolutions on oneDNN's AVX512-BF16 kernel, not its AMX one (out-of-bounds writes in oneDNN 2.6)";

@@ -41,6 +41,12 @@
 // instead of oneDNN's (which pads the input channels to 16) or the GEMM + col2im above: our
 // own T GEMM, kept in cache per block of rows, gathered into dx by col2im_add_row. The
 // 1-channel path above stays for CPUs without AVX-512.
+//
+// bf16 weight gradients on AMX CPUs (conv2d, 16k input and output channels, stride 1 or 2):
+// our own AMX kernel (amx_wgrad.hpp) reads the layer's bf16 input and output-gradient copies
+// and adds into the parameters' gradients directly; oneDNN 2.6's AMX kernel writes out of
+// bounds (dnnl_common.hpp skip_amx_weight_gradient) and its AVX512-BF16 one was slower than
+// fp32's. The 3-channel first layers and other shapes keep the AVX512-BF16 kernel.
 #pragma once
 #include <algorithm>
 #include <array>
@@ -49,6 +55,7 @@
 
 #include <omp.h>
 
+#include "kernels/cpu/amx_wgrad.hpp"
 #include "kernels/cpu/blocked_copy.hpp"
 #include "kernels/cpu/col2im.hpp"
 #include "kernels/cpu/dnnl_common.hpp"
@@ -73,6 +80,7 @@ class ConvLayer final : public DnnlLayer {
   ~ConvLayer() override {
     ctx_->blocked_wgrad_layers.erase(this);
     ctx_->small_wgrad_layers.erase(this);
+    ctx_->amx_wgrad_layers.erase(this);
   }
 
   bool fuse_activation(const LayerSpec& act) override {
@@ -212,6 +220,19 @@ class ConvLayer final : public DnnlLayer {
         ctx_->small_wgrad_layers.erase(this);
       }
       narrow_ = !small_ && !lp_ && s.in_c == 1 && s.stride >= 2 && s.dilation == 1;
+      amx_w_ = false;
+      if (lp_ && s.dilation == 1) {
+        aw_shape_ = {x[0], x[1], x[2], x[3], s.out_c, y[2], y[3], K, K, s.stride, s.padding, s.padding};
+        amx_w_ = amx_wgrad_fits(aw_shape_);
+      }
+      if (amx_w_) {
+        aw_threads_ = omp_get_max_threads();
+        ctx_->reserve_scratch(amx_wgrad_scratch_bytes(aw_shape_, aw_threads_));
+        ctx_->amx_wgrad_layers.insert(this);
+        ctx_->amx_wgrad_skipped.erase(this);  // oneDNN's weight-gradient primitive is never run
+      } else {
+        ctx_->amx_wgrad_layers.erase(this);
+      }
     }
     if (narrow_) {  // dx = col2im(dy * W as a 1x1 convolution to K*K*I channels)
       const int64_t KKI = K * K * s.in_c;
@@ -447,6 +468,13 @@ class ConvLayer final : public DnnlLayer {
       exec(bwd_d_, bwd_d_args_, bwd_d_scratch_);
     }
     if (blk_w_) return blocked_wgrad(*in[0], fused_ ? dpre_buf_.raw() : dout.raw());
+    if (amx_w_) {  // the bf16 input and output-gradient copies are final here (after wait())
+      wait();
+      amx_wgrad(aw_shape_, static_cast<const uint16_t*>(src_lp_.get_data_handle()),
+                static_cast<const uint16_t*>(ddst_lp_.get_data_handle()), ctx_->scratch_ptr(),
+                params_[0].grad.data<float>(), as<Spec>().bias ? params_[1].grad.data<float>() : nullptr, aw_threads_);
+      return;
+    }
     if (small_w_) {
       wait();
       small_conv_wgrad(sw_shape_, in[0]->data<float>(), static_cast<const float*>(fused_ ? dpre_buf_.raw() : dout.raw()),
@@ -596,6 +624,9 @@ class ConvLayer final : public DnnlLayer {
   bool small_w_ = false;                    // ... and own weight gradient (no AVX-512)
   SmallWgradShape sw_shape_;
   int sw_threads_ = 1;
+  bool amx_w_ = false;  // bf16 weight gradient on our own AMX kernel (amx_wgrad.hpp)
+  AmxWgradShape aw_shape_;
+  int aw_threads_ = 1;
   Args fwd_args_, bwd_d_args_, bwd_w_args_, act_args_, reorder_fwd_args_, reorder_bwd_args_, reorder_dw_args_;
 };
 

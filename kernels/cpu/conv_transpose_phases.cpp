@@ -58,8 +58,12 @@
 // bf16 (Context::bf16), as ConvLayer (conv_impl.hpp): x rounded to bf16 once in forward
 // (kept for the weight gradient), dy once in backward, weights by the plain -> blocked
 // reorders; accumulation and every output fp32; the bias gradient sums the rounded dy (as
-// oneDNN's diff_bias does). Counted once in bf16_layers (or bf16_fallbacks).
+// oneDNN's diff_bias does). Counted once in bf16_layers (or bf16_fallbacks). On AMX CPUs the
+// phase weight gradients run on our own AMX kernel (amx_wgrad.hpp: oneDNN 2.6's AMX one writes
+// out of bounds, its AVX512-BF16 one is slower than fp32's) where every phase has 16k channels.
 #include "kernels/cpu/conv_transpose_phases.hpp"
+
+#include <omp.h>
 
 #include <algorithm>
 #include <bit>
@@ -68,6 +72,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/amx_wgrad.hpp"
 #include "kernels/cpu/blocked_copy.hpp"
 #include "kernels/cpu/col2im.hpp"
 #include "kernels/cpu/convt_narrow_wgrad.hpp"
@@ -110,7 +115,10 @@ constexpr int64_t kPhasesMinOut = 16;
 class ConvTransposePhases final : public DnnlLayer {
  public:
   using DnnlLayer::DnnlLayer;
-  ~ConvTransposePhases() override { ctx_->blocked_wgrad_layers.erase(this); }
+  ~ConvTransposePhases() override {
+    ctx_->blocked_wgrad_layers.erase(this);
+    ctx_->amx_wgrad_layers.erase(this);
+  }
 
   bool fuse_activation(const LayerSpec& act) override {
     if (const auto a = fusable_relu_alpha(act)) fused_ = true, alpha_ = *a;
@@ -274,6 +282,25 @@ class ConvTransposePhases final : public DnnlLayer {
       reorder_col_w_ = make_primitive<dnnl::reorder>(dnnl::reorder::primitive_desc(col_plain_w_, col_w_));
       reorder_col_w_args_ = {{DNNL_ARG_FROM, col_plain_w_}, {DNNL_ARG_TO, col_w_}};
     }
+    // bf16 on AMX CPUs: every phase weight gradient on our own AMX kernel (amx_wgrad.hpp; the
+    // bias gradient stays in the gather), its scratch behind the gathered dy.
+    amx_w_ = lp_ && wide_;
+    aw_threads_ = omp_get_max_threads();
+    std::size_t aw_bytes = 0;
+    for (const Phase& ph : phases_) {
+      if (!amx_w_ || !ph.conv) continue;
+      const AmxWgradShape sh = amx_phase_shape(ph);
+      amx_w_ = amx_wgrad_fits(sh);
+      aw_bytes = std::max(aw_bytes, amx_wgrad_scratch_bytes(sh, aw_threads_));
+    }
+    if (amx_w_) {
+      aw_off_ = bwd_ws;
+      bwd_ws += align64(aw_bytes);
+      ctx_->amx_wgrad_layers.insert(this);
+      ctx_->amx_wgrad_skipped.erase(this);  // oneDNN's phase weight gradients are never run
+    } else {
+      ctx_->amx_wgrad_layers.erase(this);
+    }
     if (!wide_) {  // weight and bias gradient: our own kernel, its partial sums in the workspace
       narrow_w_ = {N, x_[2], x_[3], s.in_c, y_[2], y_[3], s.out_c, K, S, s.padding};
       narrow_w_off_ = bwd_ws;
@@ -430,6 +457,13 @@ class ConvTransposePhases final : public DnnlLayer {
     for (Phase& ph : phases_) {
       if (!ph.conv) continue;
       ph.ddst.set_data_handle(ws + ph.ddst_off);
+      if (amx_w_) {  // dv = 0, += the phase's weight gradient (no bias: summed in the gather)
+        std::fill_n(ph.plain_dw_buf.data<float>(), ph.plain_dw_buf.numel(), 0.0f);
+        amx_wgrad(amx_phase_shape(ph), static_cast<const uint16_t*>(src_lp_.get_data_handle()),
+                  reinterpret_cast<const uint16_t*>(ws + ph.ddst_off), ws + aw_off_, ph.plain_dw_buf.data<float>(),
+                  nullptr, aw_threads_);
+        continue;
+      }
       exec(ph.bwd_w, ph.bwd_w_args, ph.bwd_w_scratch);
       CRACKSEG_DNNL_CALL(ph.reorder_dw.execute(ctx_->stream, ph.reorder_dw_args));
     }
@@ -631,6 +665,11 @@ class ConvTransposePhases final : public DnnlLayer {
   }
 
   // dW (I, O, K, K) += each phase's dv (O, I, J_h, J_w) at its taps.
+  // A phase's stride-1 convolution (x, its gathered dy, the Jh x Jw sub-kernel) for amx_wgrad.
+  AmxWgradShape amx_phase_shape(const Phase& ph) const {
+    const auto& s = as<ConvTranspose2dSpec>();
+    return {x_[0], x_[1], x_[2], x_[3], s.out_c, ph.h.out, ph.w.out, ph.h.taps, ph.w.taps, 1, ph.h.pad_l, ph.w.pad_l};
+  }
   void scatter_weight_grad() {
     const auto& s = as<ConvTranspose2dSpec>();
     const int64_t S = s.stride, K = s.kernel, I = s.in_c, O = s.out_c;
@@ -651,6 +690,9 @@ class ConvTransposePhases final : public DnnlLayer {
 
   bool fused_ = false, planned_ = false, lp_ = false, has_bias_only_ = false, wide_ = true;
   bool blkw_ = false;             // phase weight gradients on nChw8c (plan_blocked_wgrad)
+  bool amx_w_ = false;            // bf16 phase weight gradients on our own AMX kernel
+  int aw_threads_ = 1;
+  std::size_t aw_off_ = 0;        // its scratch in the workspace
   dnnl::memory xblk_;             // ... and x's blocked copy in the workspace
   std::size_t xblk_off_ = 0;
   int64_t out_first_ = 0, out_pixel_ = 0;  // where forward writes y (write_output_as_channels)

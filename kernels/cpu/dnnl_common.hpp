@@ -67,6 +67,8 @@ struct Context {
   std::set<const void*> small_wgrad_layers;
   // bf16 convolutions whose weight gradient left oneDNN's AMX kernel (skip_amx_weight_gradient).
   std::set<const void*> amx_wgrad_skipped;
+  // bf16 convolutions whose weight gradient runs on our own AMX kernel (amx_wgrad.hpp).
+  std::set<const void*> amx_wgrad_layers;
   // The bf16 copy of a convolution's output gradient lives only during that layer's
   // backward: one buffer, shared, sized to the largest (grown only in plan()).
   Tensor bf16_grad;

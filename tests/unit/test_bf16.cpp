@@ -17,6 +17,7 @@
 #include <cstring>
 #include <functional>
 
+#include "kernels/cpu/amx_wgrad.hpp"
 #include "kernels/cpu/to_bf16.hpp"
 #include "src/graph/graph.hpp"
 #include "tests/unit/test_layer_util.hpp"
@@ -54,6 +55,7 @@ Tensor rounded(const Tensor& t) {
 
 struct ConvRun {
   Tensor out, din, dw, db;
+  std::string summary;  // the backend's precision_summary()
 };
 
 // One forward and one backward of `spec` on `backend` ("onednn" fp32 / bf16, or the
@@ -81,6 +83,7 @@ ConvRun run(const std::string& backend, const std::string& precision, const Laye
   layer->backward(ctx, iptr, r.out, dout, dptr);
   r.dw = ps[0]->grad.clone();
   r.db = ps[1]->grad.clone();
+  r.summary = be->precision_summary();
   if (backend == "onednn" && precision == "bf16") {
     EXPECT_NE(be->precision_summary().find("bf16 (1 convolutions; 0 without"), std::string::npos)
         << be->precision_summary();
@@ -92,6 +95,7 @@ struct ConvCase {
   std::string label;
   LayerSpec spec;
   Dims x;
+  bool amx = false;  // on an AMX CPU the weight gradient runs on our own AMX kernel (amx_wgrad.hpp)
 };
 
 class Bf16Conv : public ::testing::TestWithParam<ConvCase> {};
@@ -125,6 +129,9 @@ TEST_P(Bf16Conv, OperandsRoundedToBf16AccumulationInFp32) {
   EXPECT_GT(tolerance_ratio(f32.out, ref.out, atol, rtol), 3.0);
   EXPECT_GT(tolerance_ratio(f32.din, ref.din, atol, rtol), 3.0);
   EXPECT_GT(tolerance_ratio(f32.dw, ref.dw, atol, rtol), 3.0);
+  // Which weight-gradient kernel ran: ours on AMX CPUs for the 16k-channel shapes.
+  const bool ours = lp.summary.find("on our own AMX kernel") != std::string::npos;
+  EXPECT_EQ(ours, c.amx && onednn::amx_bf16_available()) << lp.summary;
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -144,9 +151,15 @@ INSTANTIATE_TEST_SUITE_P(
                       // CPU with AMX reproduces the fault; elsewhere they are ordinary bf16 cases.
                       // The transposed conv at 600 wide never faulted: its phases under guard pages.
                       ConvCase{"unet_3to16_w400", Conv2dSpec{3, 16, 3, 1, 1, 1}, {1, 3, 8, 400}},
-                      ConvCase{"unet_16to16_w400", Conv2dSpec{16, 16, 3, 1, 1, 1}, {1, 16, 8, 400}},
-                      ConvCase{"unet_32to16_w400", Conv2dSpec{32, 16, 3, 1, 1, 1}, {1, 32, 8, 400}},
-                      ConvCase{"convT_k3_s2_w600", ConvTranspose2dSpec{16, 16, 3, 2, 1, 1}, {1, 16, 8, 600}}),
+                      ConvCase{"unet_16to16_w400", Conv2dSpec{16, 16, 3, 1, 1, 1}, {1, 16, 8, 400}, true},
+                      ConvCase{"unet_32to16_w400", Conv2dSpec{32, 16, 3, 1, 1, 1}, {1, 32, 8, 400}, true},
+                      ConvCase{"convT_k3_s2_w600", ConvTranspose2dSpec{16, 16, 3, 2, 1, 1}, {1, 16, 8, 600}, true},
+                      // More shapes our AMX weight gradient takes: stride 2 (Spiral-Net's
+                      // encoders), 1x1, the U-Net's K2 up-conv (1x1 phases), Spiral-Net's 3x3 ones.
+                      ConvCase{"conv_s2_16to32", Conv2dSpec{16, 32, 3, 2, 1, 1}, {2, 16, 13, 11}, true},
+                      ConvCase{"conv1x1_32to16", Conv2dSpec{32, 16, 1, 1, 0, 1}, {2, 32, 5, 7}, true},
+                      ConvCase{"convT_k2_s2_32to16", ConvTranspose2dSpec{32, 16, 2, 2, 0, 0}, {2, 32, 6, 5}, true},
+                      ConvCase{"convT_k3_s2_32to16", ConvTranspose2dSpec{32, 16, 3, 2, 0, 0}, {2, 32, 7, 9}, true}),
     [](const auto& info) { return info.param.label; });
 
 TEST(Bf16Precision, RefusedWhereNotImplemented) {
