@@ -29,6 +29,7 @@ struct Opts {
   std::string model = "unet";
   std::vector<std::string> keys;  // key=value for the model section
   std::string backend = "onednn";
+  std::string precision = "fp32";
   int64_t size = 400, batch = 4;
   int steps = 5, warmup = 2, top = 12;
   bool no_fusion = false, json = false, no_peak = false;
@@ -81,6 +82,7 @@ int run() {
   auto model = build_model(section);
   model->check_input_size(opts.size, opts.size);
   auto backend = make_backend(opts.backend);
+  backend->set_precision(opts.precision);
   model->graph.set_fusion(!opts.no_fusion);
   model->graph.instantiate(*backend, 126);
   const Dims in{opts.batch, model->in_channels, opts.size, opts.size};
@@ -142,6 +144,7 @@ int run() {
   const double nsteps = static_cast<double>(step_s.size());
   if (opts.json) {
     nlohmann::json j = {{"case", opts.model},           {"backend", opts.backend},
+                        {"precision", backend->precision_summary()},
                         {"size", opts.size},            {"batch", opts.batch},
                         {"fusion", !opts.no_fusion},    {"step_s_median", median},
                         {"step_s", step_s},             {"samples_per_s", sps},
@@ -162,6 +165,7 @@ int run() {
               opts.model.c_str(), model->summary().c_str(), opts.backend.c_str(), static_cast<long long>(opts.size),
               static_cast<long long>(opts.size), static_cast<long long>(opts.batch), opts.no_fusion ? "off" : "on",
               opts.steps, opts.warmup);
+  std::printf("arithmetic: %s\n", backend->precision_summary().c_str());
   std::printf("step median %.3f s (min %.3f, max %.3f); %.2f samples/s; %.2f GFLOP per sample per step\n", median,
               sorted.front(), sorted.back(), sps, gflop_per_sample);
   std::printf("CPU time %.3f s per step (all threads): %.1f GFLOP per CPU-second", cpu_per_step, gflop_per_cpu_s);
@@ -191,6 +195,7 @@ crackseg::cli::CommandRegistration reg{{
           app.add_option("--model", opts.model, "model family")->capture_default_str();
           app.add_option("keys", opts.keys, "model keys, key=value (base=32 depth=5 ...)");
           app.add_option("--backend", opts.backend, "onednn | reference")->capture_default_str();
+          app.add_option("--precision", opts.precision, "fp32 | bf16 (train.precision)")->capture_default_str();
           app.add_option("--size", opts.size, "square input size")->capture_default_str();
           app.add_option("--batch", opts.batch, "batch (micro-batch) size")->capture_default_str();
           app.add_option("--steps", opts.steps, "timed steps")->capture_default_str();

@@ -22,6 +22,7 @@ namespace fs = std::filesystem;
 
 namespace crackseg::onednn {
 std::string missing_bf16_isa();
+bool amx_bf16_available();
 }
 
 namespace {
@@ -81,6 +82,24 @@ TEST(Bf16Cli, RefusedWithoutBf16InstructionsNamingThem) {
   EXPECT_NE(b.code, 0) << b.output;
   EXPECT_NE(b.output.find("AVX512-BF16"), std::string::npos) << b.output;
   EXPECT_NE(b.output.find("AVX2"), std::string::npos) << b.output;
+}
+
+// bench-layers --precision (profiles of bf16 steps): the arithmetic it ran is printed and in the
+// JSON; on an AMX CPU the patch CNN's 16-channel convolutions take our AMX weight gradient.
+TEST(Bf16Cli, BenchLayersRunsAndRecordsThePrecision) {
+  const std::string base = "bench-layers --model patch_cnn --size 27 --batch 8 --steps 1 --warmup 0 --no-peak --json";
+  const auto f = test::run_cli(base);
+  ASSERT_EQ(f.code, 0) << f.output;
+  EXPECT_EQ(nlohmann::json::parse(f.output)["precision"], "fp32") << f.output;
+  const auto bad = test::run_cli(base + " --precision fp8");
+  EXPECT_NE(bad.code, 0) << bad.output;
+  EXPECT_NE(bad.output.find("fp8"), std::string::npos) << bad.output;
+  if (const std::string m = onednn::missing_bf16_isa(); !m.empty()) GTEST_SKIP() << "no bf16 kernels here: " << m;
+  const auto b = test::run_cli(base + " --precision bf16");
+  ASSERT_EQ(b.code, 0) << b.output;
+  const auto p = nlohmann::json::parse(b.output)["precision"].get<std::string>();
+  EXPECT_EQ(p.rfind("bf16 (", 0), 0u) << p;
+  EXPECT_EQ(p.find("on our own AMX kernel") != std::string::npos, onednn::amx_bf16_available()) << p;
 }
 
 TEST(Bf16Cli, Tf32RefusedOnTheCpu) {
