@@ -24,9 +24,10 @@ namespace {
 // tensor's cache lines are touched once (not once per input: Spiral-Net's head concatenates
 // seven 1-channel maps, and a pass per input cost 7x the memory traffic).
 // Calls copy(k, part_k, p0, p1) per tile [p0, p1) and non-null part, threads over tiles.
+constexpr int64_t kConcatTile = 256;  // pixels per tile
 template <class Copy>
 inline void for_tiles(int64_t Ct, std::span<float* const> parts, int64_t pixels, Copy&& copy) {
-  constexpr int64_t kTile = 256;
+  constexpr int64_t kTile = kConcatTile;
   const int64_t tiles = (pixels + kTile - 1) / kTile;
 #pragma omp parallel for schedule(static) if (pixels * Ct > 32768)
   for (int64_t t = 0; t < tiles; ++t) {
@@ -66,10 +67,19 @@ inline void copy_tiles_bf16(uint16_t* whole, int64_t Ct, std::span<float* const>
   for_tiles(Ct, parts, pixels, [&](std::size_t k, const float* part, int64_t p0, int64_t p1) {
     const int64_t ck = chans[k];
     uint16_t* w = whole + first[k];
-    if (ck == Ct)  // a single input: one run
+    if (ck == Ct) {  // a single input: one run
       f32_to_bf16_serial(part + p0 * ck, w + p0 * Ct, (p1 - p0) * ck);
-    else
+    } else if (ck < 16) {
+      // Few channels (Spiral-Net's 1-channel maps): the tile's part is one contiguous run, so
+      // it is rounded in one call into a local buffer and then spread over the pixels (a call
+      // per pixel cost 3x the fp32 concat: 11.8 against 3.9 ms per Spiral-Net step).
+      uint16_t buf[kConcatTile * 16];
+      f32_to_bf16_serial(part + p0 * ck, buf, (p1 - p0) * ck);
+      for (int64_t p = p0; p < p1; ++p)
+        for (int64_t j = 0; j < ck; ++j) w[p * Ct + j] = buf[(p - p0) * ck + j];
+    } else {
       for (int64_t p = p0; p < p1; ++p) f32_to_bf16_serial(part + p * ck, w + p * Ct, ck);
+    }
   });
 }
 

@@ -271,10 +271,11 @@ TEST(Bf16Activations, StoredAsBf16WhereOnlyBf16ConvolutionsReadThemWithTheSameBi
     NodeId u = g.add("up", ConvTranspose2dSpec{16, 16, 3, 2, 0, 0}, {x});  // phase transposed conv
     u = g.add("bn3", BatchNorm2dSpec{16}, {u});
     NodeId skip = g.add("c3", Conv2dSpec{16, 8, 1, 1, 0}, {u});
+    NodeId map = g.add("c4", Conv2dSpec{16, 1, 1, 1, 0}, {u});  // a 1-channel map (Spiral-Net's module outputs)
     // bn3 also feeds the concat: stays fp32. The concat's only reader is a bf16 conv, so it is
-    // stored as bf16 (rounded as it copies).
-    NodeId cat = g.add("cat", ConcatSpec{}, {u, skip});
-    g.set_output(g.add("head", Conv2dSpec{24, 1, 1, 1, 0}, {cat}));
+    // stored as bf16 (rounded as it copies: 16, 8 and 1 channel inputs, each a different copy loop).
+    NodeId cat = g.add("cat", ConcatSpec{}, {u, skip, map});
+    g.set_output(g.add("head", Conv2dSpec{25, 1, 1, 1, 0}, {cat}));
     return g;
   };
   expect_bf16_storage_keeps_bits(build, {2, 3, 15, 13}, "; 3 activations and 3 gradients stored as bf16");
