@@ -51,11 +51,57 @@ Geometry geometry(const AmxWgradShape& s) {
   return g;
 }
 
-float bf16_to_f32(uint16_t v) {
-  const uint32_t u = static_cast<uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// Within each dword c of the result: (a[c], b[c]) for a = the low 16 words of z, b = the high:
+// two pixels' 16 channels interleaved per channel.
+__attribute__((target("avx512f,avx512bw"))) inline __m512i pair_words(__m512i z) {
+  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21,
+                                       5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(idx, z);
+}
+
+// 16 words at p, or zeros for a null p.
+__attribute__((target("avx512f,avx512bw"))) inline __m256i load16(const uint16_t* p) {
+  return p ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)) : _mm256_setzero_si256();
+}
+// bf16 words -> fp32.
+__attribute__((target("avx512f,avx512bw"))) inline __m512 widen(__m256i v) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+}
+
+// 16 channels of 32 pixels (pixel k at px[k], 16 words each; null: zeros) transposed into 16
+// rows of 32 words: d + i*ld, the first `n` words of each written (n <= 32). Pixel pairs
+// interleaved per channel (pair_words), then the 16x16 dword transpose (unpack 32, unpack 64,
+// two 128-bit lane shuffles).
+__attribute__((target("avx512f,avx512bw"))) void transpose_16x32(const uint16_t* const* px, uint16_t* d, int64_t ld,
+                                                                 int64_t n) {
+  __m512i r[16];
+  for (int k = 0; k < 16; ++k)
+    r[k] = pair_words(_mm512_inserti64x4(_mm512_castsi256_si512(load16(px[2 * k])), load16(px[2 * k + 1]), 1));
+  __m512i a[16], b[16];
+  for (int m = 0; m < 8; ++m) {
+    a[2 * m] = _mm512_unpacklo_epi32(r[2 * m], r[2 * m + 1]);
+    a[2 * m + 1] = _mm512_unpackhi_epi32(r[2 * m], r[2 * m + 1]);
+  }
+  // b[4q + e], lane L: column 4L + e of rows 4q .. 4q+3.
+  for (int q = 0; q < 4; ++q) {
+    b[4 * q + 0] = _mm512_unpacklo_epi64(a[4 * q], a[4 * q + 2]);
+    b[4 * q + 1] = _mm512_unpackhi_epi64(a[4 * q], a[4 * q + 2]);
+    b[4 * q + 2] = _mm512_unpacklo_epi64(a[4 * q + 1], a[4 * q + 3]);
+    b[4 * q + 3] = _mm512_unpackhi_epi64(a[4 * q + 1], a[4 * q + 3]);
+  }
+  const __mmask32 m = n >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << n) - 1);
+  for (int e = 0; e < 4; ++e) {  // column 4L + e: lane q of it = lane L of b[4q + e]
+    const __m512i c0 = _mm512_shuffle_i32x4(b[e], b[4 + e], 0x44), c1 = _mm512_shuffle_i32x4(b[e], b[4 + e], 0xEE);
+    const __m512i c2 = _mm512_shuffle_i32x4(b[8 + e], b[12 + e], 0x44);
+    const __m512i c3 = _mm512_shuffle_i32x4(b[8 + e], b[12 + e], 0xEE);
+    _mm512_mask_storeu_epi16(d + (0 + e) * ld, m, _mm512_shuffle_i32x4(c0, c2, 0x88));
+    _mm512_mask_storeu_epi16(d + (4 + e) * ld, m, _mm512_shuffle_i32x4(c0, c2, 0xDD));
+    _mm512_mask_storeu_epi16(d + (8 + e) * ld, m, _mm512_shuffle_i32x4(c1, c3, 0x88));
+    _mm512_mask_storeu_epi16(d + (12 + e) * ld, m, _mm512_shuffle_i32x4(c1, c3, 0xDD));
+  }
 }
 
 // xT[p][i][rr][c] = x[n, S*r0 - Ph + rr, S*c + p - Pw, i] (zero outside the image) for the
@@ -77,58 +123,47 @@ void build_xt(const AmxWgradShape& s, const Geometry& g, const uint16_t* x, int6
       const int64_t last = s.W - 1 + s.Pw - p;  // S*c <= last
       const int64_t hi = last < 0 ? lo : std::clamp<int64_t>(last / s.S + 1, lo, g.wc);
       const uint16_t* src = x + ((n * s.H + ih) * s.W) * I;
-      for (int64_t i = 0; i < I; ++i) {
-        uint16_t* di = d + i * plane;
-        std::fill(di, di + lo, uint16_t{0});
-        std::fill(di + hi, di + g.wc, uint16_t{0});
-      }
-      // 16 channels x 16 columns at a time through a small buffer (the compiler keeps the
-      // transposition in registers); the column tail one by one.
-      int64_t c = lo;
-      for (; c + 16 <= hi; c += 16) {
+      // [0, lo) zero; [lo, wc) in blocks of 32 columns, pixels past hi as zeros (the padding).
+      for (int64_t i = 0; i < I; ++i) std::fill(d + i * plane, d + i * plane + lo, uint16_t{0});
+      for (int64_t c = lo; c < g.wc; c += 32) {
+        const int64_t nc = std::min<int64_t>(32, g.wc - c);
         for (int64_t i0 = 0; i0 < I; i0 += 16) {
-          uint16_t t[16][16];
-          for (int64_t k = 0; k < 16; ++k) {
-            const uint16_t* sp = src + (s.S * (c + k) + p - s.Pw) * I + i0;
-            for (int64_t i = 0; i < 16; ++i) t[i][k] = sp[i];
-          }
-          for (int64_t i = 0; i < 16; ++i) std::memcpy(d + (i0 + i) * plane + c, t[i], sizeof t[i]);
+          const uint16_t* px[32];
+          for (int64_t k = 0; k < 32; ++k) px[k] = c + k < hi ? src + (s.S * (c + k) + p - s.Pw) * I + i0 : nullptr;
+          transpose_16x32(px, d + i0 * plane + c, plane, nc);
         }
-      }
-      for (; c < hi; ++c) {
-        const uint16_t* sp = src + (s.S * c + p - s.Pw) * I;
-        for (int64_t i = 0; i < I; ++i) d[i * plane + c] = sp[i];
       }
     }
 }
 
 // dyV[j][q][o][2] = (dy[n, r0 + j, 2q, o], dy[n, r0 + j, 2q + 1, o]) (zero past Wo): pairs of
-// neighbouring pixels interleaved per channel, the B operand; bias[o] += the chunk's dy.
-void build_dyv(const AmxWgradShape& s, const Geometry& g, const uint16_t* dy, int64_t n, int64_t r0, int64_t rows,
-               uint16_t* dyv, float* bias) {
+// neighbouring pixels interleaved per channel, the B operand; bias[o] += the chunk's dy, pixel
+// by pixel in order.
+__attribute__((target("avx512f,avx512bw"))) void build_dyv(const AmxWgradShape& s, const Geometry& g,
+                                                            const uint16_t* dy, int64_t n, int64_t r0, int64_t rows,
+                                                            uint16_t* dyv, float* bias) {
   const int64_t O = s.O;
   for (int64_t j = 0; j < rows; ++j) {
     const uint16_t* src = dy + ((n * s.Ho + r0 + j) * s.Wo) * O;
     uint16_t* d = dyv + j * g.wop * O;
     for (int64_t q = 0; q < g.wop / 2; ++q) {
-      const int64_t w0 = 2 * q, w1 = 2 * q + 1;
-      uint16_t* dq = d + q * 2 * O;
-      if (w1 < s.Wo) {
-        const uint16_t* a = src + w0 * O;
-        const uint16_t* b = src + w1 * O;
-        for (int64_t o = 0; o < O; ++o) dq[2 * o] = a[o], dq[2 * o + 1] = b[o];
-      } else if (w0 < s.Wo) {
-        const uint16_t* a = src + w0 * O;
-        for (int64_t o = 0; o < O; ++o) dq[2 * o] = a[o], dq[2 * o + 1] = 0;
-      } else {
-        std::memset(dq, 0, 2 * O * sizeof(uint16_t));
+      const uint16_t* a = 2 * q < s.Wo ? src + 2 * q * O : nullptr;
+      const uint16_t* b = 2 * q + 1 < s.Wo ? src + (2 * q + 1) * O : nullptr;
+      for (int64_t o = 0; o < O; o += 16) {
+        const __m256i va = load16(a ? a + o : nullptr), vb = load16(b ? b + o : nullptr);
+        _mm512_storeu_si512(d + q * 2 * O + 2 * o, pair_words(_mm512_inserti64x4(_mm512_castsi256_si512(va), vb, 1)));
+        if (bias) {
+          __m512 acc = _mm512_loadu_ps(bias + o);
+          if (a) acc = _mm512_add_ps(acc, widen(va));
+          if (b) acc = _mm512_add_ps(acc, widen(vb));
+          _mm512_storeu_ps(bias + o, acc);
+        }
       }
     }
-    if (bias)
-      for (int64_t w = 0; w < s.Wo; ++w)
-        for (int64_t o = 0; o < O; ++o) bias[o] += bf16_to_f32(src[w * O + o]);
   }
 }
+
+#pragma GCC diagnostic pop
 
 // One tile job: NS A operands (taps / input blocks) x NB output blocks of 16, accumulators in
 // tiles 0-3 (tile s*NB + b), A in tiles 4-5, B in 6-7; over `rows` output rows of kPix-pixel
