@@ -25,6 +25,7 @@ struct Geometry {
   int64_t R = 0;      // output rows per chunk
   int64_t rin = 0;    // xT rows: (R - 1) * S + Kh
   int64_t per_image = 0, chunks = 0;
+  int64_t ip = 0, op = 0;  // I and O rounded up to 16 (the padding channels are zeros)
   int64_t ib = 0;     // input-channel blocks of 16
   int64_t slots = 0;  // Kh * Kw * ib: one A operand (tap, input block) each
   std::size_t xt_bytes = 0, dyv_bytes = 0, part_bytes = 0, bias_bytes = 0, per_thread = 0;
@@ -36,17 +37,19 @@ Geometry geometry(const AmxWgradShape& s) {
   Geometry g;
   g.wop = (s.Wo + kPix - 1) / kPix * kPix;
   g.wc = g.wop + (s.Kw - 1) / s.S;
-  const int64_t per_row = (s.S * s.S * s.I * g.wc + g.wop * s.O) * 2;
+  g.ip = (s.I + 15) / 16 * 16;
+  g.op = (s.O + 15) / 16 * 16;
+  const int64_t per_row = (s.S * s.S * g.ip * g.wc + g.wop * g.op) * 2;
   g.R = std::clamp<int64_t>(kChunkBytes / std::max<int64_t>(per_row, 1), 1, s.Ho);
   g.per_image = (s.Ho + g.R - 1) / g.R;
   g.chunks = s.N * g.per_image;
   g.rin = (g.R - 1) * s.S + s.Kh;
-  g.ib = s.I / 16;
+  g.ib = g.ip / 16;
   g.slots = s.Kh * s.Kw * g.ib;
-  g.xt_bytes = align64(static_cast<std::size_t>(s.S * s.I * g.rin * g.wc) * 2);
-  g.dyv_bytes = align64(static_cast<std::size_t>(g.R * g.wop * s.O) * 2);
-  g.part_bytes = align64(static_cast<std::size_t>(g.slots * 16 * s.O) * sizeof(float));
-  g.bias_bytes = align64(static_cast<std::size_t>(s.O) * sizeof(float));
+  g.xt_bytes = align64(static_cast<std::size_t>(s.S * g.ip * g.rin * g.wc) * 2);
+  g.dyv_bytes = align64(static_cast<std::size_t>(g.R * g.wop * g.op) * 2);
+  g.part_bytes = align64(static_cast<std::size_t>(g.slots * 16 * g.op) * sizeof(float));
+  g.bias_bytes = align64(static_cast<std::size_t>(g.op) * sizeof(float));
   g.per_thread = g.xt_bytes + g.dyv_bytes + g.part_bytes + g.bias_bytes;
   return g;
 }
@@ -62,24 +65,28 @@ __attribute__((target("avx512f,avx512bw"))) inline __m512i pair_words(__m512i z)
   return _mm512_permutexvar_epi16(idx, z);
 }
 
-// 16 words at p, or zeros for a null p.
-__attribute__((target("avx512f,avx512bw"))) inline __m256i load16(const uint16_t* p) {
-  return p ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)) : _mm256_setzero_si256();
+// The words of mask m at p (others zero), or zeros for a null p.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m256i load16(const uint16_t* p, __mmask16 m) {
+  return p ? _mm256_maskz_loadu_epi16(m, p) : _mm256_setzero_si256();
+}
+// The first n (<= 16) lanes.
+inline __mmask16 first_lanes(int64_t n) {
+  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1);
 }
 // bf16 words -> fp32.
 __attribute__((target("avx512f,avx512bw"))) inline __m512 widen(__m256i v) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
 }
 
-// 16 channels of 32 pixels (pixel k at px[k], 16 words each; null: zeros) transposed into 16
-// rows of 32 words: d + i*ld, the first `n` words of each written (n <= 32). Pixel pairs
+// 16 channels of 32 pixels (pixel k at px[k], the channels of mask cm; others and null pixels
+// zero) transposed into 16 rows of 32 words: d + i*ld, the first `n` words of each written. Pixel pairs
 // interleaved per channel (pair_words), then the 16x16 dword transpose (unpack 32, unpack 64,
 // two 128-bit lane shuffles).
-__attribute__((target("avx512f,avx512bw"))) void transpose_16x32(const uint16_t* const* px, uint16_t* d, int64_t ld,
-                                                                 int64_t n) {
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void transpose_16x32(const uint16_t* const* px, __mmask16 cm,
+                                                                          uint16_t* d, int64_t ld, int64_t n) {
   __m512i r[16];
   for (int k = 0; k < 16; ++k)
-    r[k] = pair_words(_mm512_inserti64x4(_mm512_castsi256_si512(load16(px[2 * k])), load16(px[2 * k + 1]), 1));
+    r[k] = pair_words(_mm512_inserti64x4(_mm512_castsi256_si512(load16(px[2 * k], cm)), load16(px[2 * k + 1], cm), 1));
   __m512i a[16], b[16];
   for (int m = 0; m < 8; ++m) {
     a[2 * m] = _mm512_unpacklo_epi32(r[2 * m], r[2 * m + 1]);
@@ -109,13 +116,13 @@ __attribute__((target("avx512f,avx512bw"))) void transpose_16x32(const uint16_t*
 // the A operand of tap (kh, kw) at output (r0 + j, ow) is xT[kw % S][i][S*j + kh][ow + kw / S].
 void build_xt(const AmxWgradShape& s, const Geometry& g, const uint16_t* x, int64_t n, int64_t r0, int64_t rows,
               uint16_t* xt) {
-  const int64_t I = s.I, plane = g.rin * g.wc;
+  const int64_t I = s.I, Ip = g.ip, plane = g.rin * g.wc;
   for (int64_t p = 0; p < s.S; ++p)
     for (int64_t rr = 0; rr < rows; ++rr) {
       const int64_t ih = s.S * r0 - s.Ph + rr;
-      uint16_t* d = xt + p * I * plane + rr * g.wc;
+      uint16_t* d = xt + p * Ip * plane + rr * g.wc;
       if (ih < 0 || ih >= s.H) {
-        for (int64_t i = 0; i < I; ++i) std::memset(d + i * plane, 0, g.wc * sizeof(uint16_t));
+        for (int64_t i = 0; i < Ip; ++i) std::memset(d + i * plane, 0, g.wc * sizeof(uint16_t));
         continue;
       }
       // Columns c with 0 <= S*c + p - Pw < W: [lo, hi).
@@ -124,34 +131,35 @@ void build_xt(const AmxWgradShape& s, const Geometry& g, const uint16_t* x, int6
       const int64_t hi = last < 0 ? lo : std::clamp<int64_t>(last / s.S + 1, lo, g.wc);
       const uint16_t* src = x + ((n * s.H + ih) * s.W) * I;
       // [0, lo) zero; [lo, wc) in blocks of 32 columns, pixels past hi as zeros (the padding).
-      for (int64_t i = 0; i < I; ++i) std::fill(d + i * plane, d + i * plane + lo, uint16_t{0});
+      for (int64_t i = 0; i < Ip; ++i) std::fill(d + i * plane, d + i * plane + lo, uint16_t{0});
       for (int64_t c = lo; c < g.wc; c += 32) {
         const int64_t nc = std::min<int64_t>(32, g.wc - c);
-        for (int64_t i0 = 0; i0 < I; i0 += 16) {
+        for (int64_t i0 = 0; i0 < Ip; i0 += 16) {  // channels past I: zero rows
           const uint16_t* px[32];
           for (int64_t k = 0; k < 32; ++k) px[k] = c + k < hi ? src + (s.S * (c + k) + p - s.Pw) * I + i0 : nullptr;
-          transpose_16x32(px, d + i0 * plane + c, plane, nc);
+          transpose_16x32(px, first_lanes(I - i0), d + i0 * plane + c, plane, nc);
         }
       }
     }
 }
 
-// dyV[j][q][o][2] = (dy[n, r0 + j, 2q, o], dy[n, r0 + j, 2q + 1, o]) (zero past Wo): pairs of
-// neighbouring pixels interleaved per channel, the B operand; bias[o] += the chunk's dy, pixel
-// by pixel in order.
-__attribute__((target("avx512f,avx512bw"))) void build_dyv(const AmxWgradShape& s, const Geometry& g,
+// dyV[j][q][o][2] = (dy[n, r0 + j, 2q, o], dy[n, r0 + j, 2q + 1, o]) (zero past Wo and for
+// o >= O up to the padded op): pairs of neighbouring pixels interleaved per channel, the B
+// operand; bias[o] += the chunk's dy, pixel by pixel in order.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void build_dyv(const AmxWgradShape& s, const Geometry& g,
                                                             const uint16_t* dy, int64_t n, int64_t r0, int64_t rows,
                                                             uint16_t* dyv, float* bias) {
-  const int64_t O = s.O;
+  const int64_t O = s.O, Op = g.op;
   for (int64_t j = 0; j < rows; ++j) {
     const uint16_t* src = dy + ((n * s.Ho + r0 + j) * s.Wo) * O;
-    uint16_t* d = dyv + j * g.wop * O;
+    uint16_t* d = dyv + j * g.wop * Op;
     for (int64_t q = 0; q < g.wop / 2; ++q) {
       const uint16_t* a = 2 * q < s.Wo ? src + 2 * q * O : nullptr;
       const uint16_t* b = 2 * q + 1 < s.Wo ? src + (2 * q + 1) * O : nullptr;
-      for (int64_t o = 0; o < O; o += 16) {
-        const __m256i va = load16(a ? a + o : nullptr), vb = load16(b ? b + o : nullptr);
-        _mm512_storeu_si512(d + q * 2 * O + 2 * o, pair_words(_mm512_inserti64x4(_mm512_castsi256_si512(va), vb, 1)));
+      for (int64_t o = 0; o < Op; o += 16) {
+        const __mmask16 m = first_lanes(O - o);
+        const __m256i va = load16(a ? a + o : nullptr, m), vb = load16(b ? b + o : nullptr, m);
+        _mm512_storeu_si512(d + q * 2 * Op + 2 * o, pair_words(_mm512_inserti64x4(_mm512_castsi256_si512(va), vb, 1)));
         if (bias) {
           __m512 acc = _mm512_loadu_ps(bias + o);
           if (a) acc = _mm512_add_ps(acc, widen(va));
@@ -238,7 +246,7 @@ __attribute__((target("amx-tile"))) void tiles_off() { _tile_release(); }
 // All tile jobs of one chunk (rows output rows; xT and dyV built).
 void chunk_jobs(const AmxWgradShape& s, const Geometry& g, const uint16_t* xt, const uint16_t* dyv, int64_t rows,
                 float* part) {
-  const int64_t O = s.O, ob = O / 16, plane = g.rin * g.wc;
+  const int64_t O = g.op, ob = O / 16, plane = g.rin * g.wc;
   Job jb{};
   jb.a_stride = plane * 2;
   jb.b_stride = O * 4;
@@ -250,7 +258,7 @@ void chunk_jobs(const AmxWgradShape& s, const Geometry& g, const uint16_t* xt, c
   jb.b_step = kPix * O;
   const auto a_of = [&](int64_t slot) {
     const int64_t tap = slot / g.ib, blk = slot % g.ib, kh = tap / s.Kw, kw = tap % s.Kw;
-    return xt + ((kw % s.S) * s.I + blk * 16) * plane + kh * g.wc + kw / s.S;
+    return xt + ((kw % s.S) * g.ip + blk * 16) * plane + kh * g.wc + kw / s.S;
   };
   const auto c_of = [&](int64_t slot, int64_t b) { return part + slot * 16 * O + b * 16; };
   asm volatile("" ::: "memory");  // xT and dyV are in memory before the tile loads read them
@@ -299,7 +307,7 @@ bool amx_bf16_available() {
 }
 
 bool amx_wgrad_fits(const AmxWgradShape& s) {
-  return s.I > 0 && s.O > 0 && s.I % 16 == 0 && s.O % 16 == 0 && (s.S == 1 || s.S == 2) && s.Kh >= 1 && s.Kw >= 1 &&
+  return s.I > 0 && s.O > 0 && (s.S == 1 || s.S == 2) && s.Kh >= 1 && s.Kw >= 1 &&
          s.Kh <= 7 && s.Kw <= 7 && s.Ph >= 0 && s.Pw >= 0 && s.Ph < s.Kh && s.Pw < s.Kw && s.Ho > 0 && s.Wo > 0 &&
          amx_bf16_available();
 }
@@ -314,7 +322,7 @@ void amx_wgrad(const AmxWgradShape& s, const uint16_t* x, const uint16_t* dy, vo
                int threads) {
   const Geometry g = geometry(s);
   auto* base = reinterpret_cast<std::byte*>((reinterpret_cast<uintptr_t>(scratch) + 63) / 64 * 64);
-  const int64_t part_floats = g.slots * 16 * s.O;
+  const int64_t part_floats = g.slots * 16 * g.op;
   int used = 1;
 #pragma omp parallel num_threads(std::max(threads, 1))
   {
@@ -327,7 +335,7 @@ void amx_wgrad(const AmxWgradShape& s, const uint16_t* x, const uint16_t* dy, vo
     auto* part = reinterpret_cast<float*>(mine + g.xt_bytes + g.dyv_bytes);
     auto* bias = reinterpret_cast<float*>(mine + g.xt_bytes + g.dyv_bytes + g.part_bytes);
     std::fill(part, part + part_floats, 0.0f);
-    std::fill(bias, bias + s.O, 0.0f);
+    std::fill(bias, bias + g.op, 0.0f);
     const int64_t c0 = g.chunks * t / nt, c1 = g.chunks * (t + 1) / nt;
     if (c1 > c0) tiles_on();
     for (int64_t c = c0; c < c1; ++c) {
@@ -344,7 +352,7 @@ void amx_wgrad(const AmxWgradShape& s, const uint16_t* x, const uint16_t* dy, vo
   for (int64_t o = 0; o < O; ++o) {
     for (int64_t i = 0; i < I; ++i)
       for (int64_t tap = 0; tap < taps; ++tap) {
-        const int64_t at = ((tap * g.ib + i / 16) * 16 + i % 16) * O + o;
+        const int64_t at = ((tap * g.ib + i / 16) * 16 + i % 16) * g.op + o;
         float v = 0.0f;
         for (int u = 0; u < used; ++u)
           v += reinterpret_cast<const float*>(base + g.per_thread * u + g.xt_bytes + g.dyv_bytes)[at];

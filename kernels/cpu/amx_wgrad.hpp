@@ -40,8 +40,9 @@ struct AmxWgradShape {
 // CRACKSEG_NO_AMX=1 is not set (read at each call; layers decide at plan).
 [[nodiscard]] bool amx_bf16_available();
 
-// Whether the kernel takes this shape: I and O multiples of 16, stride 1 or 2, kernel up to
-// 7x7, padding below the kernel, and amx_bf16_available().
+// Whether the kernel takes this shape: stride 1 or 2, kernel up to 7x7, padding below the
+// kernel, and amx_bf16_available(). Any channel counts: I and O are padded to multiples of 16
+// with zeros inside the kernel (its copies), so few channels cost as much as 16.
 [[nodiscard]] bool amx_wgrad_fits(const AmxWgradShape& s);
 
 // Bytes of scratch amx_wgrad() needs with `threads` OpenMP threads (64-byte aligned base).

@@ -42,11 +42,11 @@
 // own T GEMM, kept in cache per block of rows, gathered into dx by col2im_add_row. The
 // 1-channel path above stays for CPUs without AVX-512.
 //
-// bf16 weight gradients on AMX CPUs (conv2d, 16k input and output channels, stride 1 or 2):
-// our own AMX kernel (amx_wgrad.hpp) reads the layer's bf16 input and output-gradient copies
-// and adds into the parameters' gradients directly; oneDNN 2.6's AMX kernel writes out of
-// bounds (dnnl_common.hpp skip_amx_weight_gradient) and its AVX512-BF16 one was slower than
-// fp32's. The 3-channel first layers and other shapes keep the AVX512-BF16 kernel.
+// bf16 weight gradients on AMX CPUs (conv2d, stride 1 or 2, kernel up to 7, no dilation; any
+// channel counts): our own AMX kernel (amx_wgrad.hpp) reads the layer's bf16 input and
+// output-gradient copies and adds into the parameters' gradients directly; oneDNN 2.6's AMX
+// kernel writes out of bounds (dnnl_common.hpp skip_amx_weight_gradient) and its AVX512-BF16
+// one was slower than fp32's. Other shapes keep the AVX512-BF16 kernel.
 #pragma once
 #include <algorithm>
 #include <array>

@@ -60,7 +60,7 @@
 // reorders; accumulation and every output fp32; the bias gradient sums the rounded dy (as
 // oneDNN's diff_bias does). Counted once in bf16_layers (or bf16_fallbacks). On AMX CPUs the
 // phase weight gradients run on our own AMX kernel (amx_wgrad.hpp: oneDNN 2.6's AMX one writes
-// out of bounds, its AVX512-BF16 one is slower than fp32's) where every phase has 16k channels.
+// out of bounds, its AVX512-BF16 one is slower than fp32's).
 #include "kernels/cpu/conv_transpose_phases.hpp"
 
 #include <omp.h>

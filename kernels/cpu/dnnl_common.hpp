@@ -28,7 +28,9 @@ namespace crackseg::onednn {
 // --precision bf16` on the first AMX CPU we had; docs/DEBUGGING.md). So a bf16 weight
 // gradient never takes it: the next implementation oneDNN offers (its AVX512-BF16 kernel,
 // the same bf16 operands and fp32 accumulation) runs instead. Returns whether it moved off
-// AMX (false also if oneDNN offered nothing else; none of our shapes).
+// AMX (false also if oneDNN offered nothing else; none of our shapes). Most bf16 weight
+// gradients no longer run oneDNN's at all on AMX CPUs: our own AMX kernel takes them
+// (amx_wgrad.hpp); this guards the shapes it does not take.
 template <class PD>
 bool skip_amx_weight_gradient(PD& pd) {
   const auto is_amx = [&] { return std::string_view(pd.impl_info_str()).find("amx") != std::string_view::npos; };

@@ -258,9 +258,11 @@ TEST(ExactResults, ResumeOnOtherRanksAndThreads) {
 
 namespace crackseg::onednn {
 std::string missing_bf16_isa();
+bool amx_bf16_available();
 }
 
-// bf16 mixed precision (train.precision = "bf16") in bitwise mode: the operands are rounded
+// bf16 mixed precision (train.precision = "bf16") in bitwise mode, with a U-Net wide enough
+// for our AMX weight gradient (on AMX CPUs; asserted): the operands are rounded
 // elementwise and every micro-batch runs single-threaded on its replica, so the bits are the
 // same at 1 x 1, 1 x 2 and 2 x 1 and after a resume on other ranks; they differ from the fp32
 // run's (bf16 really ran); and the test metrics recorded equal a re-evaluation of the
@@ -268,16 +270,20 @@ std::string missing_bf16_isa();
 TEST(ExactResults, Bf16BitwiseAnyRanksAndThreads) {
   if (const std::string m = onednn::missing_bf16_isa(); !m.empty()) GTEST_SKIP() << "no bf16 kernels here: " << m;
   Fixture f;
+  // base 16: the 16- and 32-channel convolutions take our own AMX weight gradient on AMX CPUs
+  // (amx_wgrad.hpp, sums per thread: single-threaded per replica in bitwise mode).
+  std::string unet16 = kUnet;
+  unet16.replace(unet16.find("base = 4"), 8, "base = 16");
   const std::vector<std::string> ov = {"data.path=\"" + f.data.string() + "\"", "train.precision=\"bf16\""};
-  const RunState r11 = train_on(1, 1, kUnet, ov, f.dir / "bf11");
-  expect_identical(r11, train_on(1, 2, kUnet, ov, f.dir / "bf12"), "bf16: 1 rank x 2 threads vs 1 x 1");
-  expect_identical(r11, train_on(2, 1, kUnet, ov, f.dir / "bf21"), "bf16: 2 ranks x 1 thread vs 1 x 1");
+  const RunState r11 = train_on(1, 1, unet16.c_str(), ov, f.dir / "bf11");
+  expect_identical(r11, train_on(1, 2, unet16.c_str(), ov, f.dir / "bf12"), "bf16: 1 rank x 2 threads vs 1 x 1");
+  expect_identical(r11, train_on(2, 1, unet16.c_str(), ov, f.dir / "bf21"), "bf16: 2 ranks x 1 thread vs 1 x 1");
   // Interrupted after 3 steps and resumed on other ranks/threads: the uninterrupted bits.
   std::vector<std::string> first = ov;
   first.push_back("train.steps=3");
-  train_on(2, 1, kUnet, first, f.dir / "bfr");
-  expect_identical(r11, train_on(1, 2, kUnet, ov, f.dir / "bfr"), "bf16: 2x1 for 3 steps, then 1x2");
-  const RunState fp32 = train_on(1, 1, kUnet, {"data.path=\"" + f.data.string() + "\""}, f.dir / "fp11");
+  train_on(2, 1, unet16.c_str(), first, f.dir / "bfr");
+  expect_identical(r11, train_on(1, 2, unet16.c_str(), ov, f.dir / "bfr"), "bf16: 2x1 for 3 steps, then 1x2");
+  const RunState fp32 = train_on(1, 1, unet16.c_str(), {"data.path=\"" + f.data.string() + "\""}, f.dir / "fp11");
   if (world_rank() == 0) {
     EXPECT_NE(first_difference(r11, fp32), "") << "bf16 and fp32 runs gave the same bits";
     std::ifstream in(f.dir / "bf11" / "result.json");
@@ -285,6 +291,7 @@ TEST(ExactResults, Bf16BitwiseAnyRanksAndThreads) {
     const std::string arith = result.at("arithmetic").at("precision").get<std::string>();
     EXPECT_EQ(arith.rfind("bf16 (", 0), 0u) << arith;
     EXPECT_NE(arith.find(" 0 without a bf16 kernel"), std::string::npos) << arith;
+    EXPECT_EQ(arith.find("on our own AMX kernel") != std::string::npos, onednn::amx_bf16_available()) << arith;
     auto loaded = train::load_model_from_checkpoint(f.dir / "bf11" / "checkpoint.h5", "onednn");
     dist::MpiCommunicator self(MPI_COMM_SELF, 60.0);
     const auto te = train::evaluate_split(loaded.cfg.values, *loaded.model, self, "test", 0);
