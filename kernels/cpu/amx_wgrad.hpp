@@ -37,7 +37,8 @@ struct AmxWgradShape {
 };
 
 // The CPU has AMX-TILE and AMX-BF16, Linux granted this process the tile state, and
-// CRACKSEG_NO_AMX=1 is not set (read at each call; layers decide at plan).
+// CRACKSEG_NO_AMX=1 is not set (read at each call; layers decide at plan, and also follow
+// oneDNN's ISA limit: dnnl_common.hpp onednn_allows_amx).
 [[nodiscard]] bool amx_bf16_available();
 
 // Whether the kernel takes this shape: stride 1 or 2, kernel up to 7x7, padding below the

@@ -284,7 +284,7 @@ class ConvTransposePhases final : public DnnlLayer {
     }
     // bf16 on AMX CPUs: every phase weight gradient on our own AMX kernel (amx_wgrad.hpp; the
     // bias gradient stays in the gather), its scratch behind the gathered dy.
-    amx_w_ = lp_ && wide_;
+    amx_w_ = lp_ && wide_ && onednn_allows_amx();
     aw_threads_ = omp_get_max_threads();
     std::size_t aw_bytes = 0;
     for (const Phase& ph : phases_) {

@@ -131,6 +131,13 @@ inline void bind(const dnnl::memory& m, const Tensor& t) { m.set_data_handle(con
   const auto core = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
   return (isa & core) == core;
 }
+// Whether oneDNN may use AMX here (after any ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA limit): our
+// own AMX kernels follow the same limit, so that one variable keeps a run off AMX.
+[[nodiscard]] inline bool onednn_allows_amx() {
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto amx = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_amx);
+  return (isa & amx) == amx;
+}
 // grad[0..n) += delta[0..n): a primitive's bias gradient into the parameter's accumulated one.
 inline void add_into(Tensor& grad, const Tensor& delta, int64_t n) {
   float* g = grad.data<float>();

@@ -100,6 +100,12 @@ TEST(Bf16Cli, BenchLayersRunsAndRecordsThePrecision) {
   const auto p = nlohmann::json::parse(b.output)["precision"].get<std::string>();
   EXPECT_EQ(p.rfind("bf16 (", 0), 0u) << p;
   EXPECT_EQ(p.find("on our own AMX kernel") != std::string::npos, onednn::amx_bf16_available()) << p;
+  // oneDNN's ISA limit keeps our AMX kernel off too (bf16 itself still runs on AVX512-BF16).
+  const auto l = test::run_cli_env("DNNL_MAX_CPU_ISA=AVX512_CORE_BF16", base + " --precision bf16");
+  ASSERT_EQ(l.code, 0) << l.output;
+  const auto lp = nlohmann::json::parse(l.output)["precision"].get<std::string>();
+  EXPECT_EQ(lp.rfind("bf16 (", 0), 0u) << lp;
+  EXPECT_EQ(lp.find("on our own AMX kernel"), std::string::npos) << lp;
 }
 
 TEST(Bf16Cli, Tf32RefusedOnTheCpu) {
