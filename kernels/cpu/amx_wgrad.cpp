@@ -9,8 +9,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 
 #include "kernels/cpu/simd_switches.hpp"
+#include "src/core/error.hpp"
 
 namespace crackseg::onednn {
 namespace {
@@ -320,6 +322,12 @@ std::size_t amx_wgrad_scratch_bytes(const AmxWgradShape& s, int threads) {
 
 void amx_wgrad(const AmxWgradShape& s, const uint16_t* x, const uint16_t* dy, void* scratch, float* dW, float* db,
                int threads) {
+  if (!amx_wgrad_fits(s))
+    throw Error("amx_wgrad: x (N, H, W, I) = (" + std::to_string(s.N) + ", " + std::to_string(s.H) + ", " +
+                std::to_string(s.W) + ", " + std::to_string(s.I) + "), dy (Ho, Wo, O) = (" + std::to_string(s.Ho) +
+                ", " + std::to_string(s.Wo) + ", " + std::to_string(s.O) + "), kernel " + std::to_string(s.Kh) + "x" +
+                std::to_string(s.Kw) + " stride " + std::to_string(s.S) + " padding " + std::to_string(s.Ph) + "/" +
+                std::to_string(s.Pw) + ": not a shape this kernel takes, or no AMX-BF16 here (amx_wgrad_fits)");
   const Geometry g = geometry(s);
   auto* base = reinterpret_cast<std::byte*>((reinterpret_cast<uintptr_t>(scratch) + 63) / 64 * 64);
   const int64_t part_floats = g.slots * 16 * g.op;

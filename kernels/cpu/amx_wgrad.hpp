@@ -54,6 +54,7 @@ struct AmxWgradShape {
 
 // dW (O, I, Kh, Kw) += the weight gradient, db (O) += the bias gradient when not null; x and
 // dy bf16 bit patterns; with at most `threads` threads (the count the scratch was sized for).
+// Throws Error naming the shape where amx_wgrad_fits() is false.
 void amx_wgrad(const AmxWgradShape& s, const uint16_t* x, const uint16_t* dy, void* scratch, float* dW, float* db,
                int threads);
 

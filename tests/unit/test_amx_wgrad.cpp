@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "kernels/cpu/amx_wgrad.hpp"
+#include "src/core/error.hpp"
 #include "src/tensor/tensor.hpp"
 
 using namespace crackseg;
@@ -202,6 +203,18 @@ TEST(AmxWgradFits, RejectsWhatItCannotRun) {
   EXPECT_FALSE(amx_wgrad_fits(square(1, 16, 9, 9, 16, 3, 3, 1)));  // stride 3
   EXPECT_FALSE(amx_wgrad_fits(square(1, 16, 20, 20, 16, 9, 1, 4)));  // kernel 9
   EXPECT_TRUE(amx_wgrad_fits(square(1, 3, 8, 8, 8, 3, 1, 1)));       // any channel counts
+  // Called anyway: an error naming the shape, nothing written.
+  const auto bad = square(1, 16, 9, 9, 16, 3, 3, 1);
+  std::vector<uint16_t> x(9 * 9 * 16), dy(3 * 3 * 16);
+  std::vector<float> dW(16 * 16 * 9, 1.0f);
+  std::vector<std::byte> scratch(amx_wgrad_scratch_bytes(square(1, 16, 9, 9, 16, 3, 2, 1), 1));
+  try {
+    amx_wgrad(bad, x.data(), dy.data(), scratch.data(), dW.data(), nullptr, 1);
+    ADD_FAILURE() << "amx_wgrad ran a stride-3 shape";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("stride 3"), std::string::npos) << e.what();
+  }
+  for (float v : dW) ASSERT_EQ(v, 1.0f);
   EXPECT_TRUE(amx_wgrad_fits(square(1, 16, 9, 9, 16, 3, 2, 1)));
   ::setenv("CRACKSEG_NO_AMX", "1", 1);
   EXPECT_FALSE(amx_bf16_available());
