@@ -24,10 +24,9 @@ namespace {
 // tensor's cache lines are touched once (not once per input: Spiral-Net's head concatenates
 // seven 1-channel maps, and a pass per input cost 7x the memory traffic).
 // Calls copy(k, part_k, p0, p1) per tile [p0, p1) and non-null part, threads over tiles.
-constexpr int64_t kConcatTile = 256;  // pixels per tile
+constexpr int64_t kTile = 256;  // pixels per tile
 template <class Copy>
 inline void for_tiles(int64_t Ct, std::span<float* const> parts, int64_t pixels, Copy&& copy) {
-  constexpr int64_t kTile = kConcatTile;
   const int64_t tiles = (pixels + kTile - 1) / kTile;
 #pragma omp parallel for schedule(static) if (pixels * Ct > 32768)
   for (int64_t t = 0; t < tiles; ++t) {
@@ -73,7 +72,7 @@ inline void copy_tiles_bf16(uint16_t* whole, int64_t Ct, std::span<float* const>
       // Few channels (Spiral-Net's 1-channel maps): the tile's part is one contiguous run, so
       // it is rounded in one call into a local buffer and then spread over the pixels (a call
       // per pixel cost 3x the fp32 concat: 11.8 against 3.9 ms per Spiral-Net step).
-      uint16_t buf[kConcatTile * 16];
+      uint16_t buf[kTile * 16];
       f32_to_bf16_serial(part + p0 * ck, buf, (p1 - p0) * ck);
       for (int64_t p = p0; p < p1; ++p)
         for (int64_t j = 0; j < ck; ++j) w[p * Ct + j] = buf[(p - p0) * ck + j];

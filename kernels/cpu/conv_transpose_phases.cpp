@@ -668,12 +668,12 @@ class ConvTransposePhases final : public DnnlLayer {
     }
   }
 
-  // dW (I, O, K, K) += each phase's dv (O, I, J_h, J_w) at its taps.
   // A phase's stride-1 convolution (x, its gathered dy, the Jh x Jw sub-kernel) for amx_wgrad.
   AmxWgradShape amx_phase_shape(const Phase& ph) const {
     const auto& s = as<ConvTranspose2dSpec>();
     return {x_[0], x_[1], x_[2], x_[3], s.out_c, ph.h.out, ph.w.out, ph.h.taps, ph.w.taps, 1, ph.h.pad_l, ph.w.pad_l};
   }
+  // dW (I, O, K, K) += each phase's dv (O, I, J_h, J_w) at its taps.
   void scatter_weight_grad() {
     const auto& s = as<ConvTranspose2dSpec>();
     const int64_t S = s.stride, K = s.kernel, I = s.in_c, O = s.out_c;

@@ -71,6 +71,10 @@ std::vector<Case> cases() {
       {"convT_s2_k3_p1_in1", ConvTranspose2dSpec{3, 2, 3, 2, 1, 0}, {{2, 3, 1, 4}}},
       // >= 16 output channels: the weight gradient runs as phase convolutions too.
       {"convT_s2_k3_p0_16out", ConvTranspose2dSpec{8, 16, 3, 2, 0, 0}, {{2, 8, 5, 6}}},
+      // Large enough for the threaded weight shuffles (I x O > 4096) and the threaded bias
+      // row sums (output rows x channels > 65536): a copy or an addition lost or doubled
+      // between threads fails it.
+      {"convT_s2_k3_96to64_threaded", ConvTranspose2dSpec{96, 64, 3, 2, 0, 0}, {{2, 96, 520, 1}}},
       {"convT_s2_k4_p1_16out_nobias", ConvTranspose2dSpec{4, 16, 4, 2, 1, 0, false}, {{2, 4, 5, 4}}},
       {"convT_s2_k5_p2_op1_20out", ConvTranspose2dSpec{3, 20, 5, 2, 2, 1}, {{2, 3, 4, 5}}},
       {"convT_s2_k1_op1_16out", ConvTranspose2dSpec{3, 16, 1, 2, 0, 1}, {{2, 3, 4, 3}}},
