@@ -81,6 +81,7 @@ class ConvLayer final : public DnnlLayer {
     ctx_->blocked_wgrad_layers.erase(this);
     ctx_->small_wgrad_layers.erase(this);
     ctx_->amx_wgrad_layers.erase(this);
+    ctx_->jit_fwd_layers.erase(this);
   }
 
   bool fuse_activation(const LayerSpec& act) override {
@@ -134,6 +135,10 @@ class ConvLayer final : public DnnlLayer {
       typename Fwd::desc fd(dnnl::prop_kind::forward_training, algo, src_op, w_any, b_md, dst_f, strides, dilates, pl,
                             pr);
       fwd_pd_ = typename Fwd::primitive_desc(fd, fattr, eng);
+      ctx_->jit_fwd_layers.erase(this);
+      if (!Transposed && !lp_ && algo == kAlgo &&  // dnnl_common.hpp: few input channels
+          take_jit_forward(fwd_pd_, s.in_c, [&] { return typename Fwd::primitive_desc(fd, fattr, eng); }))
+        ctx_->jit_fwd_layers.insert(this);
       typename BwdD::desc bdd(algo, src_f, w_any, dst_op, strides, dilates, pl, pr);
       bwd_d_pd = typename BwdD::primitive_desc(bdd, scratch_attr(), eng, fwd_pd_);
       typename BwdW::desc bwd(algo, src_op, dw_any, b_md, dst_op, strides, dilates, pl, pr);

@@ -118,6 +118,7 @@ class ConvTransposePhases final : public DnnlLayer {
   ~ConvTransposePhases() override {
     ctx_->blocked_wgrad_layers.erase(this);
     ctx_->amx_wgrad_layers.erase(this);
+    ctx_->jit_fwd_layers.erase(this);
   }
 
   bool fuse_activation(const LayerSpec& act) override {
@@ -185,6 +186,7 @@ class ConvTransposePhases final : public DnnlLayer {
     // Operand type: bf16 where requested and oneDNN has every kernel, else fp32.
     lp_ = ctx_->bf16;
     ctx_->amx_wgrad_skipped.erase(this);
+    ctx_->jit_fwd_layers.erase(this);
     const auto make_pds = [&] {
       const dt op = lp_ ? dt::bf16 : dt::f32;
       const dnnl::memory::desc src_op(to_dnnl(x_), op, tag::nhwc);
@@ -211,6 +213,10 @@ class ConvTransposePhases final : public DnnlLayer {
                                          dnnl::memory::desc({s.in_c, s.out_c, K, K}, op, tag::any), src_md, {S, S},
                                          no_dil, {s.padding, s.padding}, {pr, pr});
       bwd_d_pd = dnnl::convolution_forward::primitive_desc(dd, scratch_attr(), eng);
+      if (!lp_ && take_jit_forward(bwd_d_pd, s.out_c, [&] {  // dnnl_common.hpp: few input channels
+            return dnnl::convolution_forward::primitive_desc(dd, scratch_attr(), eng);
+          }))
+        ctx_->jit_fwd_layers.insert(this);
       if (!wide_) {  // T = x * W as a 1x1 convolution to K*K*C channels
         const int64_t KKC = K * K * s.out_c;
         dnnl::convolution_forward::desc cd(

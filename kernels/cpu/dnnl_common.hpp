@@ -40,6 +40,33 @@ bool skip_amx_weight_gradient(PD& pd) {
   return true;
 }
 
+// fp32 forward convolutions of few input channels: oneDNN 2.6 offers its brgemm kernel
+// (`brgconv:avx512_core`) first, but its older direct kernel (`jit:avx512_core`) ran every such
+// layer of the bench models as fast or faster on the AMX Xeon of the fifteenth session (the
+// patch CNN's 3 -> 16 at 27x27: 0.62 -> 0.28 ms; its 16 -> 16: 1.89 -> 1.31 ms; Spiral-Net's
+// 1-6 -> 16 stride-2 layers 6-25%, its 16 -> 32 16%; U-Net's 16-channel layers 4-7%), while
+// for more input channels the brgemm one mostly wins (U-Net's 32/64 -> 16/32: 10-13% slower
+// on jit; docs/PERFORMANCE.md "Fifteenth session"). So where the input has at most
+// kJitForwardMaxIn channels, the operands are fp32 and oneDNN's first choice is brgconv, the
+// descriptor is rebuilt by `make` and moved on to jit:avx512_core if oneDNN offers it (else
+// oneDNN's first choice stays). Another kernel sums in another order: the run's arithmetic
+// line counts these layers. CRACKSEG_NO_JIT_FORWARD=1 keeps oneDNN's first choice everywhere
+// (A/B runs with one binary).
+inline constexpr int64_t kJitForwardMaxIn = 16;
+[[nodiscard]] inline bool jit_forward_enabled() { return !simd_switched_off("CRACKSEG_NO_JIT_FORWARD"); }
+template <class PD, class Make>
+bool take_jit_forward(PD& pd, int64_t in_c, Make make) {
+  if (in_c > kJitForwardMaxIn || !jit_forward_enabled()) return false;
+  if (std::string_view(pd.impl_info_str()) != "brgconv:avx512_core") return false;
+  PD alt = make();
+  while (alt.next_impl())
+    if (std::string_view(alt.impl_info_str()) == "jit:avx512_core") {
+      pd = alt;
+      return true;
+    }
+  return false;
+}
+
 using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
 using Args = std::unordered_map<int, dnnl::memory>;
@@ -71,6 +98,9 @@ struct Context {
   std::set<const void*> amx_wgrad_skipped;
   // bf16 convolutions whose weight gradient runs on our own AMX kernel (amx_wgrad.hpp).
   std::set<const void*> amx_wgrad_layers;
+  // fp32 convolutions whose forward runs oneDNN's jit:avx512_core kernel, not its first choice
+  // brgconv (take_jit_forward), as planned now.
+  std::set<const void*> jit_fwd_layers;
   // The bf16 copy of a convolution's output gradient lives only during that layer's
   // backward: one buffer, shared, sized to the largest (grown only in plan()).
   Tensor bf16_grad;
