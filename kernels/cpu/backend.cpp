@@ -67,8 +67,12 @@ class OnednnBackend final : public Backend {
     if (!ctx_->amx_wgrad_skipped.empty())  // dnnl_common.hpp: another kernel than oneDNN's first choice
       convt += "; weight gradients of " + std::to_string(ctx_->amx_wgrad_skipped.size()) +
                " convolutions on oneDNN's AVX512-BF16 kernel, not its AMX one (out-of-bounds writes in oneDNN 2.6)";
+    const std::string narrow = ctx_->bf16_narrow_fp32.empty()
+                                   ? ""
+                                   : "; " + std::to_string(ctx_->bf16_narrow_fp32.size()) + " with fewer than " +
+                                         std::to_string(onednn::kBf16MinIn) + " input channels run fp32";
     return "bf16 (" + std::to_string(ctx_->bf16_layers) + " convolutions; " + std::to_string(ctx_->bf16_fallbacks) +
-           " without a bf16 kernel stay fp32" + acts + ")" + convt;
+           " without a bf16 kernel stay fp32" + narrow + acts + ")" + convt;
   }
   std::unique_ptr<Layer> make_layer(const LayerSpec& spec, const std::string& name) override {
     using namespace onednn;

@@ -82,6 +82,7 @@ class ConvLayer final : public DnnlLayer {
     ctx_->small_wgrad_layers.erase(this);
     ctx_->amx_wgrad_layers.erase(this);
     ctx_->jit_fwd_layers.erase(this);
+    ctx_->bf16_narrow_fp32.erase(this);
   }
 
   bool fuse_activation(const LayerSpec& act) override {
@@ -118,6 +119,9 @@ class ConvLayer final : public DnnlLayer {
     // Operand type: bf16 where requested and oneDNN has the kernel, else fp32.
     in_bf16_ = dout_bf16_ = false;  // the Graph decides again after every plan
     lp_ = ctx_->bf16;
+    ctx_->bf16_narrow_fp32.erase(this);
+    if (lp_ && s.in_c < kBf16MinIn && !bf16_few_channels_forced())  // dnnl_common.hpp
+      lp_ = false, ctx_->bf16_narrow_fp32.insert(this);
     typename BwdD::primitive_desc bwd_d_pd;
     typename BwdW::primitive_desc bwd_w_pd;
     // any_layout: activations in the layout the algorithm wants (Winograd: blocked), reordered

@@ -53,6 +53,22 @@ bool skip_amx_weight_gradient(PD& pd) {
 // line counts these layers. CRACKSEG_NO_JIT_FORWARD=1 keeps oneDNN's first choice everywhere
 // (A/B runs with one binary).
 inline constexpr int64_t kJitForwardMaxIn = 16;
+// train.precision = "bf16": convolutions with fewer input channels than this stay fp32. Their
+// bf16 kernels pad the channels (AMX and AVX512-BF16 work on pairs, oneDNN's blocks and our
+// AMX weight gradient on 16), and the rounding copies cost more than the arithmetic saved:
+// on the AMX Xeon of the fifteenth session Spiral-Net's 1-7-channel module entries and head
+// ran slower in bf16 than in fp32 (enc1 backward 1.6-1.85 ms against 1.0-1.9, forward
+// 0.5-0.9 against 0.35-0.76), and keeping the <8-channel layers fp32 took the bf16 bench
+// from 35.2 to 36.6 img/s (Spiral-Net), 14,490 to 15,245 patches/s (patch CNN, its 3-channel
+// first layer), U-Net 10.5 -> 10.6-10.9 (docs/PERFORMANCE.md "Fifteenth session"). The
+// layer's own arithmetic is then fp32 (closer to the fp32 run); the run's arithmetic line
+// counts these layers. CRACKSEG_BF16_FEW_CHANNELS=1 runs them in bf16 too (A/B runs; the
+// tests of the bf16 kernels on few channels).
+inline constexpr int64_t kBf16MinIn = 8;
+[[nodiscard]] inline bool bf16_few_channels_forced() {
+  const char* v = std::getenv("CRACKSEG_BF16_FEW_CHANNELS");
+  return v && std::string_view(v) == "1";
+}
 [[nodiscard]] inline bool jit_forward_enabled() { return !simd_switched_off("CRACKSEG_NO_JIT_FORWARD"); }
 template <class PD, class Make>
 bool take_jit_forward(PD& pd, int64_t in_c, Make make) {
@@ -101,6 +117,8 @@ struct Context {
   // fp32 convolutions whose forward runs oneDNN's jit:avx512_core kernel, not its first choice
   // brgconv (take_jit_forward), as planned now.
   std::set<const void*> jit_fwd_layers;
+  // bf16 runs: convolutions kept fp32 for their few input channels (kBf16MinIn), as planned now.
+  std::set<const void*> bf16_narrow_fp32;
   // The bf16 copy of a convolution's output gradient lives only during that layer's
   // backward: one buffer, shared, sized to the largest (grown only in plan()).
   Tensor bf16_grad;

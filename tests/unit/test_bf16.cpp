@@ -35,8 +35,14 @@ namespace {
 // writing or reading past a buffer faults at once instead of corrupting the heap for a later
 // step to trip over. oneDNN 2.6's AMX weight gradient did that on the U-Net's 400-wide 3x3
 // layers (the *_w400 cases below: they crashed this test before skip_amx_weight_gradient).
+// These tests are about the bf16 kernels, so convolutions of fewer than 8 input channels run
+// them too (CRACKSEG_BF16_FEW_CHANNELS=1; by default those stay fp32: dnnl_common.hpp
+// kBf16MinIn, tested by FewInputChannelsStayFp32 below, which unsets it).
 struct GuardPages : ::testing::Environment {
-  void SetUp() override { ::setenv("CRACKSEG_GUARD_PAGES", "1", 1); }
+  void SetUp() override {
+    ::setenv("CRACKSEG_GUARD_PAGES", "1", 1);
+    ::setenv("CRACKSEG_BF16_FEW_CHANNELS", "1", 1);
+  }
 };
 const auto* const kGuardPages = ::testing::AddGlobalTestEnvironment(new GuardPages);
 
@@ -162,6 +168,56 @@ INSTANTIATE_TEST_SUITE_P(
                       ConvCase{"convT_k2_s2_32to16", ConvTranspose2dSpec{32, 16, 2, 2, 0, 0}, {2, 32, 6, 5}, true},
                       ConvCase{"convT_k3_s2_32to16", ConvTranspose2dSpec{32, 16, 3, 2, 0, 0}, {2, 32, 7, 9}, true}),
     [](const auto& info) { return info.param.label; });
+
+// By default a convolution of fewer than 8 input channels stays fp32 in a bf16 run (its bf16
+// kernels pad the channels and ran slower: dnnl_common.hpp kBf16MinIn): the fp32 layer's bits
+// exactly, and the arithmetic line says so; 8 input channels run bf16.
+TEST(Bf16Precision, FewInputChannelsStayFp32) {
+  if (const std::string m = onednn::missing_bf16_isa(); !m.empty()) GTEST_SKIP() << "no bf16 kernels here: " << m;
+  ::unsetenv("CRACKSEG_BF16_FEW_CHANNELS");
+  const auto one = [](const std::string& precision, const Conv2dSpec& spec, const Dims& xd) {
+    auto be = make_backend("onednn");
+    be->set_precision(precision);
+    auto layer = be->make_layer(spec, "t");
+    layer->plan(std::vector<Dims>{xd});
+    randomize_params(*layer, 11);
+    layer->params_changed();
+    StepContext ctx;
+    ctx.training = true;
+    const Tensor x = random_tensor(xd, 3, be->activation_format());
+    const Tensor y = run_forward(*be, *layer, ctx, {x});
+    const Tensor dy = random_tensor(y.dims(), 4, be->activation_format());
+    Tensor dx = Tensor::zeros(xd, DType::f32, x.format());
+    const Tensor* ip = &x;
+    Tensor* dp = &dx;
+    layer->backward(ctx, std::span<const Tensor* const>(&ip, 1), y, dy, std::span<Tensor* const>(&dp, 1));
+    std::vector<Tensor> out{y, dx};
+    for (Param* p : layer->params()) out.push_back(p->grad.clone());
+    return std::pair{out, be->precision_summary()};
+  };
+  const auto same = [](const Tensor& a, const Tensor& b) {
+    return a.nbytes() == b.nbytes() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
+  };
+  for (const int64_t c : {1, 3, 7}) {
+    const Conv2dSpec spec{c, 16, 3, 2, 0, 1};
+    const Dims xd{2, c, 33, 31};
+    const auto [lp, lp_summary] = one("bf16", spec, xd);
+    const auto [f32, f32_summary] = one("fp32", spec, xd);
+    EXPECT_NE(lp_summary.find("bf16 (0 convolutions; 0 without a bf16 kernel stay fp32; 1 with fewer than 8 input "
+                              "channels run fp32"),
+              std::string::npos)
+        << lp_summary;
+    ASSERT_EQ(lp.size(), f32.size());
+    for (std::size_t k = 0; k < lp.size(); ++k) EXPECT_TRUE(same(lp[k], f32[k])) << c << " channels, tensor " << k;
+  }
+  const auto [lp8, lp8_summary] = one("bf16", Conv2dSpec{8, 16, 3, 2, 0, 1}, {2, 8, 33, 31});
+  EXPECT_EQ(lp8_summary.rfind("bf16 (1 convolutions; 0 without a bf16 kernel stay fp32", 0), 0u) << lp8_summary;
+  EXPECT_EQ(lp8_summary.find("fewer than 8"), std::string::npos) << lp8_summary;
+  // the switch runs them in bf16 again (what the tests above rely on)
+  ::setenv("CRACKSEG_BF16_FEW_CHANNELS", "1", 1);
+  const auto [forced, forced_summary] = one("bf16", Conv2dSpec{3, 16, 3, 2, 0, 1}, {2, 3, 33, 31});
+  EXPECT_EQ(forced_summary.rfind("bf16 (1 convolutions; 0 without", 0), 0u) << forced_summary;
+}
 
 TEST(Bf16Precision, RefusedWhereNotImplemented) {
   auto ref = make_backend("reference");
