@@ -10,7 +10,9 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <random>
 #include <vector>
 
@@ -64,6 +66,8 @@ TEST(MaxPoolKernels, FirstMaximumWinsAndGradientsGoToItBitForBit) {
       shape(2, 9, 11, 5, 3, 2, 1),    // overlapping, padded
       shape(2, 7, 8, 16, 3, 1, 0),    // overlapping, stride 1
       shape(1, 6, 6, 3, 4, 3, 1),
+      shape(2, 9, 11, 48, 3, 2, 1),  // 16k channels (the AVX-512 rows), overlapping, padded
+      shape(2, 9, 11, 32, 2, 2, 1),  // 16k channels, disjoint, padded
   };
   const int saved = omp_get_max_threads();
   std::mt19937 g(5);
@@ -76,17 +80,22 @@ TEST(MaxPoolKernels, FirstMaximumWinsAndGradientsGoToItBitForBit) {
     for (float& v : x) v = static_cast<float>(small(g));
     for (std::size_t i = 0; i < dy.size(); ++i) dy[i] = i % 11 == 0 ? -0.0f : nd(g);  // 0 + -0 = +0
     const Want want = by_rule(s, x, dy);
-    for (const int threads : {1, 3}) {
-      omp_set_num_threads(threads);
-      std::vector<float> y(want.y.size(), -7.0f), dx(x.size(), -7.0f);  // every element must be written
-      std::vector<uint8_t> win(y.size());
-      maxpool_forward(s, x.data(), y.data(), win.data());
-      maxpool_backward(s, dy.data(), win.data(), dx.data());
-      ASSERT_EQ(std::memcmp(y.data(), want.y.data(), y.size() * sizeof(float)), 0) << threads << " threads";
-      for (std::size_t i = 0; i < dx.size(); ++i)
-        ASSERT_EQ(std::memcmp(&dx[i], &want.dx[i], sizeof(float)), 0)
-            << threads << " threads, dx element " << i << ": " << dx[i] << " vs " << want.dx[i];
-    }
+    // the AVX-512 rows (C a multiple of 16, on CPUs that have them) and the portable loops
+    for (const int threads : {1, 3})
+      for (const char* no512 : {"0", "1"}) {
+        ::setenv("CRACKSEG_NO_AVX512", no512, 1);
+        SCOPED_TRACE(std::string("CRACKSEG_NO_AVX512=") + no512);
+        omp_set_num_threads(threads);
+        std::vector<float> y(want.y.size(), -7.0f), dx(x.size(), -7.0f);  // every element must be written
+        std::vector<uint8_t> win(y.size());
+        maxpool_forward(s, x.data(), y.data(), win.data());
+        maxpool_backward(s, dy.data(), win.data(), dx.data());
+        ASSERT_EQ(std::memcmp(y.data(), want.y.data(), y.size() * sizeof(float)), 0) << threads << " threads";
+        for (std::size_t i = 0; i < dx.size(); ++i)
+          ASSERT_EQ(std::memcmp(&dx[i], &want.dx[i], sizeof(float)), 0)
+              << threads << " threads, dx element " << i << ": " << dx[i] << " vs " << want.dx[i];
+      }
   }
+  ::unsetenv("CRACKSEG_NO_AVX512");
   omp_set_num_threads(saved);
 }
