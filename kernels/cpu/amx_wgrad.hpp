@@ -46,6 +46,16 @@ struct AmxWgradShape {
 // with zeros inside the kernel (its copies), so few channels cost as much as 16.
 [[nodiscard]] bool amx_wgrad_fits(const AmxWgradShape& s);
 
+// Whether the layers should take it for this shape: output rows at least kAmxWgradMinWo
+// pixels wide. Rows are padded to the tiles' 32 pixels, and every thread zeroes and adds a
+// partial sum of the whole weight gradient, so on Spiral-Net's innermost layers (1-4 pixels
+// wide, 128 x 128 x 3 x 3 weights) oneDNN's AVX512-BF16 kernel ran faster: backward of the
+// 3 -> 1 and 7 -> 3 convolutions 0.52 / 0.56 ms against 0.27 / 0.39, of the transposed 1 -> 3
+// and 3 -> 7 ones 0.81 / 1.03 against 0.61 / 0.84; at 7 wide ours won (0.72 against 0.81
+// ms) and at 8 it was even (AMX Xeon, fifteenth session, docs/PERFORMANCE.md).
+inline constexpr int64_t kAmxWgradMinWo = 6;
+[[nodiscard]] inline bool amx_wgrad_pays(const AmxWgradShape& s) { return s.Wo >= kAmxWgradMinWo; }
+
 // Bytes of scratch amx_wgrad() needs with `threads` OpenMP threads (64-byte aligned base).
 [[nodiscard]] std::size_t amx_wgrad_scratch_bytes(const AmxWgradShape& s, int threads);
 

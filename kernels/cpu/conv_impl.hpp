@@ -232,7 +232,7 @@ class ConvLayer final : public DnnlLayer {
       amx_w_ = false;
       if (lp_ && s.dilation == 1) {
         aw_shape_ = {x[0], x[1], x[2], x[3], s.out_c, y[2], y[3], K, K, s.stride, s.padding, s.padding};
-        amx_w_ = amx_wgrad_fits(aw_shape_) && onednn_allows_amx();
+        amx_w_ = amx_wgrad_fits(aw_shape_) && amx_wgrad_pays(aw_shape_) && onednn_allows_amx();
       }
       if (amx_w_) {
         aw_threads_ = omp_get_max_threads();

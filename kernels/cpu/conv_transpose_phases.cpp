@@ -289,14 +289,15 @@ class ConvTransposePhases final : public DnnlLayer {
       reorder_col_w_args_ = {{DNNL_ARG_FROM, col_plain_w_}, {DNNL_ARG_TO, col_w_}};
     }
     // bf16 on AMX CPUs: every phase weight gradient on our own AMX kernel (amx_wgrad.hpp; the
-    // bias gradient stays in the gather), its scratch behind the gathered dy.
+    // bias gradient stays in the gather), its scratch behind the gathered dy; not where a
+    // phase is too narrow to pay (amx_wgrad_pays).
     amx_w_ = lp_ && wide_ && onednn_allows_amx();
     aw_threads_ = omp_get_max_threads();
     std::size_t aw_bytes = 0;
     for (const Phase& ph : phases_) {
       if (!amx_w_ || !ph.conv) continue;
       const AmxWgradShape sh = amx_phase_shape(ph);
-      amx_w_ = amx_wgrad_fits(sh);
+      amx_w_ = amx_wgrad_fits(sh) && amx_wgrad_pays(sh);
       aw_bytes = std::max(aw_bytes, amx_wgrad_scratch_bytes(sh, aw_threads_));
     }
     if (amx_w_) {
