@@ -13,6 +13,7 @@
 #include <cstring>
 #include <span>
 
+#include "kernels/cpu/concat_maps.hpp"
 #include "kernels/cpu/dnnl_common.hpp"
 #include "kernels/cpu/to_bf16.hpp"
 
@@ -36,9 +37,30 @@ inline void for_tiles(int64_t Ct, std::span<float* const> parts, int64_t pixels,
   }
 }
 
+// Whether every part is a 1-channel map, present, and there are at most kMapsMax of them
+// (Spiral-Net's concats): concat_maps.hpp moves them 16 pixels at a time.
+inline bool all_maps(int64_t Ct, std::span<float* const> parts, std::span<const int64_t> chans) {
+  if (Ct != static_cast<int64_t>(parts.size()) || Ct > kMapsMax || !concat_maps_available()) return false;
+  for (std::size_t k = 0; k < parts.size(); ++k)
+    if (!parts[k] || chans[k] != 1) return false;
+  return true;
+}
+
 // to_whole: whole[p*Ct + c0_k + j] = part_k[p*ck + j]; else the reverse. A null part skips.
 inline void copy_tiles(float* whole, int64_t Ct, std::span<float* const> parts, std::span<const int64_t> chans,
                        std::span<const int64_t> first, int64_t pixels, bool to_whole) {
+  if (all_maps(Ct, parts, chans)) {
+    const int64_t tiles = (pixels + kTile - 1) / kTile;
+#pragma omp parallel for schedule(static) if (pixels * Ct > 32768)
+    for (int64_t t = 0; t < tiles; ++t) {
+      const int64_t p0 = t * kTile, p1 = std::min(pixels, p0 + kTile);
+      if (to_whole)
+        maps_to_whole(whole, parts.data(), Ct, p0, p1);
+      else
+        whole_to_maps(whole, parts.data(), Ct, p0, p1);
+    }
+    return;
+  }
   for_tiles(Ct, parts, pixels, [&](std::size_t k, float* part, int64_t p0, int64_t p1) {
     const int64_t ck = chans[k];
     float* w = whole + first[k];
@@ -63,6 +85,15 @@ inline void copy_tiles(float* whole, int64_t Ct, std::span<float* const> parts, 
 // The bf16 form of copy_tiles' forward: whole16[p*Ct + c0_k + j] = bf16(part_k[p*ck + j]).
 inline void copy_tiles_bf16(uint16_t* whole, int64_t Ct, std::span<float* const> parts,
                             std::span<const int64_t> chans, std::span<const int64_t> first, int64_t pixels) {
+  if (all_maps(Ct, parts, chans)) {  // (the caller checked avx512bf16_available())
+    const int64_t tiles = (pixels + kTile - 1) / kTile;
+#pragma omp parallel for schedule(static) if (pixels * Ct > 32768)
+    for (int64_t t = 0; t < tiles; ++t) {
+      const int64_t p0 = t * kTile, p1 = std::min(pixels, p0 + kTile);
+      maps_to_whole_bf16(whole, parts.data(), Ct, p0, p1);
+    }
+    return;
+  }
   for_tiles(Ct, parts, pixels, [&](std::size_t k, const float* part, int64_t p0, int64_t p1) {
     const int64_t ck = chans[k];
     uint16_t* w = whole + first[k];

@@ -111,6 +111,10 @@ std::vector<Case> cases() {
       // 510 pixels: two 256-pixel tiles, the second partial; 1-, 16- and 3-channel parts
       {"concat_tiles", ConcatSpec{}, {{2, 1, 15, 17}, {2, 16, 15, 17}, {2, 1, 15, 17}, {2, 3, 15, 17}}, true,
        Fill::normal, 0, 0},
+      // only 1-channel maps (Spiral-Net's concats: concat_maps.hpp, 16 pixels at a time): 7 and 16
+      // maps, 510 pixels (a 254-pixel last tile: 15 groups of 16 and a 14-pixel tail)
+      {"concat_maps7", ConcatSpec{}, std::vector<Dims>(7, Dims{2, 1, 15, 17}), true, Fill::normal, 0, 0},
+      {"concat_maps16", ConcatSpec{}, std::vector<Dims>(16, Dims{2, 1, 15, 17}), true, Fill::normal, 0, 0},
       {"add3", AddSpec{}, {kX, kX, kX}},
   };
 }
