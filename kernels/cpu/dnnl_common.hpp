@@ -53,6 +53,20 @@ bool skip_amx_weight_gradient(PD& pd) {
 // line counts these layers. CRACKSEG_NO_JIT_FORWARD=1 keeps oneDNN's first choice everywhere
 // (A/B runs with one binary).
 inline constexpr int64_t kJitForwardMaxIn = 16;
+[[nodiscard]] inline bool jit_forward_enabled() { return !simd_switched_off("CRACKSEG_NO_JIT_FORWARD"); }
+template <class PD, class Make>
+bool take_jit_forward(PD& pd, int64_t in_c, Make make) {
+  if (in_c > kJitForwardMaxIn || !jit_forward_enabled()) return false;
+  if (std::string_view(pd.impl_info_str()) != "brgconv:avx512_core") return false;
+  PD alt = make();
+  while (alt.next_impl())
+    if (std::string_view(alt.impl_info_str()) == "jit:avx512_core") {
+      pd = alt;
+      return true;
+    }
+  return false;
+}
+
 // train.precision = "bf16": convolutions with fewer input channels than this stay fp32. Their
 // bf16 kernels pad the channels (AMX and AVX512-BF16 work on pairs, oneDNN's blocks and our
 // AMX weight gradient on 16), and the rounding copies cost more than the arithmetic saved:
@@ -68,19 +82,6 @@ inline constexpr int64_t kBf16MinIn = 8;
 [[nodiscard]] inline bool bf16_few_channels_forced() {
   const char* v = std::getenv("CRACKSEG_BF16_FEW_CHANNELS");
   return v && std::string_view(v) == "1";
-}
-[[nodiscard]] inline bool jit_forward_enabled() { return !simd_switched_off("CRACKSEG_NO_JIT_FORWARD"); }
-template <class PD, class Make>
-bool take_jit_forward(PD& pd, int64_t in_c, Make make) {
-  if (in_c > kJitForwardMaxIn || !jit_forward_enabled()) return false;
-  if (std::string_view(pd.impl_info_str()) != "brgconv:avx512_core") return false;
-  PD alt = make();
-  while (alt.next_impl())
-    if (std::string_view(alt.impl_info_str()) == "jit:avx512_core") {
-      pd = alt;
-      return true;
-    }
-  return false;
 }
 
 using tag = dnnl::memory::format_tag;
