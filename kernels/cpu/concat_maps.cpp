@@ -43,13 +43,18 @@ CRACKSEG_AVX512 inline void transpose16(__m512 r[16]) {
   }
 }
 
+// 16 pixels from p of up to 16 maps (rows past K zero), transposed: r[j] = pixel p + j's channels.
+CRACKSEG_AVX512 inline void load_pixels(const float* const* maps, int64_t K, int64_t p, __m512 r[16]) {
+  for (int64_t k = 0; k < 16; ++k) r[k] = k < K ? _mm512_loadu_ps(maps[k] + p) : _mm512_setzero_ps();
+  transpose16(r);
+}
+
 CRACKSEG_AVX512 void to_whole_avx512(float* whole, const float* const* maps, int64_t K, int64_t p0, int64_t p1) {
   const __mmask16 m = static_cast<__mmask16>((1u << K) - 1u);
   int64_t p = p0;
   for (; p + 16 <= p1; p += 16) {
     __m512 r[16];
-    for (int64_t k = 0; k < 16; ++k) r[k] = k < K ? _mm512_loadu_ps(maps[k] + p) : _mm512_setzero_ps();
-    transpose16(r);
+    load_pixels(maps, K, p, r);
     for (int64_t j = 0; j < 16; ++j) _mm512_mask_storeu_ps(whole + (p + j) * K, m, r[j]);
   }
   for (; p < p1; ++p)
@@ -77,8 +82,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void to_whole_bf
   int64_t p = p0;
   for (; p + 16 <= p1; p += 16) {
     __m512 r[16];
-    for (int64_t k = 0; k < 16; ++k) r[k] = k < K ? _mm512_loadu_ps(maps[k] + p) : _mm512_setzero_ps();
-    transpose16(r);
+    load_pixels(maps, K, p, r);
     for (int64_t j = 0; j < 16; ++j) {
       const __m256bh v = _mm512_cvtneps_pbh(r[j]);
       _mm256_mask_storeu_epi16(whole + (p + j) * K, m, reinterpret_cast<const __m256i&>(v));

@@ -14,38 +14,82 @@
 namespace crackseg::onednn {
 namespace {
 
+// Output pixel (n, oh, ow): its outputs yp / winners wp, and the input pixels of its window
+// that lie inside the image, in window order (kh, kw), with their window positions kh*K + kw
+// (src, pos; K * K < 256: own_maxpool_fits). A window of padding only gets 0 and no winner
+// (0xFF) here and nv = 0.
+struct Window {
+  float* yp;
+  uint8_t* wp;
+  int nv;
+};
+__attribute__((always_inline)) inline Window window(const PoolShape& s, const float* x, float* y, uint8_t* win,
+                                                    int64_t n, int64_t oh, int64_t ow, const float** src,
+                                                    uint8_t* pos) {
+  Window o{y + ((n * s.Ho + oh) * s.Wo + ow) * s.C, win + ((n * s.Ho + oh) * s.Wo + ow) * s.C, 0};
+  for (int64_t kh = 0; kh < s.K; ++kh) {
+    const int64_t ih = oh * s.S - s.P + kh;
+    if (ih < 0 || ih >= s.H) continue;
+    for (int64_t kw = 0; kw < s.K; ++kw) {
+      const int64_t iw = ow * s.S - s.P + kw;
+      if (iw < 0 || iw >= s.W) continue;
+      src[o.nv] = x + ((n * s.H + ih) * s.W + iw) * s.C;
+      pos[o.nv++] = static_cast<uint8_t>(kh * s.K + kw);
+    }
+  }
+  if (o.nv == 0) std::memset(o.yp, 0, static_cast<std::size_t>(s.C) * sizeof(float)), std::memset(o.wp, 0xFF, s.C);
+  return o;
+}
+
 // One output row (image n, row oh).
 CRACKSEG_CLONES void fwd_row(const PoolShape& s, const float* __restrict x, float* __restrict y,
                              uint8_t* __restrict win, int64_t n, int64_t oh) {
   const int64_t C = s.C;
+  const float* src[256];
+  uint8_t pos[256];
   for (int64_t ow = 0; ow < s.Wo; ++ow) {
-    float* yp = y + ((n * s.Ho + oh) * s.Wo + ow) * C;
-    uint8_t* wp = win + ((n * s.Ho + oh) * s.Wo + ow) * C;
-    bool first = true;
-    for (int64_t kh = 0; kh < s.K; ++kh) {
-      const int64_t ih = oh * s.S - s.P + kh;
-      if (ih < 0 || ih >= s.H) continue;
-      for (int64_t kw = 0; kw < s.K; ++kw) {
-        const int64_t iw = ow * s.S - s.P + kw;
-        if (iw < 0 || iw >= s.W) continue;
-        const float* xp = x + ((n * s.H + ih) * s.W + iw) * C;
-        const auto k = static_cast<uint8_t>(kh * s.K + kw);
-        if (first) {
+    const Window o = window(s, x, y, win, n, oh, ow, src, pos);
+    if (o.nv == 0) continue;
+    float* yp = o.yp;
+    uint8_t* wp = o.wp;
+    const float* x0 = src[0];
+    const uint8_t k0 = pos[0];
 #pragma omp simd
-          for (int64_t c = 0; c < C; ++c) yp[c] = xp[c], wp[c] = k;
-          first = false;
-          continue;
-        }
+    for (int64_t c = 0; c < C; ++c) yp[c] = x0[c], wp[c] = k0;
+    for (int v = 1; v < o.nv; ++v) {
+      const float* xp = src[v];
+      const uint8_t k = pos[v];
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) {
-          const bool m = xp[c] > yp[c];
-          yp[c] = m ? xp[c] : yp[c];
-          wp[c] = m ? k : wp[c];
-        }
+      for (int64_t c = 0; c < C; ++c) {
+        const bool m = xp[c] > yp[c];
+        yp[c] = m ? xp[c] : yp[c];
+        wp[c] = m ? k : wp[c];
       }
     }
-    if (first) std::memset(yp, 0, static_cast<std::size_t>(C) * sizeof(float)), std::memset(wp, 0xFF, C);
   }
+}
+
+// Input pixel iw of row dr (image n) of a disjoint pool (K == S), whose window is in output
+// row oh at window row kh: its gradient d, the window's output gradient g and winners w, and
+// the pixel's position k in it. A pixel no window reaches gets 0 here and g = nullptr.
+struct Cell {
+  float* d;
+  const float* g;
+  const uint8_t* w;
+  uint8_t k;
+};
+__attribute__((always_inline)) inline Cell cell(const PoolShape& s, const float* dy, const uint8_t* win, float* dr,
+                                                int64_t n, int64_t oh, int64_t kh, int64_t iw) {
+  const int64_t u = iw + s.P, ow = u / s.S;
+  Cell c{dr + iw * s.C, nullptr, nullptr, 0};
+  if (ow >= s.Wo) {
+    std::memset(c.d, 0, static_cast<std::size_t>(s.C) * sizeof(float));
+    return c;
+  }
+  c.g = dy + ((n * s.Ho + oh) * s.Wo + ow) * s.C;
+  c.w = win + ((n * s.Ho + oh) * s.Wo + ow) * s.C;
+  c.k = static_cast<uint8_t>(kh * s.K + u % s.S);
+  return c;
 }
 
 // Non-overlapping windows (K == S): input row ih of image n, each element 0 + dy of its
@@ -59,15 +103,12 @@ CRACKSEG_CLONES void bwd_row_disjoint(const PoolShape& s, const float* __restric
     return;
   }
   for (int64_t iw = 0; iw < s.W; ++iw) {
-    const int64_t u = iw + s.P, ow = u / s.S;
-    float* d = dr + iw * C;
-    if (ow >= s.Wo) {
-      std::memset(d, 0, static_cast<std::size_t>(C) * sizeof(float));
-      continue;
-    }
-    const auto k = static_cast<uint8_t>(kh * s.K + u % s.S);
-    const float* g = dy + ((n * s.Ho + oh) * s.Wo + ow) * C;
-    const uint8_t* w = win + ((n * s.Ho + oh) * s.Wo + ow) * C;
+    const Cell e = cell(s, dy, win, dr, n, oh, kh, iw);
+    if (!e.g) continue;
+    float* d = e.d;
+    const float* g = e.g;
+    const uint8_t* w = e.w;
+    const uint8_t k = e.k;
 #pragma omp simd
     for (int64_t c = 0; c < C; ++c) d[c] = w[c] == k ? 0.0f + g[c] : 0.0f;
   }
@@ -100,45 +141,28 @@ void bwd_image_overlap(const PoolShape& s, const float* dy, const uint8_t* win, 
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void fwd_row_avx512(const PoolShape& s, const float* x, float* y,
-                                                                          uint8_t* win, int64_t n, int64_t oh) {
-  const int64_t C = s.C;
+                                                                         uint8_t* win, int64_t n, int64_t oh) {
   const float* src[256];
   uint8_t pos[256];
   for (int64_t ow = 0; ow < s.Wo; ++ow) {
-    float* yp = y + ((n * s.Ho + oh) * s.Wo + ow) * C;
-    uint8_t* wp = win + ((n * s.Ho + oh) * s.Wo + ow) * C;
-    int nv = 0;  // the window's positions inside the image, in window order
-    for (int64_t kh = 0; kh < s.K; ++kh) {
-      const int64_t ih = oh * s.S - s.P + kh;
-      if (ih < 0 || ih >= s.H) continue;
-      for (int64_t kw = 0; kw < s.K; ++kw) {
-        const int64_t iw = ow * s.S - s.P + kw;
-        if (iw < 0 || iw >= s.W) continue;
-        src[nv] = x + ((n * s.H + ih) * s.W + iw) * C;
-        pos[nv++] = static_cast<uint8_t>(kh * s.K + kw);
-      }
-    }
-    if (nv == 0) {
-      std::memset(yp, 0, static_cast<std::size_t>(C) * sizeof(float)), std::memset(wp, 0xFF, C);
-      continue;
-    }
-    for (int64_t c = 0; c < C; c += 16) {
+    const Window o = window(s, x, y, win, n, oh, ow, src, pos);
+    for (int64_t c = 0; c < s.C && o.nv > 0; c += 16) {
       __m512 m = _mm512_loadu_ps(src[0] + c);
       __m128i w = _mm_set1_epi8(static_cast<char>(pos[0]));
-      for (int v = 1; v < nv; ++v) {
+      for (int v = 1; v < o.nv; ++v) {
         const __m512 a = _mm512_loadu_ps(src[v] + c);
         const __mmask16 gt = _mm512_cmp_ps_mask(a, m, _CMP_GT_OQ);
         m = _mm512_mask_mov_ps(m, gt, a);
         w = _mm_mask_mov_epi8(w, gt, _mm_set1_epi8(static_cast<char>(pos[v])));
       }
-      _mm512_storeu_ps(yp + c, m);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(wp + c), w);
+      _mm512_storeu_ps(o.yp + c, m);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o.wp + c), w);
     }
   }
 }
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void bwd_row_disjoint_avx512(const PoolShape& s, const float* dy,
-                                                                                   const uint8_t* win, float* dx,
-                                                                                   int64_t n, int64_t ih) {
+                                                                                  const uint8_t* win, float* dx,
+                                                                                  int64_t n, int64_t ih) {
   const int64_t C = s.C, t = ih + s.P, oh = t / s.S, kh = t % s.S;
   float* dr = dx + (n * s.H + ih) * s.W * C;
   if (oh >= s.Ho) {
@@ -147,26 +171,19 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void bwd_row_disjoint_avx51
   }
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t iw = 0; iw < s.W; ++iw) {
-    const int64_t u = iw + s.P, ow = u / s.S;
-    float* d = dr + iw * C;
-    if (ow >= s.Wo) {
-      std::memset(d, 0, static_cast<std::size_t>(C) * sizeof(float));
-      continue;
-    }
-    const __m128i k = _mm_set1_epi8(static_cast<char>(kh * s.K + u % s.S));
-    const float* g = dy + ((n * s.Ho + oh) * s.Wo + ow) * C;
-    const uint8_t* w = win + ((n * s.Ho + oh) * s.Wo + ow) * C;
+    const Cell e = cell(s, dy, win, dr, n, oh, kh, iw);
+    if (!e.g) continue;
+    const __m128i k = _mm_set1_epi8(static_cast<char>(e.k));
     for (int64_t c = 0; c < C; c += 16) {
-      const __mmask16 won = _mm_cmpeq_epi8_mask(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + c)), k);
-      _mm512_storeu_ps(d + c, _mm512_maskz_add_ps(won, zero, _mm512_loadu_ps(g + c)));  // 0 + dy, or 0
+      const __mmask16 won = _mm_cmpeq_epi8_mask(_mm_loadu_si128(reinterpret_cast<const __m128i*>(e.w + c)), k);
+      _mm512_storeu_ps(e.d + c, _mm512_maskz_add_ps(won, zero, _mm512_loadu_ps(e.g + c)));  // 0 + dy, or 0
     }
   }
 }
 #pragma GCC diagnostic pop
 // Whether the AVX-512 rows take this shape here (CRACKSEG_NO_AVX512=1: the loops above).
 bool avx512_rows(const PoolShape& s) {
-  return s.C % 16 == 0 && avx512_enabled() && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl");
+  return s.C % 16 == 0 && avx512_enabled() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
 }
 
 }  // namespace
