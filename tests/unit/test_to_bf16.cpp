@@ -15,6 +15,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/cpu/dnnl_common.hpp"
 #include "kernels/cpu/to_bf16.hpp"
 #include "kernels/cuda/precision.hpp"
 
@@ -105,7 +106,7 @@ TEST(ToBf16, UsesOwnLoopOnlyForDenseSameLayoutAndFallsBackOtherwise) {
     // (AVX2 Zen 3, checked 2026-12-01) oneDNN 2.6's reorder turns -0 into +0 (a reorder
     // computes alpha * x + beta: -0 + 0 = +0); bf16 training cannot run there (it needs
     // AVX512-BF16), so only the values must agree.
-    const bool exact_bits = c.own() || __builtin_cpu_supports("avx512f");
+    const bool exact_bits = c.own() || onednn_has_avx512_core();  // oneDNN's effective ISA (DNNL_MAX_CPU_ISA counts)
     // element (n, ch, h, w): nhwc source offset vs the destination's own layout
     for (int64_t n = 0; n < 2; ++n)
       for (int64_t ch = 0; ch < 5; ++ch)
