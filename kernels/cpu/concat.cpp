@@ -24,17 +24,21 @@ namespace {
 // their own dense tensor and their slice of the concatenated one, so the concatenated
 // tensor's cache lines are touched once (not once per input: Spiral-Net's head concatenates
 // seven 1-channel maps, and a pass per input cost 7x the memory traffic).
-// Calls copy(k, part_k, p0, p1) per tile [p0, p1) and non-null part, threads over tiles.
+// tile(p0, p1) per tile of pixels, threads over tiles; for_tiles calls copy(k, part_k, p0, p1)
+// per tile and non-null part.
 constexpr int64_t kTile = 256;  // pixels per tile
-template <class Copy>
-inline void for_tiles(int64_t Ct, std::span<float* const> parts, int64_t pixels, Copy&& copy) {
+template <class Tile>
+inline void each_tile(int64_t Ct, int64_t pixels, Tile&& tile) {
   const int64_t tiles = (pixels + kTile - 1) / kTile;
 #pragma omp parallel for schedule(static) if (pixels * Ct > 32768)
-  for (int64_t t = 0; t < tiles; ++t) {
-    const int64_t p0 = t * kTile, p1 = std::min(pixels, p0 + kTile);
+  for (int64_t t = 0; t < tiles; ++t) tile(t * kTile, std::min(pixels, t * kTile + kTile));
+}
+template <class Copy>
+inline void for_tiles(int64_t Ct, std::span<float* const> parts, int64_t pixels, Copy&& copy) {
+  each_tile(Ct, pixels, [&](int64_t p0, int64_t p1) {
     for (std::size_t k = 0; k < parts.size(); ++k)
       if (parts[k]) copy(k, parts[k], p0, p1);
-  }
+  });
 }
 
 // Whether every part is a 1-channel map, present, and there are at most kMapsMax of them
@@ -50,15 +54,12 @@ inline bool all_maps(int64_t Ct, std::span<float* const> parts, std::span<const 
 inline void copy_tiles(float* whole, int64_t Ct, std::span<float* const> parts, std::span<const int64_t> chans,
                        std::span<const int64_t> first, int64_t pixels, bool to_whole) {
   if (all_maps(Ct, parts, chans)) {
-    const int64_t tiles = (pixels + kTile - 1) / kTile;
-#pragma omp parallel for schedule(static) if (pixels * Ct > 32768)
-    for (int64_t t = 0; t < tiles; ++t) {
-      const int64_t p0 = t * kTile, p1 = std::min(pixels, p0 + kTile);
+    each_tile(Ct, pixels, [&](int64_t p0, int64_t p1) {
       if (to_whole)
         maps_to_whole(whole, parts.data(), Ct, p0, p1);
       else
         whole_to_maps(whole, parts.data(), Ct, p0, p1);
-    }
+    });
     return;
   }
   for_tiles(Ct, parts, pixels, [&](std::size_t k, float* part, int64_t p0, int64_t p1) {
@@ -86,12 +87,7 @@ inline void copy_tiles(float* whole, int64_t Ct, std::span<float* const> parts, 
 inline void copy_tiles_bf16(uint16_t* whole, int64_t Ct, std::span<float* const> parts,
                             std::span<const int64_t> chans, std::span<const int64_t> first, int64_t pixels) {
   if (all_maps(Ct, parts, chans)) {  // (the caller checked avx512bf16_available())
-    const int64_t tiles = (pixels + kTile - 1) / kTile;
-#pragma omp parallel for schedule(static) if (pixels * Ct > 32768)
-    for (int64_t t = 0; t < tiles; ++t) {
-      const int64_t p0 = t * kTile, p1 = std::min(pixels, p0 + kTile);
-      maps_to_whole_bf16(whole, parts.data(), Ct, p0, p1);
-    }
+    each_tile(Ct, pixels, [&](int64_t p0, int64_t p1) { maps_to_whole_bf16(whole, parts.data(), Ct, p0, p1); });
     return;
   }
   for_tiles(Ct, parts, pixels, [&](std::size_t k, const float* part, int64_t p0, int64_t p1) {

@@ -27,8 +27,10 @@
 #include "src/checkpoint/checkpoint.hpp"
 #include "support/cli.hpp"
 #include "support/paths.hpp"
+#include "tests/support/env.hpp"
 
 using namespace crackseg;
+using crackseg::test::ScopedEnv;
 namespace fs = std::filesystem;
 
 namespace {
@@ -47,30 +49,6 @@ class HeldLock {
 
  private:
   int fd_;
-};
-
-// Sets (or unsets, with nullptr) an environment variable for one scope.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
-    if (value)
-      setenv(name, value, 1);
-    else
-      unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (had_)
-      setenv(name_.c_str(), old_.c_str(), 1);
-    else
-      unsetenv(name_.c_str());
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  std::string name_, old_;
-  bool had_ = false;
 };
 
 fs::path make_dataset(const fs::path& dir) {

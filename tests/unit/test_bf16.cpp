@@ -16,10 +16,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <optional>
 
 #include "kernels/cpu/amx_wgrad.hpp"
 #include "kernels/cpu/to_bf16.hpp"
 #include "src/graph/graph.hpp"
+#include "tests/support/env.hpp"
 #include "tests/unit/test_layer_util.hpp"
 
 using namespace crackseg;
@@ -178,7 +180,7 @@ INSTANTIATE_TEST_SUITE_P(
 // exactly, and the arithmetic line says so; 8 input channels run bf16.
 TEST(Bf16Precision, FewInputChannelsStayFp32) {
   if (const std::string m = onednn::missing_bf16_isa(); !m.empty()) GTEST_SKIP() << "no bf16 kernels here: " << m;
-  ::unsetenv("CRACKSEG_BF16_FEW_CHANNELS");
+  std::optional<ScopedEnv> rule(std::in_place, "CRACKSEG_BF16_FEW_CHANNELS", nullptr);  // the default rule
   const auto one = [](const std::string& precision, const Conv2dSpec& spec, const Dims& xd) {
     auto be = make_backend("onednn");
     be->set_precision(precision);
@@ -217,8 +219,8 @@ TEST(Bf16Precision, FewInputChannelsStayFp32) {
   const auto [lp8, lp8_summary] = one("bf16", Conv2dSpec{8, 16, 3, 2, 0, 1}, {2, 8, 33, 31});
   EXPECT_EQ(lp8_summary.rfind("bf16 (1 convolutions; 0 without a bf16 kernel stay fp32", 0), 0u) << lp8_summary;
   EXPECT_EQ(lp8_summary.find("fewer than 8"), std::string::npos) << lp8_summary;
-  // the switch runs them in bf16 again (what the tests above rely on)
-  ::setenv("CRACKSEG_BF16_FEW_CHANNELS", "1", 1);
+  // the switch runs them in bf16 again (what the other tests here rely on; restored on exit)
+  rule.reset();
   const auto [forced, forced_summary] = one("bf16", Conv2dSpec{3, 16, 3, 2, 0, 1}, {2, 3, 33, 31});
   EXPECT_EQ(forced_summary.rfind("bf16 (1 convolutions; 0 without", 0), 0u) << forced_summary;
 }
@@ -247,10 +249,11 @@ namespace {
 TEST(Bf16Precision, ConvtSwitchIsRecorded) {
   auto plain = make_backend("onednn");
   EXPECT_EQ(plain->precision_summary(), "fp32");
-  ::setenv("CRACKSEG_CONVT_PHASES", "0", 1);
-  auto ab = make_backend("onednn");
-  const std::string s = ab->precision_summary();
-  ::unsetenv("CRACKSEG_CONVT_PHASES");
+  std::string s;
+  {
+    const ScopedEnv deconv("CRACKSEG_CONVT_PHASES", "0");
+    s = make_backend("onednn")->precision_summary();
+  }
   EXPECT_NE(s.find("CRACKSEG_CONVT_PHASES=0"), std::string::npos) << s;
 }
 }  // namespace

@@ -17,6 +17,7 @@
 #include "kernels/cpu/to_bf16.hpp"
 #include "src/graph/backend.hpp"
 #include "src/graph/graph.hpp"
+#include "tests/support/env.hpp"
 #include "tests/unit/test_layer_util.hpp"
 
 using namespace crackseg;
@@ -120,14 +121,13 @@ TEST(JitForward, TakenWhereTheRuleSaysAndMatchesReference) {
 
 TEST(JitForward, SwitchKeepsOneDnnsFirstChoice) {
   if (!has_brgconv_cpu()) GTEST_SKIP() << "no AVX-512: oneDNN offers no brgconv here";
-  ::setenv("CRACKSEG_NO_JIT_FORWARD", "1", 1);
+  const ScopedEnv off("CRACKSEG_NO_JIT_FORWARD", "1");
   for (const Case& c : cases()) {
     const Result want = run("reference", c.spec, c.x, c.relu);
     const Result got = run("onednn", c.spec, c.x, c.relu);
     EXPECT_EQ(got.summary.find("jit:avx512_core"), std::string::npos) << c.name << ": " << got.summary;
     expect_close(got, want, c.name);
   }
-  ::unsetenv("CRACKSEG_NO_JIT_FORWARD");
 }
 
 TEST(JitForward, Bf16LayersAreNotMoved) {

@@ -115,6 +115,8 @@ std::vector<Case> cases() {
       // maps, 510 pixels (a 254-pixel last tile: 15 groups of 16 and a 14-pixel tail)
       {"concat_maps7", ConcatSpec{}, std::vector<Dims>(7, Dims{2, 1, 15, 17}), true, Fill::normal, 0, 0},
       {"concat_maps16", ConcatSpec{}, std::vector<Dims>(16, Dims{2, 1, 15, 17}), true, Fill::normal, 0, 0},
+      // 4,800 pixels x 7 maps: past the copy's OpenMP threshold (32,768 values), tiles over threads
+      {"concat_maps7_threaded", ConcatSpec{}, std::vector<Dims>(7, Dims{2, 1, 40, 60}), true, Fill::normal, 0, 0},
       {"add3", AddSpec{}, {kX, kX, kX}},
   };
 }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernels/cpu/maxpool_kernels.hpp"
+#include "tests/support/env.hpp"
 
 using namespace crackseg::onednn;
 
@@ -68,6 +69,9 @@ TEST(MaxPoolKernels, FirstMaximumWinsAndGradientsGoToItBitForBit) {
       shape(1, 6, 6, 3, 4, 3, 1),
       shape(2, 9, 11, 48, 3, 2, 1),  // 16k channels (the AVX-512 rows), overlapping, padded
       shape(2, 9, 11, 32, 2, 2, 1),  // 16k channels, disjoint, padded
+      // large enough for the loops' OpenMP branches (> 16384 elements a call), AVX-512 rows too
+      shape(4, 30, 34, 32, 2, 2, 0),
+      shape(4, 41, 39, 16, 3, 2, 1),
   };
   const int saved = omp_get_max_threads();
   std::mt19937 g(5);
@@ -83,7 +87,7 @@ TEST(MaxPoolKernels, FirstMaximumWinsAndGradientsGoToItBitForBit) {
     // the AVX-512 rows (C a multiple of 16, on CPUs that have them) and the portable loops
     for (const int threads : {1, 3})
       for (const char* no512 : {"0", "1"}) {
-        ::setenv("CRACKSEG_NO_AVX512", no512, 1);
+        const crackseg::test::ScopedEnv path("CRACKSEG_NO_AVX512", no512);
         SCOPED_TRACE(std::string("CRACKSEG_NO_AVX512=") + no512);
         omp_set_num_threads(threads);
         std::vector<float> y(want.y.size(), -7.0f), dx(x.size(), -7.0f);  // every element must be written
@@ -96,6 +100,5 @@ TEST(MaxPoolKernels, FirstMaximumWinsAndGradientsGoToItBitForBit) {
               << threads << " threads, dx element " << i << ": " << dx[i] << " vs " << want.dx[i];
       }
   }
-  ::unsetenv("CRACKSEG_NO_AVX512");
   omp_set_num_threads(saved);
 }
