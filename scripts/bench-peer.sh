@@ -72,7 +72,16 @@ echo "# crackseg vs PyTorch, one run: $(date -u '+%Y-%m-%d %H:%M UTC')"
 cpuinfo_field() { grep -m1 "^$1" /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'; }
 echo "# CPU: $(cpuinfo_field 'model name') (family $(cpuinfo_field 'cpu family'), model $(cpuinfo_field 'model\s')), $(nproc) logical CPUs; ISA: ${flags:-none of avx2/avx512/amx}"
 echo "# threads: $threads; reps: $reps; steps: $steps (+$warmup untimed); torch $("$py" -c 'import torch; print(torch.__version__)'); crackseg: $bin"
-echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+# What else used the CPU (a 1 s sample by top, >= 5% of a CPU, this script's parent shell
+# excluded): a background job at nice 19 still shares caches and memory bandwidth, so the
+# record names it rather than leaving a reader to guess why a run was slow.
+busy_processes() {
+  top -b -n 2 -d 1 -w 200 2>/dev/null | awk -v self=$$ '
+    /^top -/ { frame++ } frame == 2 && $1 ~ /^[0-9]+$/ && $9 + 0 >= 5 && $1 != self {
+      printf "%s%s (pid %s, nice %s, %s%% CPU)", sep, $12, $1, $4, $9; sep = "; " }
+    END { if (sep == "") printf "none" }'
+}
+echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg); busy processes: $(busy_processes)"
 
 case " $precisions " in *" bf16 "*) modes="$modes bf16" ;; esac
 
@@ -114,6 +123,6 @@ for ((rep = 1; rep <= reps; ++rep)); do
     fi
   done
 done
-echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg); results: $out"
+echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg); busy processes: $(busy_processes); results: $out"
 echo
 "$py" "$peer" table "$out"
