@@ -54,7 +54,7 @@ class OnednnBackend final : public Backend {
                " convolutions on our own AVX2 kernel (no AVX-512)";
     if (!ctx_->jit_fwd_layers.empty())  // dnnl_common.hpp: another kernel than oneDNN's first choice
       convt += "; forward of " + std::to_string(ctx_->jit_fwd_layers.size()) +
-               " convolutions on oneDNN's jit:avx512_core kernel, not brgconv (few input channels)";
+               " convolutions on oneDNN's jit:avx512_core kernel, not brgconv (few input channels, small maps)";
     if (!ctx_->bf16) return "fp32" + convt;
     const std::string acts =
         ctx_->bf16_outputs.empty() && ctx_->bf16_dins.empty()

@@ -141,7 +141,7 @@ class ConvLayer final : public DnnlLayer {
       fwd_pd_ = typename Fwd::primitive_desc(fd, fattr, eng);
       ctx_->jit_fwd_layers.erase(this);
       if (!Transposed && !lp_ && algo == kAlgo &&  // dnnl_common.hpp: few input channels
-          take_jit_forward(fwd_pd_, s.in_c, [&] { return typename Fwd::primitive_desc(fd, fattr, eng); }))
+          take_jit_forward(fwd_pd_, s.in_c, y[2] * y[3], [&] { return typename Fwd::primitive_desc(fd, fattr, eng); }))
         ctx_->jit_fwd_layers.insert(this);
       typename BwdD::desc bdd(algo, src_f, w_any, dst_op, strides, dilates, pl, pr);
       bwd_d_pd = typename BwdD::primitive_desc(bdd, scratch_attr(), eng, fwd_pd_);

@@ -213,7 +213,7 @@ class ConvTransposePhases final : public DnnlLayer {
                                          dnnl::memory::desc({s.in_c, s.out_c, K, K}, op, tag::any), src_md, {S, S},
                                          no_dil, {s.padding, s.padding}, {pr, pr});
       bwd_d_pd = dnnl::convolution_forward::primitive_desc(dd, scratch_attr(), eng);
-      if (!lp_ && take_jit_forward(bwd_d_pd, s.out_c, [&] {  // dnnl_common.hpp: few input channels
+      if (!lp_ && take_jit_forward(bwd_d_pd, s.out_c, x_[2] * x_[3], [&] {  // dnnl_common.hpp: few input channels
             return dnnl::convolution_forward::primitive_desc(dd, scratch_attr(), eng);
           }))
         ctx_->jit_fwd_layers.insert(this);

@@ -40,23 +40,31 @@ bool skip_amx_weight_gradient(PD& pd) {
   return true;
 }
 
-// fp32 forward convolutions of few input channels: oneDNN 2.6 offers its brgemm kernel
-// (`brgconv:avx512_core`) first, but its older direct kernel (`jit:avx512_core`) ran every such
-// layer of the bench models as fast or faster on the AMX Xeon of the fifteenth session (the
-// patch CNN's 3 -> 16 at 27x27: 0.62 -> 0.28 ms; its 16 -> 16: 1.89 -> 1.31 ms; Spiral-Net's
-// 1-6 -> 16 stride-2 layers 6-25%, its 16 -> 32 16%; U-Net's 16-channel layers 4-7%), while
-// for more input channels the brgemm one mostly wins (U-Net's 32/64 -> 16/32: 10-13% slower
-// on jit; docs/PERFORMANCE.md "Fifteenth session"). So where the input has at most
-// kJitForwardMaxIn channels, the operands are fp32 and oneDNN's first choice is brgconv, the
+// fp32 forward convolutions of few input channels on small maps: oneDNN 2.6 offers its
+// brgemm kernel (`brgconv:avx512_core`) first, but its older direct kernel
+// (`jit:avx512_core`) ran such layers of the bench models as fast or faster on both CPUs
+// measured: on the AMX Xeon of the fifteenth session the patch CNN's 3 -> 16 at 27x27 0.62 ->
+// 0.28 ms, its 16 -> 16 1.89 -> 1.31 ms, Spiral-Net's 1-6 -> 16 stride-2 layers 6-25%; on the
+// Zen 4 of the sixteenth the patch CNN +9% a step, Spiral-Net's 1-2 -> 16 entries 0.33-0.62
+// -> 0.25-0.36 ms. For more input channels the brgemm kernel mostly wins (U-Net's 32/64 ->
+// 16/32: 10-13% slower on jit, Xeon), and on big maps it wins by far on the Zen 4: U-Net's 16
+// -> 16 at 400x400 took 24.9-29.7 ms a call on jit against 16.8-19.2 on brgconv, its 16 -> 32
+// at 200x200 10.1-13.6 against 8.5-9.3 (where the Xeon had jit 3-8% ahead): docs/
+// PERFORMANCE.md "Sixteenth session". So where the input has at most kJitForwardMaxIn
+// channels, each image's output map at most kJitForwardMaxPixels pixels (Spiral-Net's 127 x
+// 127 and everything smaller), the operands are fp32 and oneDNN's first choice is brgconv, the
 // descriptor is rebuilt by `make` and moved on to jit:avx512_core if oneDNN offers it (else
-// oneDNN's first choice stays). Another kernel sums in another order: the run's arithmetic
-// line counts these layers. CRACKSEG_NO_JIT_FORWARD=1 keeps oneDNN's first choice everywhere
-// (A/B runs with one binary).
+// oneDNN's first choice stays). The rule reads the layer's shape only, so a given model and
+// input size always gets the same kernels (eval and predict reproduce training's records).
+// Another kernel sums in another order: the run's arithmetic line counts these layers.
+// CRACKSEG_NO_JIT_FORWARD=1 keeps oneDNN's first choice everywhere (A/B runs with one binary).
 inline constexpr int64_t kJitForwardMaxIn = 16;
+inline constexpr int64_t kJitForwardMaxPixels = 128 * 128;
 [[nodiscard]] inline bool jit_forward_enabled() { return !simd_switched_off("CRACKSEG_NO_JIT_FORWARD"); }
+// in_c: the convolution's input channels; out_pixels: its output map's height x width.
 template <class PD, class Make>
-bool take_jit_forward(PD& pd, int64_t in_c, Make make) {
-  if (in_c > kJitForwardMaxIn || !jit_forward_enabled()) return false;
+bool take_jit_forward(PD& pd, int64_t in_c, int64_t out_pixels, Make make) {
+  if (in_c > kJitForwardMaxIn || out_pixels > kJitForwardMaxPixels || !jit_forward_enabled()) return false;
   if (std::string_view(pd.impl_info_str()) != "brgconv:avx512_core") return false;
   PD alt = make();
   while (alt.next_impl())

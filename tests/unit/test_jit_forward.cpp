@@ -1,9 +1,10 @@
 // ctest-link: crackseg_nn
-// fp32 forward convolutions of at most 16 input channels run oneDNN's jit:avx512_core kernel
-// in place of its first choice brgconv:avx512_core (dnnl_common.hpp take_jit_forward: faster
-// there on the AVX-512 CPUs measured). Checked: the layers the rule names really took it (the
-// backend's arithmetic summary counts them, the one recorded in result.json) and the ones it
-// does not name did not; CRACKSEG_NO_JIT_FORWARD=1 keeps oneDNN's first choice; forward, input
+// fp32 forward convolutions of at most 16 input channels whose output maps have at most 128 x
+// 128 pixels run oneDNN's jit:avx512_core kernel in place of its first choice
+// brgconv:avx512_core (dnnl_common.hpp take_jit_forward: faster there on the AVX-512 CPUs
+// measured; bigger maps stay on brgconv, which won by far on them on a Zen 4). Checked: the
+// layers the rule names really took it (the backend's arithmetic summary counts them, the one
+// recorded in result.json) and the ones it does not name did not; CRACKSEG_NO_JIT_FORWARD=1 keeps oneDNN's first choice; forward, input
 // gradient, weight and bias gradients agree with the reference backend (double) either way,
 // for a plain conv, a conv with a fused ReLU, and a stride-2 transposed conv (whose input
 // gradient is a forward convolution of its 16-channel output gradient).
@@ -99,10 +100,18 @@ std::vector<Case> cases() {
       {"patch 3->16 relu", Conv2dSpec{3, 16, 3, 1, 1, 1}, {8, 3, 27, 27}, true, true},
       {"patch 16->16 relu", Conv2dSpec{16, 16, 3, 1, 1, 1}, {8, 16, 27, 27}, true, true},
       {"spiral 6->16 s2", Conv2dSpec{6, 16, 3, 2, 0, 1}, {2, 6, 63, 63}, false, true},
+      // output maps up to 128 x 128 pixels move (Spiral-Net's 255 -> 127 entries), bigger ones
+      // stay on brgconv (the U-Net's 16-channel layers at 400 and 200: far slower on jit on Zen 4)
+      {"spiral 1->16 s2 255", Conv2dSpec{1, 16, 3, 2, 0, 1}, {1, 1, 255, 255}, false, true},
+      {"16->16 at 128x128", Conv2dSpec{16, 16, 3, 1, 1, 1}, {1, 16, 128, 128}, true, true},
+      {"16->16 at 129x128", Conv2dSpec{16, 16, 3, 1, 1, 1}, {1, 16, 129, 128}, true, false},
+      {"3->16 at 200x200", Conv2dSpec{3, 16, 3, 1, 1, 1}, {1, 3, 200, 200}, false, false},
       // more input channels: oneDNN's first choice stays
       {"32->16", Conv2dSpec{32, 16, 3, 1, 1, 1}, {2, 32, 27, 27}, false, false},
       // stride-2 transposed conv 32 -> 16 (phases): its input gradient convolves 16 channels
       {"convT 32->16 s2", ConvTranspose2dSpec{32, 16, 3, 2, 0, 0}, {2, 32, 15, 15}, false, true},
+      // ... whose output is the input's map: 130 x 130 stays on brgconv
+      {"convT 32->16 s2 at 130", ConvTranspose2dSpec{32, 16, 3, 2, 0, 0}, {1, 32, 130, 130}, false, false},
   };
 }
 
