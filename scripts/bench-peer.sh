@@ -4,7 +4,9 @@
 # channels_last and torch.compile, run ALTERNATELY (crackseg, peer, peer; the order flips
 # every repetition), each case in its own process. Prints the machine (CPU model, ISA flags,
 # threads, load), every run, and a markdown table of medians: samples/s, crackseg's ratio to
-# the stronger PyTorch mode, % of this machine's sgemm peak, peak RSS. With --precisions
+# the stronger PyTorch mode (and its range over the repetitions, each ratio taken between
+# runs next to each other in time: how far a noisy host moved it), % of this machine's sgemm
+# peak, peak RSS. With --precisions
 # "fp32 bf16" crackseg also runs with --precision bf16 and PyTorch with bf16 autocast (mode
 # bf16), and a second table compares those (needs AVX512-BF16 or AMX). With
 # --conv-algorithms "direct winograd" crackseg's fp32 also runs with --conv-algorithm winograd

@@ -165,7 +165,7 @@ def cmd_table(a):
     peaks = [r["sgemm_peak_gflops"] for r in rows if r["side"] == "crackseg"]
     peak = statistics.median(peaks) if peaks else 0.0
     head = "| case | crackseg | " + " | ".join(f"PyTorch {m}" for m in modes) + \
-        " | vs strongest peer | same per CPU-second | % of sgemm peak (crackseg / " + " / ".join(modes) + ") | peak RSS MB (crackseg / " + \
+        " | vs strongest peer | per repetition (min-max) | same per CPU-second | % of sgemm peak (crackseg / " + " / ".join(modes) + ") | peak RSS MB (crackseg / " + \
         " / ".join(modes) + ") |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
@@ -196,13 +196,14 @@ def cmd_table(a):
                           f"; first step {statistics.median(r.get('first_step_s', 0) for r in ps):.1f} s)")
         detail.append(f"  {c} crackseg: " + ", ".join(fmt_rate(r["samples_per_s"]) for r in cs))
         ratio = f"**{c_rate / best:.2f}x**" if best else "-"
+        spread = rep_ratio_range(cs, [r for m in modes for r in sel("peer", m)])
         # Load-robust companion: samples per CPU-second (all threads), crackseg over the better peer.
         def per_cpu(rs):
             v = [r["batch"] / r["cpu_s_per_step"] for r in rs if r.get("cpu_s_per_step")]
             return statistics.median(v) if v else 0.0
         best_cpu = max([per_cpu(sel("peer", m)) for m in modes] + [0.0])
         ratio_cpu = f"{per_cpu(cs) / best_cpu:.2f}x" if best_cpu and per_cpu(cs) else "-"
-        print(f"| {label[c]} | {fmt_rate(c_rate)} {unit[c]} | " + " | ".join(rates) + f" | {ratio} | {ratio_cpu} | " +
+        print(f"| {label[c]} | {fmt_rate(c_rate)} {unit[c]} | " + " | ".join(rates) + f" | {ratio} | {spread} | {ratio_cpu} | " +
               " / ".join(pcts) + " | " + " / ".join(rss) + " |")
     print()
     print(f"Medians over repetitions; sgemm peak (crackseg's dnnl_sgemm 2048^3, median): {peak:.1f} GFLOP/s. "
@@ -213,6 +214,19 @@ def cmd_table(a):
     if wino_rows:
         print_winograd_table(rows_all, cases, label, unit, peak)
     return 0
+
+
+def rep_ratio_range(ours, peers):
+    """crackseg over the strongest peer within each repetition (runs next to each other in
+    time), as "min-max" over the repetitions both sides ran: how far a noisy host moved the
+    ratio that the medians summarise."""
+    ratios = []
+    for k in sorted({r.get("rep") for r in ours if r.get("rep") is not None}):
+        mine = [r["samples_per_s"] for r in ours if r.get("rep") == k]
+        theirs = [r["samples_per_s"] for r in peers if r.get("rep") == k]
+        if mine and theirs and max(theirs) > 0:
+            ratios.append(statistics.median(mine) / max(theirs))
+    return f"{min(ratios):.2f}-{max(ratios):.2f}x" if ratios else "-"
 
 
 def runs_of(rows, case, pred):
@@ -227,6 +241,11 @@ def median_of(rs, key="samples_per_s"):
 def is_fp32_direct(r):
     """A crackseg run with the defaults: fp32, direct convolutions."""
     return r["side"] == "crackseg" and r.get("precision", "fp32") == "fp32" and r.get("conv_algorithm", "direct") == "direct"
+
+
+def is_fp32_peer(r):
+    """A PyTorch fp32 run (eager or compiled)."""
+    return r["side"] == "peer" and r.get("mode") in ("eager", "compile")
 
 
 def strongest_fp32_peer(rows, case):
@@ -264,8 +283,8 @@ def print_bf16_table(rows, cases, label, unit):
     """crackseg precision = bf16 against PyTorch's bf16 autocast and the strongest fp32 peer."""
     print()
     print("| case | crackseg bf16 | crackseg fp32 | PyTorch bf16 autocast | strongest PyTorch fp32 | bf16 vs PyTorch bf16 | "
-          "bf16 vs strongest fp32 peer | peak RSS MB (crackseg bf16 / PyTorch bf16) |")
-    print("|---|---|---|---|---|---|---|---|")
+          "bf16 vs strongest fp32 peer | per repetition (min-max) | peak RSS MB (crackseg bf16 / PyTorch bf16) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     detail = []
     for c in cases:
         b = runs_of(rows, c, lambda r: r["side"] == "crackseg" and r.get("precision") == "bf16")
@@ -277,6 +296,7 @@ def print_bf16_table(rows, cases, label, unit):
         rss_p = f"{median_of(p, 'peak_rss_mb'):,.0f}" if p else "-"
         print(f"| {label[c]} | {fmt_rate(cb)} {unit[c]} | {fmt_rate(cf) if cf else '-'} | {fmt_rate(pb) if pb else '-'} | "
               f"{fmt_rate(pf) if pf else '-'} | {ratio(cb, pb)} | {ratio(cb, pf)} | "
+              f"{rep_ratio_range(b, runs_of(rows, c, is_fp32_peer))} | "
               f"{median_of(b, 'peak_rss_mb'):,.0f} / {rss_p} |")
         detail.append(f"  {c} crackseg bf16: " + ", ".join(fmt_rate(r["samples_per_s"]) for r in b))
         if p:

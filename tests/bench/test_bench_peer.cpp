@@ -4,14 +4,18 @@
 // The PyTorch peer of `crackseg bench` (bench/peer/, issue 15) builds the same three networks:
 // its parameter counts and forward multiply-adds equal `crackseg models --json`'s, and a peer
 // one channel off is caught. No timing. Skipped unless the benchmark venv with torch exists
-// ($CRACKSEG_PEER_VENV, default build/peer-venv, made by scripts/bench-peer.sh).
+// ($CRACKSEG_PEER_VENV, default build/peer-venv, made by scripts/bench-peer.sh). The table
+// (no torch needed, the system python3) is checked on results with known numbers: medians,
+// the ratio to the stronger mode, and the per-repetition range that shows a noisy host.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "tests/support/cli.hpp"
+#include "tests/support/paths.hpp"
 
 namespace {
 
@@ -64,6 +68,39 @@ TEST(BenchPeer, APeerOneChannelOffFailsTheCheck) {
   int mismatches = 0;  // one line per model, each must be caught
   for (auto at = r.output.find("MISMATCH"); at != std::string::npos; at = r.output.find("MISMATCH", at + 1)) ++mismatches;
   EXPECT_EQ(mismatches, 3) << r.output;
+}
+
+// Two repetitions of Spiral-Net: crackseg 20 then 30 img/s; eager 10, 10; compile 8, 20. Medians
+// 25 against the stronger mode's 14 (compile) = 1.79x; within each repetition 20/10 = 2.00x
+// and 30/20 = 1.50x; bf16 40, 42 against the strongest fp32 peer of each repetition: 4.00x and
+// 2.10x.
+TEST(BenchPeer, TableGivesMediansRatioAndPerRepetitionRange) {
+  if (run_shell("python3 -c 'import json, statistics'").code != 0) GTEST_SKIP() << "no python3";
+  crackseg::test::TempDir dir;
+  const auto results = dir.path() / "results.jsonl";
+  {
+    std::ofstream f(results);
+    const auto ours = [&](int rep, double rate, const char* precision) {
+      f << R"({"side": "crackseg", "case": "spiral_net", "rep": )" << rep << R"(, "samples_per_s": )" << rate
+        << R"(, "precision": ")" << precision
+        << R"(", "params": 2612957, "batch": 4, "cpu_s_per_step": 0.3, "gflop_per_sample_step": 3.9, )"
+        << R"("sgemm_peak_gflops": 200.0, "peak_rss_mb": 400.0})" << "\n";
+    };
+    const auto peer = [&](int rep, double rate, const char* mode) {
+      f << R"({"side": "peer", "case": "spiral_net", "rep": )" << rep << R"(, "samples_per_s": )" << rate
+        << R"(, "mode": ")" << mode << R"(", "params": 2612957, "batch": 4, "cpu_s_per_step": 0.6, )"
+        << R"("peak_rss_mb": 1000.0, "base_rss_mb": 500.0, "first_step_s": 1.0})" << "\n";
+    };
+    ours(1, 20, "fp32"), ours(1, 40, "bf16"), peer(1, 10, "eager"), peer(1, 8, "compile");
+    peer(2, 10, "eager"), peer(2, 20, "compile"), ours(2, 30, "fp32"), ours(2, 42, "bf16");
+  }
+  const auto r =
+      run_shell("python3 " + (source_dir() / "bench" / "peer" / "peer_bench.py").string() + " table " + results.string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("| spiral_net width 0.25 @255, batch 4 | 25.00 img/s | 10.00 | 14.00 | **1.79x** | 1.50-2.00x |"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("| **2.93x** | 2.10-4.00x |"), std::string::npos) << r.output;  // bf16 41 / 14
 }
 
 }  // namespace
