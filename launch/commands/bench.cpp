@@ -12,6 +12,8 @@
 //   pct_peak_cpu    the same ratio per CPU-second (user + system) instead of per wall second:
 //                   on a shared, loaded machine wall time inflates with the load, CPU time much
 //                   less, so this is the fairer efficiency figure there.
+//   step_ms_min/max the fastest and slowest timed step (JSON): a wide spread says the host
+//                   moved under the run and the median alone should not be quoted.
 // A benchmark, not a test: run it on a quiet machine, several times, and quote medians.
 #include <dnnl.h>
 #include <omp.h>
@@ -122,6 +124,7 @@ struct CaseResult {
   std::string name;
   double samples_per_s, step_ms, gflops, pct_peak, peak_rss_mb, gflop_per_sample, loss_first, loss_last;
   double cpu_s_per_step, pct_peak_cpu;
+  double step_ms_min, step_ms_max;  // the fastest and slowest timed step: how much the host moved
   double allocated_mb = 0;  // buffers the graph and its layers allocated for the case (nn_counters)
   int64_t params;
   std::string arithmetic;  // Backend::precision_summary: what the convolutions computed in
@@ -143,6 +146,8 @@ CaseResult summarize(const BenchCase& c, Model& m, const std::vector<double>& ti
   r.params = m.graph.num_params();
   const double step = median(times);
   r.step_ms = step * 1e3;
+  r.step_ms_min = *std::min_element(times.begin(), times.end()) * 1e3;
+  r.step_ms_max = *std::max_element(times.begin(), times.end()) * 1e3;
   r.samples_per_s = static_cast<double>(c.batch) / step;
   r.gflop_per_sample = 2.0 * 3.0 * m.graph.forward_macs_per_sample({m.in_channels, c.size, c.size}) / 1e9;
   r.gflops = r.gflop_per_sample * r.samples_per_s;
@@ -303,6 +308,8 @@ int run() {
                                 {"peak_rss_mb", r.peak_rss_mb},
                                 {"allocated_mb", r.allocated_mb},
                                 {"step_ms", r.step_ms},
+                                {"step_ms_min", r.step_ms_min},
+                                {"step_ms_max", r.step_ms_max},
                                 {"batch", c->batch},
                                 {"input", {c->size, c->size}},
                                 {"gflop_per_sample_step", r.gflop_per_sample},

@@ -111,6 +111,23 @@ TEST(BenchCommand, JsonObjectPerCaseWithTheFixedKeys) {
   EXPECT_TRUE(std::isfinite(j["loss_last"].get<double>()));
 }
 
+// The spread of the timed steps comes with the median: the fastest and slowest of them
+// bracket it, and one timed step is all three.
+TEST(BenchCommand, StepTimeSpreadBracketsTheMedian) {
+  const CmdResult r = run_cli("bench --case patch_cnn --warmup 1 --steps 3 --threads=1 --json");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  const double lo = j["step_ms_min"].get<double>(), mid = j["step_ms"].get<double>(), hi = j["step_ms_max"].get<double>();
+  EXPECT_GT(lo, 0.0);
+  EXPECT_LE(lo, mid);
+  EXPECT_LE(mid, hi);
+  const CmdResult one = run_cli("bench --case patch_cnn --warmup 1 --steps 1 --threads=1 --json");
+  ASSERT_EQ(one.rc, 0) << one.out;
+  const auto k = nlohmann::json::parse(one.out.substr(one.out.find('{')));
+  EXPECT_EQ(k["step_ms_min"].get<double>(), k["step_ms"].get<double>());
+  EXPECT_EQ(k["step_ms_max"].get<double>(), k["step_ms"].get<double>());
+}
+
 TEST(BenchCommand, UnknownCaseNamesTheNearest) {
   const CmdResult r = run_cli("bench --case spiral --json");
   EXPECT_EQ(r.rc, 2) << r.out;
