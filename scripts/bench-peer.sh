@@ -74,7 +74,7 @@ echo "# crackseg vs PyTorch, one run: $(date -u '+%Y-%m-%d %H:%M UTC')"
 cpuinfo_field() { grep -m1 "^$1" /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'; }
 echo "# CPU: $(cpuinfo_field 'model name') (family $(cpuinfo_field 'cpu family'), model $(cpuinfo_field 'model\s')), $(nproc) logical CPUs; ISA: ${flags:-none of avx2/avx512/amx}"
 echo "# threads: $threads; reps: $reps; steps: $steps (+$warmup untimed); torch $("$py" -c 'import torch; print(torch.__version__)'); crackseg: $bin"
-# What else used the CPU (a 1 s sample by top, >= 5% of a CPU, this script's parent shell
+# What else used the CPU (a 1 s sample by top, >= 5% of a CPU, this script's own shell
 # excluded): a background job at nice 19 still shares caches and memory bandwidth, so the
 # record names it rather than leaving a reader to guess why a run was slow.
 busy_processes() {

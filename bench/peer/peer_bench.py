@@ -196,7 +196,7 @@ def cmd_table(a):
                           f"; first step {statistics.median(r.get('first_step_s', 0) for r in ps):.1f} s)")
         detail.append(f"  {c} crackseg: " + ", ".join(fmt_rate(r["samples_per_s"]) for r in cs))
         ratio = f"**{c_rate / best:.2f}x**" if best else "-"
-        spread = rep_ratio_range(cs, [r for m in modes for r in sel("peer", m)])
+        spread = rep_ratio_range(cs, runs_of(rows, c, is_fp32_peer))
         # Load-robust companion: samples per CPU-second (all threads), crackseg over the better peer.
         def per_cpu(rs):
             v = [r["batch"] / r["cpu_s_per_step"] for r in rs if r.get("cpu_s_per_step")]
@@ -250,7 +250,7 @@ def is_fp32_peer(r):
 
 def strongest_fp32_peer(rows, case):
     """Median samples/s of the faster PyTorch fp32 mode (eager or compile) for one case."""
-    return max(median_of(runs_of(rows, case, lambda r, m=m: r["side"] == "peer" and r.get("mode") == m))
+    return max(median_of(runs_of(rows, case, lambda r, m=m: is_fp32_peer(r) and r.get("mode") == m))
                for m in ("eager", "compile"))
 
 

@@ -4,10 +4,11 @@
 // brgconv:avx512_core (dnnl_common.hpp take_jit_forward: faster there on the AVX-512 CPUs
 // measured; bigger maps stay on brgconv, which won by far on them on a Zen 4). Checked: the
 // layers the rule names really took it (the backend's arithmetic summary counts them, the one
-// recorded in result.json) and the ones it does not name did not; CRACKSEG_NO_JIT_FORWARD=1 keeps oneDNN's first choice; forward, input
-// gradient, weight and bias gradients agree with the reference backend (double) either way,
-// for a plain conv, a conv with a fused ReLU, and a stride-2 transposed conv (whose input
-// gradient is a forward convolution of its 16-channel output gradient).
+// recorded in result.json) and the ones it does not name did not; CRACKSEG_NO_JIT_FORWARD=1
+// keeps oneDNN's first choice; forward, input gradient, weight and bias gradients agree with
+// the reference backend (double) either way, for a plain conv, a conv with a fused ReLU, and a
+// stride-2 transposed conv (whose input gradient is a forward convolution of its 16-channel
+// output gradient).
 #include <gtest/gtest.h>
 
 #include <algorithm>
