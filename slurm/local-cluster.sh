@@ -49,9 +49,11 @@ pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 # Sends TERM, waits up to $2 seconds, then KILL; by pid file only.
 stop_pidfile() {
   local f=$1 wait_s=$2 pid
-  [ -f "$f" ] || return 0
-  pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
+  # The file can vanish between the glob that named it and this read: slurmd removes its own
+  # pid file as it exits after `scontrol shutdown`. Gone means stopped; under `set -e` a failed
+  # cat here used to end the script before munged was stopped (munged then leaked).
+  pid=$(cat "$f" 2>/dev/null) || return 0
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq $((wait_s * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$pid" 2>/dev/null; then
@@ -82,6 +84,15 @@ start() {
       die "'$t' not found: apt-get install -y --no-install-recommends slurmctld slurmd slurm-client munge"
   done
   export PATH=$PATH:/usr/sbin
+  # Daemons keep every descriptor they inherit. Close all but stdin/stdout/stderr (and bash's
+  # own script descriptor 255) so that no daemon holds the caller's pipes: a test process that
+  # is an MPI singleton has a pipe to its orted, and a daemon keeping it open kept orted, and
+  # with it ctest's output pipe, alive after the test ended.
+  local fd
+  for fd in /proc/$$/fd/*; do
+    fd=${fd##*/}
+    case $fd in 0 | 1 | 2 | 255) ;; *) eval "exec $fd>&-" 2>/dev/null || true ;; esac
+  done
   mkdir -p "$B"/{etc,munge,run,log,state,spool}
   # munged insists that the socket folder and every parent are o+x.
   chmod 0711 "$B" "$B/munge"

@@ -15,6 +15,8 @@ struct ProcessResult {
 };
 
 // Runs argv[0] (PATH lookup) with argv, stdin from /dev/null, and collects stdout and stderr.
+// The command inherits no other descriptor of the caller (all of fd 3 and up are closed in
+// the child), so nothing it leaves running can hold the caller's pipes open.
 [[nodiscard]] ProcessResult run_process(const std::vector<std::string>& argv);
 
 // Like run_process but throws Error naming the command, its exit code and its stderr when it

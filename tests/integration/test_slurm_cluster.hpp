@@ -61,6 +61,7 @@ class LocalCluster {
     const pid_t parent = getpid();
     watchdog_ = fork();
     if (watchdog_ != 0) return;
+    close_range(3, ~0u, 0);  // hold none of the test's pipes (see slurm/process.cpp)
     prctl(PR_SET_PDEATHSIG, SIGUSR2);
     signal(SIGUSR2, SIG_IGN);  // notice the death by polling instead of dying with the parent
     while (getppid() == parent) usleep(200000);

@@ -2,7 +2,9 @@
 // Sweep planning without a cluster: manifest format, sweep expansion (grid, seeded random,
 // seeds), deterministic ids and no re-planning of finished tasks, array chunking under
 // MaxArraySize, the array script's quoting, and report math (mean ± sample std over seeds).
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -258,6 +260,23 @@ TEST(Plan, ShellQuoteSurvivesBash) {
   const std::string nasty = "a'b\"c$(x);`y` \\ \n z";
   auto r = run_process({"bash", "-c", "printf %s " + shell_quote(nasty)});
   EXPECT_EQ(r.out, nasty);
+}
+
+// A command started by run_process gets stdin/stdout/stderr and nothing else of the caller's:
+// a descriptor opened without O_CLOEXEC (OpenMPI's singleton pipe to orted) must not reach it,
+// or a daemon it starts keeps that pipe, and whoever waits for the pipe to close, open.
+TEST(Process, CommandInheritsNoDescriptorBeyondStdio) {
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);  // no O_CLOEXEC
+  const int dup_high = fcntl(p[1], F_DUPFD, 200);
+  ASSERT_GE(dup_high, 200);
+  // "; :" keeps bash from exec-ing ls in its own place (ls would list its directory handle).
+  auto r = run_process({"bash", "-c", "ls /proc/$$/fd; :"});
+  close(p[0]);
+  close(p[1]);
+  close(dup_high);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "0\n1\n2\n") << "descriptors the command inherited: " << r.out;
 }
 
 TEST(Submit, ChunksStayBelowMaxArraySize) {
