@@ -11,8 +11,13 @@
 # bf16), and a second table compares those (needs AVX512-BF16 or AMX). With
 # --conv-algorithms "direct winograd" crackseg's fp32 also runs with --conv-algorithm winograd
 # (train.conv_algorithm) and a third table compares it with the strongest fp32 peer.
+# --paired: instead of whole runs, every side of a case is one process alternated ONE STEP at
+# a time (bench/peer/paired.py; --steps rounds, default 20; --reps and --conv-algorithms do
+# not apply): each round's ratio compares steps seconds apart, which a noisy host cannot
+# skew the way it skews runs a minute apart. The table gives the median of the per-step
+# ratios and their middle half.
 #
-#   scripts/bench-peer.sh [--reps 3] [--steps 10] [--warmup 3] [--threads N] [--case C]...
+#   scripts/bench-peer.sh [--paired] [--reps 3] [--steps 10] [--warmup 3] [--threads N] [--case C]...
 #                         [--modes "eager compile"] [--precisions "fp32 bf16"]
 #                         [--conv-algorithms "direct winograd"] [--crackseg PATH] [--out results.jsonl]
 #   scripts/bench-peer.sh --check-only     # parameter counts and multiply-adds only
@@ -25,7 +30,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${CRACKSEG_PEER_VENV:-$root/build/peer-venv}"
-reps=3 steps=10 warmup=3 threads="$(nproc)" modes="eager compile" precisions="fp32" convs="direct" bin="${CRACKSEG_BIN:-}" out="" check_only=0
+reps=3 steps="" warmup=3 threads="$(nproc)" modes="eager compile" precisions="fp32" convs="direct" bin="${CRACKSEG_BIN:-}" out="" check_only=0 paired=0
 cases=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -40,7 +45,8 @@ while [ $# -gt 0 ]; do
     --crackseg) bin="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --check-only) check_only=1; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    --paired) paired=1; shift ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "bench-peer.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -66,6 +72,7 @@ for c in "${cases[@]}"; do case_args+=(--case "$c"); done
 "$py" "$peer" check --crackseg "$bin" "${case_args[@]}"
 [ "$check_only" = 1 ] && exit 0
 
+[ -n "$steps" ] || { [ "$paired" = 1 ] && steps=20 || steps=10; }
 export OMP_NUM_THREADS="$threads"
 [ -n "$out" ] || out="$(mktemp /tmp/bench-peer-XXXXXX.jsonl)"
 : > "$out"
@@ -73,7 +80,7 @@ flags="$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|fma|avx
 echo "# crackseg vs PyTorch, one run: $(date -u '+%Y-%m-%d %H:%M UTC')"
 cpuinfo_field() { grep -m1 "^$1" /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'; }
 echo "# CPU: $(cpuinfo_field 'model name') (family $(cpuinfo_field 'cpu family'), model $(cpuinfo_field 'model\s')), $(nproc) logical CPUs; ISA: ${flags:-none of avx2/avx512/amx}"
-echo "# threads: $threads; reps: $reps; steps: $steps (+$warmup untimed); torch $("$py" -c 'import torch; print(torch.__version__)'); crackseg: $bin"
+echo "# threads: $threads; $([ "$paired" = 1 ] && echo "paired: $steps rounds of one step per side" || echo "reps: $reps; steps: $steps") (+$warmup untimed); torch $("$py" -c 'import torch; print(torch.__version__)'); crackseg: $bin"
 # What else used the CPU (a 1 s sample by top, >= 5% of a CPU, this script's own shell
 # excluded): a background job at nice 19 still shares caches and memory bandwidth, so the
 # record names it rather than leaving a reader to guess why a run was slow.
@@ -85,6 +92,12 @@ busy_processes() {
 }
 echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg); busy processes: $(busy_processes)"
 
+if [ "$paired" = 1 ]; then
+  "$py" "$peer" paired --crackseg "$bin" "${case_args[@]}" --modes "$modes" --precisions "$precisions" \
+    --steps "$steps" --warmup "$warmup" --threads "$threads" --out "$out"
+  echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg); busy processes: $(busy_processes); results: $out"
+  exit 0
+fi
 case " $precisions " in *" bf16 "*) modes="$modes bf16" ;; esac
 
 run_crackseg() {

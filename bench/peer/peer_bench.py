@@ -13,6 +13,11 @@
       precision = bf16.
   peer_bench.py table RESULTS.jsonl
       the side-by-side table from the JSON lines the script collected (no torch needed).
+  peer_bench.py paired --crackseg BIN --out RESULTS.jsonl [--case C ...] [--steps S] ...
+      every side of a case as one long-lived process (`crackseg bench --paced`, `run --paced`),
+      alternated one training step at a time; per-step ratios (paired.py).
+  peer_bench.py paired-table RESULTS.jsonl
+      the table of a paired run (no torch needed).
 """
 import argparse
 import contextlib
@@ -24,6 +29,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import paired  # noqa: E402  (step-by-step alternation; no torch needed to import)
 
 
 def crackseg_model_info(binary, section, side):
@@ -116,6 +123,12 @@ def cmd_run(a):
     first_s = None
     cpu_timed = 0.0
     for s in range(a.warmup + a.steps):
+        if a.paced and s >= a.warmup:  # the protocol of `crackseg bench --paced` (see cmd_paired)
+            if s == a.warmup:
+                print(json.dumps({"paced": "ready", "case": a.case, "mode": a.mode}), flush=True)
+            if not sys.stdin.readline():
+                print(f"peer_bench.py run --paced: stdin closed before timed step {s - a.warmup + 1}", file=sys.stderr)
+                return 2
         t0 = time.perf_counter()
         c0 = time.process_time()
         opt.zero_grad(set_to_none=True)
@@ -125,6 +138,8 @@ def cmd_run(a):
         loss.backward()
         opt.step()
         dt = time.perf_counter() - t0
+        if a.paced and s >= a.warmup:
+            print(json.dumps({"paced": "step", "ms": dt * 1e3}), flush=True)
         if s == 0:
             first_s = dt
         if s >= a.warmup:
@@ -319,10 +334,24 @@ def main():
     r.add_argument("--steps", type=int, default=10)
     r.add_argument("--warmup", type=int, default=3)
     r.add_argument("--threads", type=int, default=os.cpu_count())
+    r.add_argument("--paced", action="store_true", help="one timed step per line on stdin (see paired)")
+    pr = sub.add_parser("paired")
+    pr.add_argument("--crackseg", required=True)
+    pr.add_argument("--case", action="append", choices=["patch_cnn", "unet", "spiral_net"])
+    pr.add_argument("--modes", default="eager compile")
+    pr.add_argument("--precisions", default="fp32")
+    pr.add_argument("--steps", type=int, default=30)
+    pr.add_argument("--warmup", type=int, default=3)
+    pr.add_argument("--threads", type=int, default=os.cpu_count())
+    pr.add_argument("--out", required=True)
+    pr.add_argument("--settle-ms", type=float, default=50.0, help="pause before each step (idle spinners sleep)")
+    pt = sub.add_parser("paired-table")
+    pt.add_argument("results")
     t = sub.add_parser("table")
     t.add_argument("results")
     a = p.parse_args()
-    return {"check": cmd_check, "run": cmd_run, "table": cmd_table}[a.cmd](a)
+    return {"check": cmd_check, "run": cmd_run, "table": cmd_table, "paired": paired.cmd_paired,
+            "paired-table": paired.cmd_paired_table}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,11 @@
 //                   less, so this is the fairer efficiency figure there.
 //   step_ms_min/max the fastest and slowest timed step (JSON): a wide spread says the host
 //                   moved under the run and the median alone should not be quoted.
+// --paced (with --json): after the untimed steps the case prints {"paced":"ready",...} and
+// then runs each timed step only when a line arrives on stdin, printing {"paced":"step",
+// "ms":...} after it; the usual JSON object follows the last one. A driver (bench/peer/
+// peer_bench.py paired) alternates such processes step by step, so both sides of a
+// comparison see the same moment of a noisy host.
 // A benchmark, not a test: run it on a quiet machine, several times, and quote medians.
 #include <dnnl.h>
 #include <omp.h>
@@ -23,6 +28,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -51,7 +57,27 @@ struct Opts {
   std::string parallel = "intra";
   std::string precision = "fp32";
   std::string conv_algorithm = "direct";
+  bool paced = false;
 } opts;
+
+// --paced: before timed step `s` (counted from 0 over warmup + timed steps) wait for a line on
+// stdin, announcing readiness once; after it, report its time. Nothing happens otherwise.
+void pace_before(const std::string& name, int s) {
+  if (!opts.paced || s < opts.warmup) return;
+  if (s == opts.warmup) {
+    std::printf("%s\n", nlohmann::json({{"paced", "ready"}, {"case", name}}).dump().c_str());
+    std::fflush(stdout);
+  }
+  std::string line;
+  if (!std::getline(std::cin, line))
+    throw InputError("--paced: stdin closed before timed step " + std::to_string(s - opts.warmup + 1) + " of " +
+                     std::to_string(opts.steps) + " of case " + name);
+}
+void pace_after(int s, double seconds) {
+  if (!opts.paced || s < opts.warmup) return;
+  std::printf("%s\n", nlohmann::json({{"paced", "step"}, {"ms", seconds * 1e3}}).dump().c_str());
+  std::fflush(stdout);
+}
 
 struct BenchCase {
   std::string name;
@@ -199,6 +225,7 @@ CaseResult run_case_batch_parallel(const BenchCase& c, Backend& backend, double 
   std::vector<double> times;
   double loss_first = 0, loss_last = 0, cpu_timed = 0;
   for (int s = 0; s < opts.warmup + opts.steps; ++s) {
+    pace_before(c.name, s);
     const auto t0 = Clock::now();
     const double c0 = cpu_seconds();
     opt->zero_grad();
@@ -212,6 +239,7 @@ CaseResult run_case_batch_parallel(const BenchCase& c, Backend& backend, double 
     m->graph.mark_params_changed();
     reps.copy_params_from(params);
     const double dt = seconds_since(t0);
+    pace_after(s, dt);
     double l = 0;
     for (double v : losses) l += v / T;
     if (s == 0) loss_first = l;
@@ -245,6 +273,7 @@ CaseResult run_case(const BenchCase& c, Backend& backend, double peak, double pe
   std::vector<double> times;
   double loss_first = 0, loss_last = 0, cpu_timed = 0;
   for (int s = 0; s < opts.warmup + opts.steps; ++s) {
+    pace_before(c.name, s);
     const auto t0 = Clock::now();
     const double c0 = cpu_seconds();
     opt->zero_grad();
@@ -255,6 +284,7 @@ CaseResult run_case(const BenchCase& c, Backend& backend, double peak, double pe
     (void)opt->step();
     m->graph.mark_params_changed();
     const double dt = seconds_since(t0);
+    pace_after(s, dt);
     if (s == 0) loss_first = lo.loss;
     loss_last = lo.loss;
     if (s >= opts.warmup) times.push_back(dt), cpu_timed += cpu_seconds() - c0;
@@ -266,6 +296,7 @@ CaseResult run_case(const BenchCase& c, Backend& backend, double peak, double pe
 }
 
 int run() {
+  if (opts.paced && !opts.json) throw InputError("--paced needs --json (its step lines are JSON for a driver)");
   if (opts.threads > 0) omp_set_num_threads(opts.threads);
   const int threads = omp_get_max_threads();
   std::vector<const BenchCase*> chosen;
@@ -373,6 +404,10 @@ crackseg::cli::CommandRegistration reg{{
                          "fp32 convolutions); %% of peak still counts direct-convolution FLOPs")
               ->capture_default_str()
               ->check(CLI::IsMember({"direct", "winograd"}));
+          app.add_flag("--paced", opts.paced,
+                       "with --json: after the untimed steps print {\"paced\":\"ready\"}, then run each timed step "
+                       "when a line arrives on stdin and print {\"paced\":\"step\",\"ms\":...} after it (for "
+                       "bench/peer/peer_bench.py paired, which alternates crackseg and PyTorch step by step)");
         },
     .run = run,
     .needs_mpi = false,

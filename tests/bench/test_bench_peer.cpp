@@ -6,7 +6,8 @@
 // one channel off is caught. No timing. Skipped unless the benchmark venv with torch exists
 // ($CRACKSEG_PEER_VENV, default build/peer-venv, made by scripts/bench-peer.sh). The table
 // (no torch needed, the system python3) is checked on results with known numbers: medians,
-// the ratio to the stronger mode, and the per-repetition range that shows a noisy host.
+// the ratio to the stronger mode, and the per-repetition range that shows a noisy host; the
+// paired (step-by-step) table: the median of the per-round ratios, not the ratio of medians.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -101,6 +102,37 @@ TEST(BenchPeer, TableGivesMediansRatioAndPerRepetitionRange) {
             std::string::npos)
       << r.output;
   EXPECT_NE(r.output.find("| **2.93x** | 2.10-4.00x |"), std::string::npos) << r.output;  // bf16 41 / 14
+}
+
+// bench/peer/paired.py's table: each round's peer step over crackseg's step of the same round,
+// median and quartiles of those. The numbers are chosen so that the ratio of the medians (1.58x)
+// and the ratio of the sorted lists (median 1.64x) differ from the per-round median (1.90x).
+TEST(BenchPeer, PairedTableGivesTheMedianOfPerStepRatios) {
+  if (run_shell("python3 -c 'import json, statistics'").code != 0) GTEST_SKIP() << "no python3";
+  crackseg::test::TempDir dir;
+  const auto results = dir.path() / "paired.jsonl";
+  {
+    std::ofstream f(results);
+    const auto side = [&](const char* who, const char* key, const char* value, const char* steps, double rss) {
+      f << R"({"side": ")" << who << R"(", "case": "spiral_net", ")" << key << R"(": ")" << value
+        << R"(", "batch": 4, "paired": true, "peak_rss_mb": )" << rss << R"(, "step_ms_list": )" << steps << "}\n";
+    };
+    side("crackseg", "precision", "fp32", "[100, 200, 120, 210, 110]", 400);
+    side("crackseg", "precision", "bf16", "[50, 100, 60, 105, 55]", 350);
+    side("peer", "mode", "eager", "[190, 420, 180, 420, 160]", 1000);
+    side("peer", "mode", "compile", "[300, 500, 300, 500, 300]", 1100);
+    side("peer", "mode", "bf16", "[100, 150, 90, 200, 100]", 900);
+  }
+  const auto r = run_shell("python3 " + (source_dir() / "bench" / "peer" / "peer_bench.py").string() +
+                           " paired-table " + results.string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("| spiral_net | 33.33 img/s | 21.05 / 13.33 | eager | **1.90x** | 1.48-2.05x | 1.58x | 5 | "
+                          "400 / 1,000 |"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("| spiral_net | 66.67 | 40.00 | **3.80x** (2.95-4.10x) | **1.82x** (1.50-1.95x) |"),
+            std::string::npos)
+      << r.output;
 }
 
 }  // namespace

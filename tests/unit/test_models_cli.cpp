@@ -10,7 +10,10 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "tests/support/paths.hpp"
 
@@ -126,6 +129,40 @@ TEST(BenchCommand, StepTimeSpreadBracketsTheMedian) {
   const auto k = nlohmann::json::parse(one.out.substr(one.out.find('{')));
   EXPECT_EQ(k["step_ms_min"].get<double>(), k["step_ms"].get<double>());
   EXPECT_EQ(k["step_ms_max"].get<double>(), k["step_ms"].get<double>());
+}
+
+// --paced (the step-by-step alternation of bench/peer/paired.py): a ready line after the untimed
+// steps, one timed step per line of stdin with its time, then the usual object whose median
+// is of those steps; stdin ending early is an error naming the step, and without --json an
+// error too.
+TEST(BenchCommand, PacedRunsOneTimedStepPerLineOfStdin) {
+  crackseg::test::TempDir dir;
+  std::ofstream(dir / "two") << "go\ngo\n";
+  std::ofstream(dir / "one") << "go\n";
+  const std::string run = "bench --case patch_cnn --warmup 1 --steps 2 --threads=1 --json --paced < ";
+  const CmdResult r = run_cli(run + (dir / "two").string());
+  ASSERT_EQ(r.rc, 0) << r.out;
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(r.out);
+  for (std::string l; std::getline(in, l);)
+    if (!l.empty() && l[0] == '{') lines.push_back(nlohmann::json::parse(l));
+  ASSERT_EQ(lines.size(), 4u) << r.out;
+  EXPECT_EQ(lines[0]["paced"], "ready");
+  EXPECT_EQ(lines[0]["case"], "patch_cnn");
+  const double a = lines[1].at("ms").get<double>(), b = lines[2].at("ms").get<double>();
+  EXPECT_EQ(lines[1]["paced"], "step");
+  EXPECT_EQ(lines[2]["paced"], "step");
+  EXPECT_EQ(lines[3]["steps"], 2);
+  EXPECT_DOUBLE_EQ(lines[3]["step_ms_min"].get<double>(), std::min(a, b));
+  EXPECT_DOUBLE_EQ(lines[3]["step_ms_max"].get<double>(), std::max(a, b));
+
+  const CmdResult early = run_cli(run + (dir / "one").string());
+  EXPECT_EQ(early.rc, 2) << early.out;
+  EXPECT_NE(early.out.find("--paced: stdin closed before timed step 2 of 2 of case patch_cnn"), std::string::npos)
+      << early.out;
+  const CmdResult plain = run_cli("bench --case patch_cnn --steps 1 --paced");
+  EXPECT_EQ(plain.rc, 2) << plain.out;
+  EXPECT_NE(plain.out.find("--paced needs --json"), std::string::npos) << plain.out;
 }
 
 TEST(BenchCommand, UnknownCaseNamesTheNearest) {
