@@ -176,6 +176,6 @@ def cmd_paired_table(a, path=None):
         print("|---|---|---|---|---|")
         print("\n".join(bf16_lines))
     print()
-    print("Rates: batch over each side's median step. Ratios: per round (one step of every side, order rotating), "
-          "the peer's step time over crackseg's.")
+    print("Rates: batch over each side's median step. Strongest peer: the PyTorch fp32 mode with the higher median "
+          "rate. Ratios: per round (one step of every side, order rotating), that peer's step time over crackseg's.")
     return 0

@@ -340,7 +340,7 @@ def main():
     pr.add_argument("--case", action="append", choices=["patch_cnn", "unet", "spiral_net"])
     pr.add_argument("--modes", default="eager compile")
     pr.add_argument("--precisions", default="fp32")
-    pr.add_argument("--steps", type=int, default=30)
+    pr.add_argument("--steps", type=int, default=20)
     pr.add_argument("--warmup", type=int, default=3)
     pr.add_argument("--threads", type=int, default=os.cpu_count())
     pr.add_argument("--out", required=True)
