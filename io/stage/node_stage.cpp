@@ -3,12 +3,15 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -105,7 +108,8 @@ bool read_all(int fd, const fs::path& what, std::vector<unsigned char>& buf,
   }
 }
 
-CopyResult copy_verified(const fs::path& source, const fs::path& dest, const StageOptions& opt) {
+CopyResult copy_verified(const fs::path& source, const fs::path& dest, const StageOptions& opt,
+                         std::atomic<uint64_t>& progress, const std::atomic<bool>& abandoned) {
   CopyResult r;
   const auto t0 = std::chrono::steady_clock::now();
   const uint64_t size = fs::file_size(source);
@@ -122,7 +126,7 @@ CopyResult copy_verified(const fs::path& source, const fs::path& dest, const Sta
   std::vector<unsigned char> buf(8u << 20);
   uint64_t h = kFnvOffset;
   const bool done = read_all(in.fd, source, buf, [&](const unsigned char* p, std::size_t n) {
-    if (opt.stop_requested && opt.stop_requested()) return false;
+    if ((opt.stop_requested && opt.stop_requested()) || abandoned.load()) return false;
     h = fnv1a(h, p, n);
     for (std::size_t off = 0; off < n;) {
       const ssize_t w = ::write(out.fd, p + off, n - off);
@@ -134,6 +138,7 @@ CopyResult copy_verified(const fs::path& source, const fs::path& dest, const Sta
       off += static_cast<std::size_t>(w);
     }
     r.bytes += n;
+    progress.fetch_add(1);
     return true;
   });
   if (!done) {
@@ -149,6 +154,7 @@ CopyResult copy_verified(const fs::path& source, const fs::path& dest, const Sta
   uint64_t hv = kFnvOffset;
   (void)read_all(back.fd, part, buf, [&](const unsigned char* p, std::size_t n) {
     hv = fnv1a(hv, p, n);
+    progress.fetch_add(1);
     return true;
   });
   if (hv != h)
@@ -159,6 +165,69 @@ CopyResult copy_verified(const fs::path& source, const fs::path& dest, const Sta
   r.verify_s = seconds_since(tv);
   r.copy_s = seconds_since(t0);
   return r;
+}
+
+// The node leader's work (folder, copy, check) on a worker thread that counts its progress.
+// The caller gives up when the count stands still for options.stall_s: a read, write or mkdir
+// that never returns (a stuck NFS source, a frozen node-local disk) would otherwise hold every
+// rank of the job in the broadcast that waits for the leader. A given-up worker is detached;
+// if its call ever returns it sees `abandoned`, stops and removes its folder (the caller never
+// touches a folder on a stuck file system: that would block it too).
+struct LeaderTask {
+  std::atomic<uint64_t> progress{0};
+  std::atomic<bool> done{false}, abandoned{false};
+  CopyResult result;
+};
+
+CopyResult lead_copy(const fs::path& source, const StageOptions& options, const fs::path& folder, bool& folder_ours) {
+  auto task = std::make_shared<LeaderTask>();
+  std::thread worker([task, source, options, folder] {
+    CopyResult r;
+    try {
+      if (!fs::is_regular_file(source)) throw InputError("dataset file " + source.string() + " does not exist");
+      std::error_code ec;
+      fs::create_directories(folder, ec);
+      if (ec)
+        throw Error("staging: cannot create " + folder.string() + ": " + ec.message() +
+                    " (set data.stage_dir to a writable node-local folder)");
+      task->progress.fetch_add(1);
+      r = copy_verified(source, folder / source.filename(), options, task->progress, task->abandoned);
+    } catch (const std::exception& e) {
+      r.status = kFailed;
+      r.message = e.what();
+    }
+    if (task->abandoned.load()) {
+      std::error_code ec;
+      fs::remove_all(folder, ec);
+    }
+    task->result = std::move(r);
+    task->done.store(true, std::memory_order_release);
+  });
+  uint64_t seen = task->progress.load();
+  auto since = std::chrono::steady_clock::now();
+  while (!task->done.load(std::memory_order_acquire)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (const uint64_t p = task->progress.load(); p != seen) {
+      seen = p;
+      since = std::chrono::steady_clock::now();
+    } else if (options.stall_s > 0 && seconds_since(since) > options.stall_s) {
+      task->abandoned.store(true);
+      worker.detach();
+      folder_ours = false;
+      CopyResult r;
+      r.status = kFailed;
+      char secs[32];
+      std::snprintf(secs, sizeof secs, "%.3g", options.stall_s);
+      r.message = "staging: no progress for " + std::string(secs) + " s (dist.timeout_s) staging " + source.string() +
+                  " into " + folder.string() +
+                  ": is a file system stuck? The copy is abandoned; set data.stage = \"none\" to read the shared "
+                  "copy, or data.stage_dir to another node-local folder";
+      return r;
+    }
+  }
+  worker.join();
+  folder_ours = true;
+  return task->result;
 }
 
 }  // namespace
@@ -195,22 +264,13 @@ NodeStage::NodeStage(const fs::path& source, const StageOptions& options, MPI_Co
 
   CopyResult local;
   if (leader_) {
-    try {
-      if (!fs::is_regular_file(source)) throw InputError("dataset file " + source.string() + " does not exist");
-      const fs::path base = stage_base_dir(options.dir);
-      const char* job = std::getenv("SLURM_JOB_ID");
-      folder_ = base / ("crackseg-stage-" + std::string(job && *job ? job : "nojob") + "-" + node_name() + "-" +
-                        std::to_string(::getpid()));
-      std::error_code ec;
-      fs::create_directories(folder_, ec);
-      if (ec)
-        throw Error("staging: cannot create " + folder_.string() + ": " + ec.message() +
-                    " (set data.stage_dir to a writable node-local folder)");
-      local = copy_verified(source, folder_ / source.filename(), options);
-    } catch (const std::exception& e) {
-      local.status = kFailed;
-      local.message = e.what();
-    }
+    const fs::path base = stage_base_dir(options.dir);
+    const char* job = std::getenv("SLURM_JOB_ID");
+    const fs::path folder = base / ("crackseg-stage-" + std::string(job && *job ? job : "nojob") + "-" + node_name() +
+                                    "-" + std::to_string(::getpid()));
+    bool ours = false;
+    local = lead_copy(source, options, folder, ours);
+    if (ours) folder_ = folder;  // an abandoned copy's folder is its worker's to remove
   }
   // The node's ranks learn the leader's outcome (and wait for it here).
   double nums[2] = {local.copy_s, local.verify_s};

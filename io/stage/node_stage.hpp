@@ -30,6 +30,10 @@ namespace crackseg::io {
 struct StageOptions {
   std::filesystem::path dir;            // data.stage_dir ("" = $SLURM_TMPDIR, $TMPDIR, /tmp)
   std::function<bool()> stop_requested;  // polled between copy chunks (preemption signal)
+  // The leader gives up when its folder, copy and check make no progress for this long (a
+  // stuck file system: a mkdir, read or write that never returns); 0 = wait for ever. The run
+  // passes dist.timeout_s.
+  double stall_s = 0;
 };
 
 // What a staging did, for result.json ("staging").
@@ -48,7 +52,9 @@ struct StageRecord {
 class NodeStage {
  public:
   // Copies `source` once per node and redirects dataset opens to the copy. Throws Error (on
-  // every rank) when a node's copy fails, naming the file, folder and reason. When a stop
+  // every rank) when a node's copy fails, naming the file, folder and reason; a copy that
+  // stalls for options.stall_s fails too (the leader's work runs on a thread it can give up
+  // on; the given-up thread removes its folder if its call ever returns). When a stop
   // signal arrives during the copy, stopped() is true on every rank and nothing is redirected.
   NodeStage(const std::filesystem::path& source, const StageOptions& options, MPI_Comm world);
   ~NodeStage();

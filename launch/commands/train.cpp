@@ -151,6 +151,7 @@ int run() {
     io::StageOptions so;
     so.dir = data.at("stage_dir").get<std::string>();
     so.stop_requested = [] { return stop_requested(); };
+    so.stall_s = cfg.values.at("dist").at("timeout_s").get<double>();  // a stuck copy ends the run
     stage.emplace(data.at("path").get<std::string>(), so, MPI_COMM_WORLD);
     if (stage->stopped()) {
       if (comm.rank() == 0)

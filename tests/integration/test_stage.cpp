@@ -5,11 +5,16 @@
 // the dataset is copied once per node (one folder, one file, the source's bytes and
 // checksum), every rank's dataset opens read the copy, training on it gives bitwise the
 // weights and metrics of the unstaged run, and the copy is gone afterwards - also when
-// staging fails, when a stop signal arrives during the copy, and when training throws.
+// staging fails, when a stop signal arrives during the copy, and when training throws; a
+// stuck file system (a frozen loop-mounted ext4 as the staging folder) ends staging with an
+// error on every rank instead of a hang.
 // Two real nodes: test_slurm_two_nodes.cpp.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <fstream>
+#include <thread>
 
 #include "io/dataset/dataset.hpp"
 #include "io/stage/node_stage.hpp"
@@ -173,6 +178,77 @@ TEST(NodeStage, FailureStopAndExceptionsLeaveNothingBehind) {
   } catch (const std::runtime_error&) {
   }
   EXPECT_EQ(f.staged_entries(), 0u);
+}
+
+// A stuck file system, for real: the staging folder is a loop-mounted ext4 image frozen with
+// fsfreeze, so the leader's mkdir blocks in the kernel until it is thawed (what a hung NFS
+// server or a dead disk does to a read or write). The leader gives up after stall_s, every
+// rank gets an error instead of waiting in the broadcast for ever, and once the file system
+// is thawed the abandoned worker removes what it made. Needs root, loop devices, mkfs.ext4
+// and fsfreeze; skipped (on every rank together) where any is missing.
+TEST(NodeStage, AStuckFileSystemEndsStagingWithAnErrorOnEveryRank) {
+  Fixture f;
+  const fs::path img = f.dir / "stuck.img", mnt = f.dir / "stuck";
+  int ok = 0;
+  if (world_rank() == 0) {
+    fs::create_directories(mnt);
+    const std::string make = "truncate -s 64M '" + img.string() + "' && mkfs.ext4 -q -F '" + img.string() +
+                             "' >/dev/null 2>&1 && mount -o loop '" + img.string() + "' '" + mnt.string() +
+                             "' 2>/dev/null";
+    ok = std::system(make.c_str()) == 0;
+    if (ok && std::system(("fsfreeze --freeze '" + mnt.string() + "'").c_str()) != 0) {
+      (void)std::system(("umount '" + mnt.string() + "'").c_str());
+      ok = 0;
+    }
+  }
+  MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  if (!ok) GTEST_SKIP() << "needs root, loop devices, mkfs.ext4 and fsfreeze";
+  // Thawed and unmounted whatever happens (before the fixture removes its folder).
+  struct Thaw {
+    fs::path mnt;
+    ~Thaw() {
+      if (world_rank() != 0) return;
+      (void)std::system(("fsfreeze --unfreeze '" + mnt.string() + "' 2>/dev/null").c_str());
+      (void)std::system(("umount '" + mnt.string() + "' 2>/dev/null || umount -l '" + mnt.string() + "'").c_str());
+    }
+  } thaw{mnt};
+
+  io::StageOptions so;
+  so.dir = mnt;
+  so.stall_s = 2;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string what;
+  try {
+    io::NodeStage s(f.data, so, MPI_COMM_WORLD);
+    ADD_FAILURE() << "staging onto a frozen file system succeeded";
+  } catch (const Error& e) {
+    what = e.what();
+  }
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_GE(waited, 2.0) << what;
+  EXPECT_LT(waited, 30.0) << what;
+  if (world_rank() == 0) {
+    EXPECT_NE(what.find("no progress for 2 s"), std::string::npos) << what;
+    EXPECT_NE(what.find(mnt.string()), std::string::npos) << what;
+  } else {
+    EXPECT_NE(what.find("data.stage = \"none\""), std::string::npos) << what;
+  }
+  EXPECT_EQ(io::DatasetFile(f.data).path(), f.data);  // nothing redirected
+
+  // Thawed, the abandoned worker's mkdir returns; it stops and removes its folder.
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0) {
+    ASSERT_EQ(std::system(("fsfreeze --unfreeze '" + mnt.string() + "'").c_str()), 0);
+    std::size_t left = 1;
+    for (int i = 0; i < 200 && left > 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      left = 0;
+      for (const auto& e : fs::directory_iterator(mnt))
+        if (e.path().filename().string().rfind("crackseg-stage-", 0) == 0) ++left;
+    }
+    EXPECT_EQ(left, 0u) << "the abandoned copy's folder was not removed after the thaw";
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
 }
 
 }  // namespace
