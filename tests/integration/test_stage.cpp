@@ -180,6 +180,28 @@ TEST(NodeStage, FailureStopAndExceptionsLeaveNothingBehind) {
   EXPECT_EQ(f.staged_entries(), 0u);
 }
 
+// The other side of the stall rule: a healthy copy that takes many times stall_s in total
+// succeeds, because progress is counted per chunk (a count taken only at the start would fail
+// it). A 256 MB sparse file (32 chunks, copied and read back) against stall_s = 0.1 s.
+TEST(NodeStage, ALongHealthyCopyIsNotAStall) {
+  Fixture f;
+  const fs::path big = f.dir / "big.h5";
+  if (world_rank() == 0) {
+    { std::ofstream touch(big); }
+    fs::resize_file(big, 256u << 20);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  io::StageOptions so;
+  so.dir = f.stage_dir;
+  so.stall_s = 0.1;
+  {
+    io::NodeStage s(big, so, MPI_COMM_WORLD);
+    EXPECT_EQ(s.record().bytes, 256u << 20);
+    EXPECT_GT(s.record().copy_s, 3 * so.stall_s) << "the copy was too quick to test the rule";
+  }
+  EXPECT_EQ(f.staged_entries(), 0u);
+}
+
 // A stuck file system, for real: the staging folder is a loop-mounted ext4 image frozen with
 // fsfreeze, so the leader's mkdir blocks in the kernel until it is thawed (what a hung NFS
 // server or a dead disk does to a read or write). The leader gives up after stall_s, every
